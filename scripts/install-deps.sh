@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what signet's build, tests and demo need, and nothing that is
+# already there. Debian 12 and Fedora; as root or through sudo. Idempotent.
+#
+#   scripts/install-deps.sh            tools for the amd64 build, tests, demo
+#   scripts/install-deps.sh --arm64    also the arm64 cross toolchain, qemu-user
+#                                      and an extracted arm64 SoftHSM2 module
+set -euo pipefail
+
+want_arm64=0
+for a in "$@"; do
+	case "$a" in
+	--arm64) want_arm64=1 ;;
+	*) echo "install-deps: unknown argument $a" >&2; exit 2 ;;
+	esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+# Extracted arm64 libraries live under the project, outside version control.
+arm64_root=${SIGNET_ARM64_ROOT:-"$here/../.cache/arm64-root"}
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null; then sudo_cmd=(sudo); else
+		echo "install-deps: need root or sudo to install packages" >&2; exit 1
+	fi
+fi
+
+have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done; }
+
+# Every command the project uses, and the package that brings it.
+need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool)
+if [ -r /etc/debian_version ]; then
+	softhsm_mod=/usr/lib/softhsm/libsofthsm2.so
+	pkgs=(softhsm2 gnupg openssl rpm opensc ca-certificates gcc)
+	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && pkgs=()
+	if [ "$want_arm64" = 1 ]; then
+		have_all aarch64-linux-gnu-gcc qemu-aarch64-static || pkgs+=(gcc-aarch64-linux-gnu qemu-user-static)
+		if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+			"${sudo_cmd[@]}" dpkg --add-architecture arm64
+			updated=0
+		fi
+		for p in libc6:arm64 libssl3:arm64 libsqlite3-0:arm64 libstdc++6:arm64 libgcc-s1:arm64; do
+			dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
+		done
+	fi
+	if [ "${#pkgs[@]}" -gt 0 ]; then
+		export DEBIAN_FRONTEND=noninteractive
+		"${sudo_cmd[@]}" apt-get update -q
+		"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+	fi
+	if [ "$want_arm64" = 1 ] && [ ! -e "$arm64_root/usr/lib/softhsm/libsofthsm2.so" ]; then
+		# libsofthsm2:arm64 is not Multi-Arch: same; installing it would remove
+		# the amd64 package. Extract it beside the project instead.
+		tmp=$(mktemp -d)
+		(cd "$tmp" && apt-get download libsofthsm2:arm64 >/dev/null) || {
+			"${sudo_cmd[@]}" apt-get update -q
+			(cd "$tmp" && apt-get download libsofthsm2:arm64 >/dev/null)
+		}
+		mkdir -p "$arm64_root"
+		dpkg-deb -x "$tmp"/libsofthsm2_*_arm64.deb "$arm64_root"
+		rm -rf "$tmp"
+		# Debian puts it in the multiarch directory; give it one fixed path.
+		mkdir -p "$arm64_root/usr/lib/softhsm"
+		real=$(find "$arm64_root/usr/lib" -name libsofthsm2.so -path '*aarch64*' | head -1)
+		ln -sf "$real" "$arm64_root/usr/lib/softhsm/libsofthsm2.so"
+	fi
+elif [ -r /etc/fedora-release ]; then
+	softhsm_mod=/usr/lib64/pkcs11/libsofthsm2.so
+	pkgs=(softhsm gnupg2 openssl rpm opensc gcc)
+	[ "$want_arm64" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu qemu-user-static-aarch64)
+	missing=()
+	for p in "${pkgs[@]}"; do rpm -q "$p" >/dev/null 2>&1 || missing+=("$p"); done
+	if [ "${#missing[@]}" -gt 0 ]; then "${sudo_cmd[@]}" dnf install -y "${missing[@]}"; fi
+	if [ "$want_arm64" = 1 ]; then
+		echo "install-deps: on Fedora, provide an arm64 sysroot with SoftHSM2 yourself (SIGNET_ARM64_ROOT)" >&2
+	fi
+else
+	echo "install-deps: unsupported system; need: ${need_cmds[*]} and SoftHSM2" >&2
+	exit 1
+fi
+
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+command -v go >/dev/null || { echo "install-deps: Go 1.26 or newer is required (https://go.dev/doc/install)" >&2; exit 1; }
