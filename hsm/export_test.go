@@ -1,0 +1,33 @@
+package hsm
+
+import "github.com/miekg/pkcs11"
+
+// Hooks that break a token's state behind its back, as a restarted
+// connector, an unplugged device or another library user would.
+
+// CloseAllSessionsBehindBack closes every session of the token's slot.
+func CloseAllSessionsBehindBack(t *Token) error { return t.mod.ctx.CloseAllSessions(t.slot) }
+
+// LogoutBehindBack logs the token's user out through a session of its own.
+func LogoutBehindBack(t *Token) error {
+	sh, err := t.mod.ctx.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return err
+	}
+	defer t.mod.ctx.CloseSession(sh)
+	return t.mod.ctx.Logout(sh)
+}
+
+// FinalizeBehindBack finalises the whole module, as a library that shares
+// the process might.
+func FinalizeBehindBack(t *Token) error { return t.mod.ctx.Finalize() }
+
+// KDFRuns is how many times Argon2id has run in this process.
+func KDFRuns() int64 { return kdfRuns.Load() }
+
+// MaxOpenSessions is the most sessions t ever had open at once.
+func MaxOpenSessions(t *Token) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.maxOpen
+}
