@@ -31,8 +31,8 @@ import (
 const ModuleEnv = "SIGNET_SOFTHSM2_MODULE"
 
 var defaultModules = []string{
-	"/usr/lib/softhsm/libsofthsm2.so",          // Debian, Ubuntu
-	"/usr/lib64/pkcs11/libsofthsm2.so",         // Fedora
+	"/usr/lib/softhsm/libsofthsm2.so",  // Debian, Ubuntu
+	"/usr/lib64/pkcs11/libsofthsm2.so", // Fedora
 	"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
 	"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
 	"/usr/local/lib/softhsm/libsofthsm2.so",
