@@ -35,7 +35,7 @@ if [ -r /etc/debian_version ]; then
 	pkgs=(softhsm2 gnupg openssl rpm opensc ca-certificates gcc)
 	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && pkgs=()
 	if [ "$want_arm64" = 1 ]; then
-		have_all aarch64-linux-gnu-gcc qemu-aarch64-static || pkgs+=(gcc-aarch64-linux-gnu qemu-user-static)
+		{ have_all aarch64-linux-gnu-gcc qemu-aarch64-static && [ -e /usr/aarch64-linux-gnu/include/stdio.h ]; } || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 		if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 			"${sudo_cmd[@]}" dpkg --add-architecture arm64
 			updated=0

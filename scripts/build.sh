@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds every binary for linux/amd64 and, cross-compiling with cgo, for
+# linux/arm64, into bin/<os>-<arch>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+scripts/install-deps.sh --arm64 >/dev/null
+cmds=$(go list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./cmd/...)
+build() { # goarch cc
+	out=bin/linux-$1
+	mkdir -p "$out"
+	for c in $cmds; do
+		CGO_ENABLED=1 GOOS=linux GOARCH=$1 CC=$2 go build -trimpath -o "$out/" "$c"
+	done
+	echo "built $(ls "$out" | tr '\n' ' ')in $out"
+}
+build amd64 "${CC_AMD64:-gcc}"
+build arm64 aarch64-linux-gnu-gcc
+file bin/linux-arm64/* | grep -q 'ARM aarch64' || { echo "build: arm64 binaries are not arm64" >&2; exit 1; }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, then vet, the whole Go test suite
+# against real SoftHSM2 tokens and real verifiers, and the hsm tests again
+# as an arm64 binary under qemu-user against Debian's arm64 SoftHSM2.
+#
+#   scripts/test.sh            everything
+#   SIGNET_SKIP_ARM64=1 scripts/test.sh   skip the arm64 run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+export CGO_ENABLED=1
+
+arm64=1
+[ "${SIGNET_SKIP_ARM64:-}" = 1 ] && arm64=0
+[ -r /etc/debian_version ] || arm64=0 # the arm64 module is extracted from Debian's archive
+if [ "$arm64" = 1 ]; then scripts/install-deps.sh --arm64; else scripts/install-deps.sh; fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test (amd64, native)"
+go test -count=1 -timeout 30m ./...
+
+if [ "$arm64" = 1 ]; then
+	scripts/test-arm64.sh
+fi
