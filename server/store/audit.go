@@ -1,0 +1,251 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// AuditRecord is one entry of the append-only audit log. Records form a
+// hash chain: each record's PrevHash is the Hash of the record before it
+// (32 zero bytes for the first), and Hash covers PrevHash and all other
+// fields (see [Store.AppendAudit] for the exact encoding).
+type AuditRecord struct {
+	// ID is the position in the log, 1, 2, 3, ... without gaps; assigned
+	// by AppendAudit.
+	ID int64
+	// At is when the operation happened, in UTC with nanoseconds;
+	// AppendAudit uses the current time if zero.
+	At time.Time
+	// Actor is who asked (user name, or a client certificate subject).
+	Actor string
+	// Operation is the request, e.g. "sign-rpm", "grant-key-access".
+	Operation string
+	// KeyName is the key concerned, or "".
+	KeyName string
+	// Detail is free text or JSON describing the request. Never put
+	// secrets here.
+	Detail string
+	// Digest is the digest of the signed payload (e.g. "sha256:<hex>"),
+	// or "".
+	Digest string
+	// Result is the outcome, e.g. "ok" or an error description.
+	Result string
+	// PrevHash is the previous record's Hash; assigned by AppendAudit.
+	PrevHash []byte
+	// Hash is this record's SHA-256 chain hash; assigned by AppendAudit.
+	Hash []byte
+}
+
+// AuditChainError describes the first broken link VerifyAudit found. It
+// matches [ErrAuditChain] under [errors.Is].
+type AuditChainError struct {
+	// ID is the id of the first record that fails verification.
+	ID int64
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+// Error implements error.
+func (e *AuditChainError) Error() string {
+	return fmt.Sprintf("store: audit chain broken at record %d: %s", e.ID, e.Reason)
+}
+
+// Unwrap returns [ErrAuditChain].
+func (e *AuditChainError) Unwrap() error { return ErrAuditChain }
+
+// auditDomain separates audit chain hashes from any other SHA-256 use.
+const auditDomain = "signet-audit-v1\x00"
+
+// genesisHash returns the PrevHash of the first record: 32 zero bytes.
+func genesisHash() []byte { return make([]byte, sha256.Size) }
+
+// auditHash computes a record's chain hash over the fields exactly as
+// stored (at is the stored text, not a re-formatted time).
+func auditHash(prev []byte, id int64, at, actor, operation, keyName, detail, digest, result string) []byte {
+	h := sha256.New()
+	h.Write([]byte(auditDomain))
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field(prev)
+	var idb [8]byte
+	binary.BigEndian.PutUint64(idb[:], uint64(id))
+	field(idb[:])
+	for _, s := range []string{at, actor, operation, keyName, detail, digest, result} {
+		field([]byte(s))
+	}
+	return h.Sum(nil)
+}
+
+// AppendAudit appends rec to the audit log and returns it as stored, with
+// ID, At (if it was zero), PrevHash and Hash filled in; rec's own ID,
+// PrevHash and Hash are ignored. Operation must not be empty.
+//
+// The record is inserted in a BEGIN IMMEDIATE transaction that also reads
+// the current head of the chain, so concurrent appenders (goroutines,
+// handles, processes) always produce one linear chain.
+//
+// Hash = SHA-256 of "signet-audit-v1\x00" followed by these fields, each
+// encoded as an 8-byte big-endian length and the bytes: PrevHash, ID as an
+// 8-byte big-endian integer, At as stored (RFC 3339 with nanoseconds, UTC,
+// as produced by time.RFC3339Nano), Actor, Operation, KeyName, Detail,
+// Digest, Result (strings as their UTF-8 bytes).
+func (s *Store) AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, error) {
+	if rec.Operation == "" {
+		return AuditRecord{}, invalid("audit record without operation")
+	}
+	if rec.At.IsZero() {
+		rec.At = time.Now()
+	}
+	at := formatTime(rec.At)
+	var err error
+	if rec.At, err = parseTime(at); err != nil {
+		return AuditRecord{}, invalid("audit time %s cannot be stored as RFC 3339", at)
+	}
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		var lastID int64
+		var last []byte
+		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&lastID, &last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			lastID, last = 0, genesisHash()
+		case err != nil:
+			return dbErr("append audit", err)
+		}
+		rec.ID = lastID + 1
+		rec.PrevHash = last
+		rec.Hash = auditHash(rec.PrevHash, rec.ID, at, rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit
+			(id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rec.ID, at, rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result,
+			rec.PrevHash, rec.Hash); err != nil {
+			return dbErr("append audit", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return AuditRecord{}, err
+	}
+	return rec, nil
+}
+
+const auditColumns = `id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash`
+
+// rawAudit is an audit row as stored.
+type rawAudit struct {
+	id                                                 int64
+	at, actor, operation, keyName, detail, digest, res string
+	prevHash, hash                                     []byte
+}
+
+func scanRawAudit(row interface{ Scan(...any) error }) (rawAudit, error) {
+	var r rawAudit
+	err := row.Scan(&r.id, &r.at, &r.actor, &r.operation, &r.keyName, &r.detail, &r.digest, &r.res, &r.prevHash, &r.hash)
+	return r, err
+}
+
+func (r rawAudit) record() (AuditRecord, error) {
+	at, err := parseTime(r.at)
+	if err != nil {
+		return AuditRecord{}, fmt.Errorf("store: audit record %d: bad timestamp: %w", r.id, err)
+	}
+	return AuditRecord{
+		ID: r.id, At: at, Actor: r.actor, Operation: r.operation, KeyName: r.keyName,
+		Detail: r.detail, Digest: r.digest, Result: r.res, PrevHash: r.prevHash, Hash: r.hash,
+	}, nil
+}
+
+// ListAudit returns up to limit records with ID greater than afterID, in
+// ID order; limit <= 0 means no limit. It does not verify the chain.
+func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]AuditRecord, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	if err != nil {
+		return nil, dbErr("list audit", err)
+	}
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		r, err := scanRawAudit(rows)
+		if err != nil {
+			return nil, dbErr("list audit", err)
+		}
+		rec, err := r.record()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("list audit", err)
+	}
+	return out, nil
+}
+
+// LastAudit returns the newest audit record, or a zero AuditRecord (ID 0)
+// if the log is empty. Recording its ID and Hash elsewhere lets a later
+// check detect truncation of the log's tail, which the chain alone cannot.
+func (s *Store) LastAudit(ctx context.Context) (AuditRecord, error) {
+	r, err := scanRawAudit(s.db.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit ORDER BY id DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return AuditRecord{}, nil
+	}
+	if err != nil {
+		return AuditRecord{}, dbErr("last audit", err)
+	}
+	return r.record()
+}
+
+// VerifyAudit walks the whole audit chain from record 1 and returns how
+// many records verified. At the first bad record it stops and returns the
+// count of good records before it and a *[AuditChainError] naming the
+// record and the reason: a gap in ids, a prev_hash that does not match the
+// previous record's hash, or a hash that does not match the record's
+// contents. It reads one consistent snapshot and does not block appenders.
+//
+// Removing records from the end of the log cannot be detected this way;
+// compare with an externally kept [Store.LastAudit] for that.
+func (s *Store) VerifyAudit(ctx context.Context) (n int, err error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit ORDER BY id`)
+	if err != nil {
+		return 0, dbErr("verify audit", err)
+	}
+	defer rows.Close()
+	wantID := int64(1)
+	prev := genesisHash()
+	for rows.Next() {
+		r, err := scanRawAudit(rows)
+		if err != nil {
+			return n, dbErr("verify audit", err)
+		}
+		switch {
+		case r.id != wantID:
+			return n, &AuditChainError{ID: r.id, Reason: fmt.Sprintf("gap in ids: expected record %d, found %d", wantID, r.id)}
+		case !bytes.Equal(r.prevHash, prev):
+			return n, &AuditChainError{ID: r.id, Reason: fmt.Sprintf("prev_hash mismatch: does not match the hash of record %d", r.id-1)}
+		}
+		h := auditHash(r.prevHash, r.id, r.at, r.actor, r.operation, r.keyName, r.detail, r.digest, r.res)
+		if !bytes.Equal(h, r.hash) {
+			return n, &AuditChainError{ID: r.id, Reason: "hash mismatch: stored hash does not match the record's contents"}
+		}
+		prev = r.hash
+		wantID++
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, dbErr("verify audit", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,360 @@
+// Package store is signet's persistent state: users, signing keys, the key
+// accesses that tie the two together, named X.509 certificates per key, and a
+// hash-chained, append-only audit log.
+//
+// The data model mirrors Sigul's server database (users, keys,
+// key_accesses) so that Sigul's administrative operations can be served
+// directly from it. Everything lives in one SQLite file opened in WAL mode;
+// several [Store] handles, in one process or several, may share a file.
+//
+// Secrets never pass through this package in the clear: a key access holds
+// the token PIN wrapped under the user's passphrase, which is an opaque blob
+// here, and admin passwords are stored as Argon2id hashes (see
+// [HashPassword]).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// BusyTimeout is how long a connection waits for a lock held by another
+// connection (possibly in another process) before giving up with
+// SQLITE_BUSY.
+const BusyTimeout = 10 * time.Second
+
+// maxNameLen bounds user, key and certificate names.
+const maxNameLen = 255
+
+// Sentinel errors. Errors returned by [Store] methods wrap one of these when
+// the condition applies; test with [errors.Is].
+var (
+	// ErrNotFound reports that a named user, key, key access or certificate
+	// does not exist. The concrete error is a *[NotFoundError].
+	ErrNotFound = errors.New("not found")
+	// ErrExists reports that an object with the same name (or the same key
+	// access) already exists. The concrete error is a *[ExistsError].
+	ErrExists = errors.New("already exists")
+	// ErrInUse reports that a user cannot be deleted because it still has
+	// key accesses.
+	ErrInUse = errors.New("in use")
+	// ErrLastAccess reports an attempt to revoke the only remaining access
+	// to a key, which Sigul refuses (delete the key instead).
+	ErrLastAccess = errors.New("last access to key")
+	// ErrInvalid reports an argument that cannot be stored (empty or
+	// malformed name, empty wrapped PIN, ...).
+	ErrInvalid = errors.New("invalid argument")
+	// ErrSchemaTooNew reports a database written by a newer version of
+	// signet than this one.
+	ErrSchemaTooNew = errors.New("database schema is newer than this program supports")
+	// ErrAuditChain reports a broken audit hash chain. The concrete error
+	// is a *[AuditChainError].
+	ErrAuditChain = errors.New("audit chain broken")
+	// ErrMalformedHash reports a password hash string that is not a
+	// well-formed Argon2id PHC string with sane parameters.
+	ErrMalformedHash = errors.New("malformed password hash")
+)
+
+// Kind names the kind of object an error is about.
+type Kind string
+
+// Object kinds used in [NotFoundError] and [ExistsError].
+const (
+	KindUser        Kind = "user"
+	KindKey         Kind = "key"
+	KindAccess      Kind = "key access"
+	KindCertificate Kind = "certificate"
+)
+
+// NotFoundError reports which object was not found. It matches
+// [ErrNotFound] under [errors.Is]; use [errors.As] and Kind to tell a missing
+// user from a missing key or key access (Sigul's USER_NOT_FOUND,
+// KEY_NOT_FOUND, KEY_USER_NOT_FOUND).
+type NotFoundError struct {
+	// Kind is the kind of the missing object.
+	Kind Kind
+	// Name is the user or key name, the user name for KindAccess, or the
+	// certificate name for KindCertificate.
+	Name string
+	// Key is the key name for KindAccess and KindCertificate, else empty.
+	Key string
+}
+
+// Error implements error.
+func (e *NotFoundError) Error() string {
+	return "store: " + describe(e.Kind, e.Name, e.Key) + " not found"
+}
+
+// Unwrap returns [ErrNotFound].
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// ExistsError reports which object already exists. It matches [ErrExists]
+// under [errors.Is]. Fields are as in [NotFoundError].
+type ExistsError struct {
+	// Kind is the kind of the conflicting object.
+	Kind Kind
+	// Name is the conflicting name (see [NotFoundError.Name]).
+	Name string
+	// Key is the key name for KindAccess and KindCertificate, else empty.
+	Key string
+}
+
+// Error implements error.
+func (e *ExistsError) Error() string {
+	return "store: " + describe(e.Kind, e.Name, e.Key) + " already exists"
+}
+
+// Unwrap returns [ErrExists].
+func (e *ExistsError) Unwrap() error { return ErrExists }
+
+func describe(k Kind, name, key string) string {
+	switch k {
+	case KindAccess:
+		return fmt.Sprintf("key access of user %q to key %q", name, key)
+	case KindCertificate:
+		return fmt.Sprintf("certificate %q of key %q", name, key)
+	default:
+		return fmt.Sprintf("%s %q", k, name)
+	}
+}
+
+func notFound(k Kind, name, key string) error { return &NotFoundError{Kind: k, Name: name, Key: key} }
+func exists(k Kind, name, key string) error   { return &ExistsError{Kind: k, Name: name, Key: key} }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("store: %w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// checkName validates a user, key or certificate name. Names end up in
+// NUL-separated Sigul replies and in logs, so control characters are
+// refused.
+func checkName(what, name string) error {
+	switch {
+	case name == "":
+		return invalid("empty %s name", what)
+	case len(name) > maxNameLen:
+		return invalid("%s name longer than %d bytes", what, maxNameLen)
+	case !utf8.ValidString(name):
+		return invalid("%s name is not valid UTF-8", what)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return invalid("%s name %q contains control characters", what, name)
+	}
+	return nil
+}
+
+// isUnique reports whether err is a UNIQUE or PRIMARY KEY constraint
+// violation.
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// Store is an open signet database. It is safe for concurrent use.
+type Store struct {
+	db   *sql.DB
+	path string
+	// writeSem serializes this handle's write transactions so that
+	// in-process writers queue here instead of spinning in SQLite's busy
+	// handler. Writers in other processes (or other handles) are
+	// serialized by SQLite's own locking.
+	writeSem chan struct{}
+}
+
+// queryer is satisfied by *sql.DB and *sql.Tx.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Open opens the database at path, creating it (mode 0600) if it does not
+// exist; the parent directory must exist. An existing file keeps its mode.
+// Every connection runs with foreign keys enforced, WAL journaling,
+// synchronous=FULL, secure_delete and a busy timeout of [BusyTimeout];
+// write transactions are BEGIN IMMEDIATE.
+//
+// Open applies pending schema migrations, each in its own transaction. It
+// refuses, with an error matching [ErrSchemaTooNew], a database whose schema
+// version is newer than this code knows.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, invalid("empty database path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: database path %q: %w", path, err)
+	}
+	dir := filepath.Dir(abs)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: directory of database %s: %w", abs, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("store: directory of database %s: %s is not a directory", abs, dir)
+	}
+	if err := createFile(abs); err != nil {
+		return nil, err
+	}
+
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", abs, err)
+	}
+	s := &Store{db: db, path: abs, writeSem: make(chan struct{}, 1)}
+	if err := s.checkConn(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// createFile creates path with mode 0600 unless it exists, in which case it
+// must be a regular file. SQLite gives the -wal and -shm files the mode of
+// the database file.
+func createFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("store: create %s: %w", path, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("store: create database: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("store: database: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("store: database %s is not a regular file", path)
+	}
+	return nil
+}
+
+// dsn builds a modernc.org/sqlite data source name for the absolute path.
+// The path is URI-escaped so that '?', '#' and '%' in it are not taken for
+// URI syntax.
+func dsn(abs string) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(BusyTimeout.Milliseconds(), 10))
+	q.Set("_foreign_keys", "1")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	q.Add("_pragma", "secure_delete(1)")
+	return "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
+}
+
+// checkConn makes sure a connection can be established and that the
+// pragmas the store relies on took effect.
+func (s *Store) checkConn(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	defer conn.Close()
+	var fk int
+	if err := conn.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	if fk != 1 {
+		return fmt.Errorf("store: open %s: foreign keys could not be enabled", s.path)
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("store: open %s: journal mode is %q, not WAL", s.path, mode)
+	}
+	return nil
+}
+
+// Close closes the database. It must not be called while other methods are
+// running.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// writeTx runs fn in a BEGIN IMMEDIATE transaction and commits it if fn
+// returns nil. Errors from fn are returned unchanged.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writeSem }()
+
+	tx, err := s.db.BeginTx(ctx, nil) // IMMEDIATE, from the DSN's _txlock
+	if err != nil {
+		return fmt.Errorf("store: begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// dbErr wraps an unexpected database error with the operation it came from.
+func dbErr(op string, err error) error {
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// nullBytes maps an empty slice to SQL NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
