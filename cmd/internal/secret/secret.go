@@ -1,0 +1,145 @@
+// Package secret reads PINs, passphrases and passwords for signet's
+// commands from the three places they may come from: a file, an inherited
+// file descriptor, or a prompt on the terminal without echo. Never from
+// argv or the environment, which other users and crash reports can read.
+package secret
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"golang.org/x/term"
+)
+
+// maxLen bounds what is read from a file or descriptor.
+const maxLen = 4096
+
+// Source says where one secret comes from. At most one of File and FD is
+// set; with neither, Read prompts on the terminal unless Batch is set.
+type Source struct {
+	What  string // "token PIN", "passphrase for key fedora-43", ...
+	File  string
+	FD    int // -1 or 0: unset (stdin is read with File "-")
+	Batch bool
+	// Confirm asks twice on a prompt, for a new passphrase.
+	Confirm bool
+}
+
+// Set reports whether the secret was given explicitly (file or fd).
+func (s Source) Set() bool { return s.File != "" || s.FD > 0 }
+
+// Read returns the secret. One trailing newline (LF or CRLF) is removed
+// from files and descriptors, so `echo secret > file` works. An empty
+// secret is refused.
+func (s Source) Read() ([]byte, error) {
+	var b []byte
+	var err error
+	switch {
+	case s.File == "-":
+		b, err = readLimited(os.Stdin)
+	case s.File != "":
+		var f *os.File
+		if f, err = os.Open(s.File); err == nil {
+			b, err = readLimited(f)
+			f.Close()
+		}
+	case s.FD > 0:
+		f := os.NewFile(uintptr(s.FD), "fd "+strconv.Itoa(s.FD))
+		if f == nil {
+			return nil, fmt.Errorf("reading the %s: file descriptor %d is not open", s.What, s.FD)
+		}
+		b, err = readLimited(f)
+	default:
+		return s.prompt()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s: %w", s.What, err)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("the %s is empty", s.What)
+	}
+	return b, nil
+}
+
+func readLimited(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxLen+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxLen {
+		Zero(b)
+		return nil, fmt.Errorf("longer than %d bytes", maxLen)
+	}
+	return b, nil
+}
+
+// ErrNoTerminal: a secret was needed, none was given, and there is no
+// terminal to ask on.
+var ErrNoTerminal = errors.New("no terminal to prompt on")
+
+func (s Source) prompt() ([]byte, error) {
+	if s.Batch {
+		return nil, fmt.Errorf("the %s is needed: give it with a file or descriptor option (batch mode never prompts)", s.What)
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("the %s is needed and there is no terminal to ask on: give it with a file or descriptor option: %w", s.What, ErrNoTerminal)
+	}
+	defer tty.Close()
+	ask := func(p string) ([]byte, error) {
+		fmt.Fprintf(tty, "%s: ", p)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		return b, err
+	}
+	b, err := ask("Enter the " + s.What)
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s: %w", s.What, err)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("the %s is empty", s.What)
+	}
+	if s.Confirm {
+		again, err := ask("Repeat the " + s.What)
+		defer Zero(again)
+		if err != nil {
+			Zero(b)
+			return nil, fmt.Errorf("reading the %s: %w", s.What, err)
+		}
+		if !bytes.Equal(b, again) {
+			Zero(b)
+			return nil, fmt.Errorf("the two %ss differ", s.What)
+		}
+	}
+	return b, nil
+}
+
+// Confirm asks a yes/no question on the terminal; in batch mode, or
+// without a terminal, it answers no.
+func Confirm(question string, batch bool) bool {
+	if batch {
+		return false
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	return line == "y\n" || line == "yes\n" || line == "Y\n"
+}
+
+// Zero overwrites a secret in memory.
+func Zero(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}

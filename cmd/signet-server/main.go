@@ -1,0 +1,268 @@
+// Command signet-server is signet's server role. This version carries the
+// local, offline key-ceremony commands an operator runs on the server host:
+// `token ...`, `key ...`, `user ...`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/signet-project/signet/cmd/internal/secret"
+	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/server"
+	"github.com/signet-project/signet/server/store"
+)
+
+const defaultConfig = "/etc/signet/server.toml"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "signet-server:", err)
+		os.Exit(1)
+	}
+}
+
+// app is what every command shares: configuration and the secret sources.
+type app struct {
+	v     *viper.Viper
+	batch bool
+	// secret sources, by flag prefix
+	pinFile, soPinFile, passFile, pwFile, keyPassFile string
+	pinFD, soPinFD, passFD, pwFD, keyPassFD           int
+}
+
+func newRoot() *cobra.Command {
+	a := &app{v: viper.New()}
+	root := &cobra.Command{
+		Use:   "signet-server",
+		Short: "signet's signing server and its key-ceremony commands",
+		Long: `signet-server is the only signet process that touches keys.
+
+The commands below are local and offline: an operator runs them on the server
+host to set up the PKCS#11 token, generate or import keys, grant users access,
+and export public keys and certificates. Every step that changes something is
+appended to the audit table and to a transcript file the operator keeps.
+
+Secrets (token PIN, passphrases, passwords) are read from a file, an inherited
+file descriptor, or a prompt without echo; never from the command line.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.loadConfig(cmd)
+		},
+	}
+	f := root.PersistentFlags()
+	f.String("config", "", "configuration file (TOML; default "+defaultConfig+" if it exists)")
+	f.String("database", "", "SQLite database file (config: database)")
+	f.String("module", "", "PKCS#11 module path (config: token.module)")
+	f.String("token-label", "", "token label (config: token.label)")
+	f.String("token-serial", "", "token serial number; wins over the label (config: token.serial)")
+	f.Int("max-sessions", 0, "cap on sessions with the token (config: token.max_sessions; default 16)")
+	f.String("transcript", "", "ceremony transcript file, appended to (config: transcript; default signet-ceremony.log)")
+	f.BoolVar(&a.batch, "batch", false, "never prompt: secrets must come from files or descriptors, confirmations from --yes")
+	f.StringVar(&a.pinFile, "pin-file", "", "read the token PIN from this file ('-' for stdin)")
+	f.IntVar(&a.pinFD, "pin-fd", 0, "read the token PIN from this file descriptor")
+	for _, name := range []string{"database", "transcript"} {
+		a.v.BindPFlag(name, f.Lookup(name))
+	}
+	a.v.BindPFlag("token.module", f.Lookup("module"))
+	a.v.BindPFlag("token.label", f.Lookup("token-label"))
+	a.v.BindPFlag("token.serial", f.Lookup("token-serial"))
+	a.v.BindPFlag("token.max_sessions", f.Lookup("max-sessions"))
+	a.v.SetDefault("database", "signet.db")
+	a.v.SetDefault("transcript", "signet-ceremony.log")
+	a.v.SetDefault("token.module", "/usr/lib/softhsm/libsofthsm2.so")
+	a.v.SetDefault("kdf.time", hsm.DefaultKDF.Time)
+	a.v.SetDefault("kdf.memory_kib", hsm.DefaultKDF.MemoryKiB)
+	a.v.SetDefault("kdf.threads", hsm.DefaultKDF.Threads)
+
+	root.AddCommand(a.tokenCmd(), a.keyCmd(), a.userCmd())
+	return root
+}
+
+func (a *app) loadConfig(cmd *cobra.Command) error {
+	path, _ := cmd.Flags().GetString("config")
+	if path == "" {
+		if _, err := os.Stat(defaultConfig); err == nil {
+			path = defaultConfig
+		}
+	}
+	if path != "" {
+		a.v.SetConfigFile(path)
+		a.v.SetConfigType("toml")
+		if err := a.v.ReadInConfig(); err != nil {
+			return fmt.Errorf("reading configuration %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// secretFlags adds --NAME-file and --NAME-fd options for one secret.
+func secretFlags(cmd *cobra.Command, name, what string, file *string, fd *int) {
+	cmd.Flags().StringVar(file, name+"-file", "", "read the "+what+" from this file ('-' for stdin)")
+	cmd.Flags().IntVar(fd, name+"-fd", 0, "read the "+what+" from this file descriptor")
+}
+
+func (a *app) read(what, file string, fd int, confirm bool) ([]byte, error) {
+	return secret.Source{What: what, File: file, FD: fd, Batch: a.batch, Confirm: confirm}.Read()
+}
+
+func (a *app) tokenConfig() hsm.Config {
+	return hsm.Config{
+		Module:      a.v.GetString("token.module"),
+		TokenLabel:  a.v.GetString("token.label"),
+		TokenSerial: a.v.GetString("token.serial"),
+		MaxSessions: a.v.GetInt("token.max_sessions"),
+	}
+}
+
+func (a *app) tokenName() string {
+	if s := a.v.GetString("token.serial"); s != "" {
+		return s
+	}
+	return a.v.GetString("token.label")
+}
+
+// openStore opens the database; a missing one is created only by commands
+// that add things (create true), so a typo in --database is not silently
+// a new empty database.
+func (a *app) openStore(ctx context.Context, create bool) (*store.Store, error) {
+	path := a.v.GetString("database")
+	if !create {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("database %s: %w (it is created by `user add`, `key generate` or `key import`)", path, err)
+		}
+	}
+	return store.Open(ctx, path)
+}
+
+// session is an opened database and, when needed, a logged-in token.
+type session struct {
+	admin *server.Admin
+	tok   *hsm.Token
+}
+
+func (s *session) close() {
+	secret.Zero(s.admin.PIN)
+	if s.tok != nil {
+		s.tok.Close()
+	}
+	s.admin.Store.Close()
+	if c, ok := s.admin.Transcript.(*lazyFile); ok {
+		c.Close()
+	}
+}
+
+// open prepares an Admin; with token, it reads the PIN and logs in.
+func (a *app) open(ctx context.Context, token, create bool) (*session, error) {
+	st, err := a.openStore(ctx, create)
+	if err != nil {
+		return nil, err
+	}
+	kdf := hsm.KDFParams{Time: a.v.GetUint32("kdf.time"), MemoryKiB: a.v.GetUint32("kdf.memory_kib"), Threads: uint8(a.v.GetUint("kdf.threads"))}
+	s := &session{admin: &server.Admin{
+		Store: st, TokenName: a.tokenName(), KDF: kdf, Actor: actor(),
+		Transcript: &lazyFile{path: a.v.GetString("transcript")},
+	}}
+	if !token {
+		return s, nil
+	}
+	cfg := a.tokenConfig()
+	tok, err := hsm.Open(cfg)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.tok, s.admin.Token = tok, tok
+	pin, err := a.read("token PIN", a.pinFile, a.pinFD, false)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.admin.PIN = pin
+	if err := tok.Login(pin); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func actor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+// lazyFile opens the transcript for appending on the first write, so that
+// read-only commands leave no file behind.
+type lazyFile struct {
+	path string
+	f    *os.File
+}
+
+func (l *lazyFile) Write(p []byte) (int, error) {
+	if l.f == nil {
+		f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		l.f = f
+	}
+	n, err := l.f.Write(p)
+	if err == nil {
+		err = l.f.Sync()
+	}
+	return n, err
+}
+
+func (l *lazyFile) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
+}
+
+// writeOutput writes data to path atomically (a temporary file in the same
+// directory, synced, then renamed), or to stdout when path is "" or "-".
+func writeOutput(path string, data []byte) error {
+	if path == "" || path == "-" {
+		_, err := os.Stdout.Write(data)
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+
