@@ -1,6 +1,10 @@
 package hsm
 
-import "github.com/miekg/pkcs11"
+import (
+	"crypto"
+
+	"github.com/miekg/pkcs11"
+)
 
 // Hooks that break a token's state behind its back, as a restarted
 // connector, an unplugged device or another library user would.
@@ -30,4 +34,33 @@ func MaxOpenSessions(t *Token) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.maxOpen
+}
+
+// RawSession returns a function that signs with bare C_SignInit + C_Sign on
+// a session of its own, outside the pool: the baseline the Signer is
+// measured against. The mechanism and input are prepared once, as a
+// hand-written loop would.
+func RawSession(k *Key, digest []byte, opts crypto.SignerOpts) (sign func() error, done func(), err error) {
+	mech, data, err := k.mechanism(digest, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := k.t.mod.ctx
+	sh, err := c.OpenSession(k.t.slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := k.handle(c, sh, k.t.gen)
+	if err != nil {
+		c.CloseSession(sh)
+		return nil, nil, err
+	}
+	sign = func() error {
+		if err := c.SignInit(sh, mech, h); err != nil {
+			return err
+		}
+		_, err := c.Sign(sh, data)
+		return err
+	}
+	return sign, func() { c.CloseSession(sh) }, nil
 }

@@ -617,4 +617,3 @@ func (a *app) userCmd() *cobra.Command {
 	c.AddCommand(add, del, list)
 	return c
 }
-

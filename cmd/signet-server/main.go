@@ -264,5 +264,3 @@ func writeOutput(path string, data []byte) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
-
-
