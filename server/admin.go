@@ -401,13 +401,13 @@ func (a *Admin) OpenPGPCertificate(ctx context.Context, name string, userIDs []s
 // SelfSignedCA makes a self-signed CA certificate for a key and stores it
 // under certName.
 func (a *Admin) SelfSignedCA(ctx context.Context, keyName, certName string, req sx509.Request) (*x509.Certificate, error) {
+	req.Kind = sx509.CA
 	e := TranscriptEntry{Operation: "key-export-x509-ca", Key: keyName, Detail: certDetail(certName, req)}
 	cert, err := func() (*x509.Certificate, error) {
 		hk, _, err := a.Signer(ctx, keyName)
 		if err != nil {
 			return nil, err
 		}
-		req.Kind = sx509.CA
 		return a.storeCert(ctx, keyName, certName, func() (*x509.Certificate, error) { return sx509.SelfSignedCA(hk, req) })
 	}()
 	return cert, a.record(ctx, e, err)

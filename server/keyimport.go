@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -45,6 +46,11 @@ func ParseImport(data []byte, passphrase func() ([]byte, error)) (ImportedKey, e
 		return ImportedKey{}, fmt.Errorf("PEM block %q is not a private key", block.Type)
 	}
 	if err != nil {
+		var se asn1.StructuralError
+		var sy asn1.SyntaxError
+		if errors.As(err, &se) || errors.As(err, &sy) {
+			return ImportedKey{}, fmt.Errorf("the PEM block %q is corrupt or truncated: its contents are not a valid key", block.Type)
+		}
 		return ImportedKey{}, fmt.Errorf("parsing the %s: %w", strings.ToLower(block.Type), err)
 	}
 	s, ok := key.(crypto.Signer)
