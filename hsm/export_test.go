@@ -64,3 +64,6 @@ func RawSession(k *Key, digest []byte, opts crypto.SignerOpts) (sign func() erro
 	}
 	return sign, func() { c.CloseSession(sh) }, nil
 }
+
+// InjectError makes the next operation on t fail with the PKCS#11 code.
+func InjectError(t *Token, code uint) { t.inject.Store(uint64(code)) }

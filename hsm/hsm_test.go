@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/pkcs11"
+
 	"github.com/signet-project/signet/hsm"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
@@ -377,6 +379,24 @@ func TestRecovery(t *testing.T) {
 	}{
 		{"close all sessions (CKR_SESSION_HANDLE_INVALID)", hsm.CloseAllSessionsBehindBack},
 		{"log out (CKR_USER_NOT_LOGGED_IN)", hsm.LogoutBehindBack},
+	}
+	// SoftHSM2 cannot lose its device; a YubiHSM 2 whose connector restarts
+	// does. Close the sessions for real and report the device's error code.
+	for _, code := range []struct {
+		name string
+		code uint
+	}{
+		{"CKR_DEVICE_ERROR", pkcs11.CKR_DEVICE_ERROR},
+		{"CKR_TOKEN_NOT_PRESENT", pkcs11.CKR_TOKEN_NOT_PRESENT},
+		{"CKR_DEVICE_REMOVED", pkcs11.CKR_DEVICE_REMOVED},
+	} {
+		breaks = append(breaks, struct {
+			name string
+			fn   func(*hsm.Token) error
+		}{code.name, func(t *hsm.Token) error {
+			hsm.InjectError(t, code.code)
+			return hsm.CloseAllSessionsBehindBack(t)
+		}})
 	}
 	for _, b := range breaks {
 		if err := b.fn(tok); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -44,6 +45,11 @@ type Token struct {
 	closed   bool
 	open     int // sessions open now, idle or in use
 	maxOpen  int // the most that were ever open at once
+
+	// inject, when non-zero, is a PKCS#11 error code that the next
+	// operation fails with instead of running: how tests simulate a device
+	// error or a removed token, which SoftHSM2 cannot produce.
+	inject atomic.Uint64
 }
 
 type session struct {
@@ -231,7 +237,11 @@ func (t *Token) do(fn func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, gen uint64) e
 		var gen uint64
 		s, gen, err = t.acquire()
 		if err == nil {
-			err = fn(t.mod.ctx, s.h, s.gen)
+			if code := t.inject.Swap(0); code != 0 {
+				err = pkcs11.Error(code)
+			} else {
+				err = fn(t.mod.ctx, s.h, s.gen)
+			}
 			t.release(s, err)
 			if err == nil {
 				return nil
