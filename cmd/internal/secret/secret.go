@@ -115,7 +115,7 @@ func (s Source) prompt() ([]byte, error) {
 		}
 		if !bytes.Equal(b, again) {
 			Zero(b)
-			return nil, fmt.Errorf("the two %ss differ", s.What)
+			return nil, fmt.Errorf("the two entries of the %s differ", s.What)
 		}
 	}
 	return b, nil
