@@ -317,12 +317,13 @@ func commonTemplates(typ KeyType, id []byte, label string) (pub, priv []*pkcs11.
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		// Only RSA keys may decrypt (Sigul's decrypt operation); none may
+		// unwrap or derive, which would let them act on other keys.
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, typ.IsRSA()),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-	}
-	if typ.IsRSA() {
-		// Keys that may decrypt (Sigul's decrypt operation) are RSA only.
-		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true))
 	}
 	return pub, priv
 }

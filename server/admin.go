@@ -111,6 +111,16 @@ func (a *Admin) record(ctx context.Context, e TranscriptEntry, opErr error) erro
 	return nil
 }
 
+// keyEntry starts a transcript entry for an operation on an existing key,
+// with its type and fingerprint when the key is known.
+func (a *Admin) keyEntry(ctx context.Context, op, key, detail string) TranscriptEntry {
+	e := TranscriptEntry{Operation: op, Key: key, Detail: detail}
+	if k, err := a.Store.GetKey(ctx, key); err == nil {
+		e.KeyType, e.Fingerprint = k.KeyType, k.Fingerprint
+	}
+	return e
+}
+
 // NewKeyRequest describes a key to generate or import.
 type NewKeyRequest struct {
 	Name string
@@ -281,15 +291,21 @@ func (a *Admin) Signer(ctx context.Context, name string) (*hsm.Key, store.Key, e
 }
 
 // DeleteKey removes a key from the token and the database, with every
-// access to it.
-func (a *Admin) DeleteKey(ctx context.Context, name string) error {
-	e := TranscriptEntry{Operation: "key-delete", Key: name}
-	hk, k, err := a.Signer(ctx, name)
-	if err == nil {
-		e.KeyType, e.Fingerprint = k.KeyType, k.Fingerprint
+// access to it. A key that is no longer in the token is refused unless
+// forgetMissing is set; then only its database entry is removed.
+func (a *Admin) DeleteKey(ctx context.Context, name string, forgetMissing bool) error {
+	e := a.keyEntry(ctx, "key-delete", name, "")
+	hk, _, err := a.Signer(ctx, name)
+	switch {
+	case err == nil:
 		if err = a.Token.DeleteKey(hk.ID(), ""); err == nil {
 			err = a.Store.DeleteKey(ctx, name)
 		}
+	case errors.Is(err, hsm.ErrKeyNotFound) && forgetMissing:
+		e.Detail = "not in the token; database entry removed"
+		err = a.Store.DeleteKey(ctx, name)
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		err = fmt.Errorf("%w; to remove only its database entry, delete it with --forget-missing", err)
 	}
 	return a.record(ctx, e, err)
 }
@@ -301,8 +317,8 @@ func (a *Admin) Grant(ctx context.Context, key, user string, passphrase []byte, 
 	if keyAdmin {
 		detail += " (key admin)"
 	}
-	err := a.grant(ctx, key, user, passphrase, keyAdmin)
-	return a.record(ctx, TranscriptEntry{Operation: "key-grant", Key: key, Detail: detail}, err)
+	e := a.keyEntry(ctx, "key-grant", key, detail)
+	return a.record(ctx, e, a.grant(ctx, key, user, passphrase, keyAdmin))
 }
 
 func (a *Admin) grant(ctx context.Context, key, user string, passphrase []byte, keyAdmin bool) error {
@@ -322,8 +338,8 @@ func (a *Admin) grant(ctx context.Context, key, user string, passphrase []byte, 
 
 // Revoke removes user's access to key.
 func (a *Admin) Revoke(ctx context.Context, key, user string) error {
-	err := a.Store.Revoke(ctx, key, user)
-	return a.record(ctx, TranscriptEntry{Operation: "key-revoke", Key: key, Detail: "user " + user}, err)
+	e := a.keyEntry(ctx, "key-revoke", key, "user "+user)
+	return a.record(ctx, e, a.Store.Revoke(ctx, key, user))
 }
 
 // AddUser adds a user; an admin needs a password (for Sigul's
@@ -375,7 +391,7 @@ func (a *Admin) OpenPGPCertificate(ctx context.Context, name string, userIDs []s
 		}
 		return openpgp.Armor(k.PGPCertificate, "PGP PUBLIC KEY BLOCK")
 	}
-	e := TranscriptEntry{Operation: "key-export-openpgp", Key: name, KeyType: k.KeyType, Fingerprint: k.Fingerprint, Detail: strings.Join(userIDs, "; ")}
+	e := a.keyEntry(ctx, "key-export-openpgp", name, strings.Join(userIDs, "; "))
 	cert, err := func() ([]byte, error) {
 		hk, _, err := a.Signer(ctx, name)
 		if err != nil {
@@ -402,7 +418,7 @@ func (a *Admin) OpenPGPCertificate(ctx context.Context, name string, userIDs []s
 // under certName.
 func (a *Admin) SelfSignedCA(ctx context.Context, keyName, certName string, req sx509.Request) (*x509.Certificate, error) {
 	req.Kind = sx509.CA
-	e := TranscriptEntry{Operation: "key-export-x509-ca", Key: keyName, Detail: certDetail(certName, req)}
+	e := a.keyEntry(ctx, "key-export-x509-ca", keyName, certDetail(certName, req))
 	cert, err := func() (*x509.Certificate, error) {
 		hk, _, err := a.Signer(ctx, keyName)
 		if err != nil {
@@ -416,7 +432,7 @@ func (a *Admin) SelfSignedCA(ctx context.Context, keyName, certName string, req 
 // IssueCertificate makes a certificate for subjectKey, signed by issuerKey
 // with its stored certificate issuerCert, and stores it under certName.
 func (a *Admin) IssueCertificate(ctx context.Context, issuerKey, issuerCert, subjectKey, certName string, req sx509.Request) (*x509.Certificate, error) {
-	e := TranscriptEntry{Operation: "key-export-x509", Key: subjectKey, Detail: certDetail(certName, req) + " issued by " + issuerKey + "/" + issuerCert}
+	e := a.keyEntry(ctx, "key-export-x509", subjectKey, certDetail(certName, req)+" issued by "+issuerKey+"/"+issuerCert)
 	cert, err := func() (*x509.Certificate, error) {
 		issuer, _, err := a.Signer(ctx, issuerKey)
 		if err != nil {
@@ -470,7 +486,7 @@ func (a *Admin) Certificate(ctx context.Context, keyName, certName string) (*x50
 // CertificateRequest makes a PKCS#10 request signed by the key, for a CA
 // outside signet to sign.
 func (a *Admin) CertificateRequest(ctx context.Context, keyName string, subject pkix.Name, dnsNames []string) ([]byte, error) {
-	e := TranscriptEntry{Operation: "key-export-csr", Key: keyName, Detail: subject.String()}
+	e := a.keyEntry(ctx, "key-export-csr", keyName, subject.String())
 	der, err := func() ([]byte, error) {
 		hk, _, err := a.Signer(ctx, keyName)
 		if err != nil {
@@ -503,13 +519,12 @@ const (
 // the SHA-256 of what was signed.
 func (a *Admin) SignFile(ctx context.Context, keyName string, data []byte, format SignFormat) ([]byte, error) {
 	sum := sha256.Sum256(data)
-	e := TranscriptEntry{Operation: "key-sign", Key: keyName, Detail: "sha256:" + hex.EncodeToString(sum[:])}
+	e := a.keyEntry(ctx, "key-sign", keyName, "sha256:"+hex.EncodeToString(sum[:]))
 	sig, err := func() ([]byte, error) {
 		hk, k, err := a.Signer(ctx, keyName)
 		if err != nil {
 			return nil, err
 		}
-		e.KeyType, e.Fingerprint = k.KeyType, k.Fingerprint
 		switch format {
 		case SignOpenPGP:
 			pk, err := openpgp.NewKey(hk, k.PGPCreated)

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -24,10 +25,11 @@ import (
 	sx509 "github.com/signet-project/signet/formats/x509"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/server"
+	"github.com/signet-project/signet/server/store"
 )
 
 func (a *app) tokenCmd() *cobra.Command {
-	c := &cobra.Command{Use: "token", Short: "Inspect and initialise PKCS#11 tokens"}
+	c := group(&cobra.Command{Use: "token", Short: "Inspect and initialise PKCS#11 tokens"})
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -73,8 +75,21 @@ func (a *app) tokenCmd() *cobra.Command {
 			}
 			defer secret.Zero(pin)
 			ti, err := hsm.InitToken(a.v.GetString("token.module"), label, so, pin)
+			// There is no database yet: the step goes to the transcript only.
+			e := server.TranscriptEntry{Time: time.Now().UTC(), Actor: actor(), Operation: "token-init",
+				Detail: fmt.Sprintf("label %q serial %q module %s", label, ti.Serial, a.v.GetString("token.module")), Result: "ok"}
+			if err != nil {
+				e.Result = "error: " + err.Error()
+			}
+			line, _ := json.Marshal(e)
+			t := &lazyFile{path: a.v.GetString("transcript")}
+			_, terr := t.Write(append(line, '\n'))
+			t.Close()
 			if err != nil {
 				return err
+			}
+			if terr != nil {
+				return fmt.Errorf("token %q was initialised but the transcript could not be written: %w", label, terr)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "initialised token %q, serial %s\n", ti.Label, ti.Serial)
 			return nil
@@ -93,39 +108,36 @@ signs a test message and verifies the signature. It exits non-zero if any
 key is missing, differs, or fails to sign.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.open(cmd.Context(), true, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			ti := s.tok.Info()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "token %q serial %s (%s %s): login OK, session cap %d\n", ti.Label, ti.Serial, ti.Manufacturer, ti.Model, s.tok.MaxSessions())
-			keys, err := s.admin.Store.ListKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			failed := 0
-			for _, k := range keys {
-				if k.Token != s.admin.TokenName {
-					fmt.Fprintf(out, "%-24s skipped: on token %q\n", k.Name, k.Token)
-					continue
-				}
-				hk, _, err := s.admin.Signer(cmd.Context(), k.Name)
-				if err == nil {
-					err = testSign(hk)
-				}
+			return a.with(cmd, true, false, func(s *session) error {
+				ti := s.tok.Info()
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "token %q serial %s (%s %s): login OK, session cap %d\n", ti.Label, ti.Serial, ti.Manufacturer, ti.Model, s.tok.MaxSessions())
+				keys, err := s.admin.Store.ListKeys(cmd.Context())
 				if err != nil {
-					failed++
-					fmt.Fprintf(out, "%-24s FAILED: %v\n", k.Name, err)
-					continue
+					return err
 				}
-				fmt.Fprintf(out, "%-24s OK (%s, id %s)\n", k.Name, k.KeyType, hk.IDHex())
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d keys failed the check", failed, len(keys))
-			}
-			return nil
+				failed := 0
+				for _, k := range keys {
+					if k.Token != s.admin.TokenName {
+						fmt.Fprintf(out, "%-24s skipped: on token %q\n", k.Name, k.Token)
+						continue
+					}
+					hk, _, err := s.admin.Signer(cmd.Context(), k.Name)
+					if err == nil {
+						err = testSign(hk)
+					}
+					if err != nil {
+						failed++
+						fmt.Fprintf(out, "%-24s FAILED: %v\n", k.Name, err)
+						continue
+					}
+					fmt.Fprintf(out, "%-24s OK (%s, id %s)\n", k.Name, k.KeyType, hk.IDHex())
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d of %d keys failed the check", failed, len(keys))
+				}
+				return nil
+			})
 		},
 	}
 	c.AddCommand(list, initc, check)
@@ -164,7 +176,7 @@ func testSign(k *hsm.Key) error {
 }
 
 func (a *app) keyCmd() *cobra.Command {
-	c := &cobra.Command{Use: "key", Short: "Generate, import, list, delete, grant and export keys"}
+	c := group(&cobra.Command{Use: "key", Short: "Generate, import, list, delete, grant and export keys"})
 
 	var types []string
 	for _, t := range hsm.KeyTypes {
@@ -189,22 +201,19 @@ func (a *app) keyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := a.open(cmd.Context(), true, true)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			pass, err := ownerPass()
 			if err != nil {
 				return err
 			}
 			defer secret.Zero(pass)
-			k, err := s.admin.GenerateKey(cmd.Context(), server.NewKeyRequest{Name: args[0], Type: kt, UserIDs: uids, Owner: owner, OwnerPassphrase: pass})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "generated %s key %q in token %q, id %x, OpenPGP fingerprint %s\n", k.KeyType, k.Name, k.Token, k.ObjectID, k.Fingerprint)
-			return nil
+			return a.with(cmd, true, true, func(s *session) error {
+				k, err := s.admin.GenerateKey(cmd.Context(), server.NewKeyRequest{Name: args[0], Type: kt, UserIDs: uids, Owner: owner, OwnerPassphrase: pass})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "generated %s key %q in token %q, id %x, OpenPGP fingerprint %s\n", k.KeyType, k.Name, k.Token, k.ObjectID, k.Fingerprint)
+				return nil
+			})
 		},
 	}
 	generate.Flags().StringVar(&keyType, "type", "", "key type: "+strings.Join(types, ", ")+" (required)")
@@ -232,22 +241,19 @@ not change. Delete the file and every other copy of the key afterwards.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			s, err := a.open(cmd.Context(), true, true)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			pass, err := ownerPass()
 			if err != nil {
 				return err
 			}
 			defer secret.Zero(pass)
-			k, err := s.admin.ImportKey(cmd.Context(), server.NewKeyRequest{Name: args[0], UserIDs: uids, Owner: owner, OwnerPassphrase: pass}, in)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %s key %q into token %q, id %x, OpenPGP fingerprint %s\n", k.KeyType, k.Name, k.Token, k.ObjectID, k.Fingerprint)
-			return nil
+			return a.with(cmd, true, true, func(s *session) error {
+				k, err := s.admin.ImportKey(cmd.Context(), server.NewKeyRequest{Name: args[0], UserIDs: uids, Owner: owner, OwnerPassphrase: pass}, in)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "imported %s key %q into token %q, id %x, OpenPGP fingerprint %s\n", k.KeyType, k.Name, k.Token, k.ObjectID, k.Fingerprint)
+				return nil
+			})
 		},
 	}
 	importc.Flags().StringVar(&file, "file", "", "the key file ('-' for stdin) (required)")
@@ -265,63 +271,58 @@ not change. Delete the file and every other copy of the key afterwards.`,
 		Short: "List the keys in the database",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.open(cmd.Context(), false, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			keys, err := s.admin.Store.ListKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tTYPE\tTOKEN\tID\tCREATED\tFINGERPRINT\tUSERS")
-			for _, k := range keys {
-				acc, err := s.admin.Store.ListAccesses(cmd.Context(), k.Name)
+			return a.with(cmd, false, false, func(s *session) error {
+				keys, err := s.admin.Store.ListKeys(cmd.Context())
 				if err != nil {
 					return err
 				}
-				var users []string
-				for _, u := range acc {
-					n := u.UserName
-					if u.KeyAdmin {
-						n += "*"
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "NAME\tTYPE\tTOKEN\tID\tCREATED\tFINGERPRINT\tUSERS")
+				for _, k := range keys {
+					acc, err := s.admin.Store.ListAccesses(cmd.Context(), k.Name)
+					if err != nil {
+						return err
 					}
-					users = append(users, n)
+					var users []string
+					for _, u := range acc {
+						n := u.UserName
+						if u.KeyAdmin {
+							n += "*"
+						}
+						users = append(users, n)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%x\t%s\t%s\t%s\n", k.Name, k.KeyType, k.Token, k.ObjectID,
+						k.PGPCreated.Format(time.DateOnly), k.Fingerprint, strings.Join(users, ","))
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%x\t%s\t%s\t%s\n", k.Name, k.KeyType, k.Token, k.ObjectID,
-					k.PGPCreated.Format(time.DateOnly), k.Fingerprint, strings.Join(users, ","))
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
 
-	var yes bool
+	var yes, forgetMissing bool
 	del := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Destroy a key in the token and remove it, and every access to it, from the database",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(cmd.Context(), true, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			k, err := s.admin.Store.GetKey(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if !yes && !secret.Confirm(fmt.Sprintf("Destroy %s key %q (fingerprint %s)? This cannot be undone.", k.KeyType, k.Name, k.Fingerprint), a.batch) {
-				return errors.New("not confirmed: nothing deleted (use --yes in batch mode)")
-			}
-			if err := s.admin.DeleteKey(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted key %q\n", args[0])
-			return nil
+			return a.with(cmd, true, false, func(s *session) error {
+				k, err := s.admin.Store.GetKey(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if !yes && !secret.Confirm(fmt.Sprintf("Destroy %s key %q (fingerprint %s)? This cannot be undone.", k.KeyType, k.Name, k.Fingerprint), a.batch) {
+					return errors.New("not confirmed: nothing deleted (use --yes in batch mode)")
+				}
+				if err := s.admin.DeleteKey(cmd.Context(), args[0], forgetMissing); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted key %q\n", args[0])
+				return nil
+			})
 		},
 	}
 	del.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	del.Flags().BoolVar(&forgetMissing, "forget-missing", false, "if the key is no longer in the token, remove its database entry")
 
 	var keyAdmin bool
 	grant := &cobra.Command{
@@ -332,21 +333,18 @@ not change. Delete the file and every other copy of the key afterwards.`,
 The user gives that passphrase with each request.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(cmd.Context(), true, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			pass, err := a.read("passphrase of "+args[1]+" for key "+args[0], a.passFile, a.passFD, true)
 			if err != nil {
 				return err
 			}
 			defer secret.Zero(pass)
-			if err := s.admin.Grant(cmd.Context(), args[0], args[1], pass, keyAdmin); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "granted key %q to %s\n", args[0], args[1])
-			return nil
+			return a.with(cmd, true, false, func(s *session) error {
+				if err := s.admin.Grant(cmd.Context(), args[0], args[1], pass, keyAdmin); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "granted key %q to %s\n", args[0], args[1])
+				return nil
+			})
 		},
 	}
 	grant.Flags().BoolVar(&keyAdmin, "key-admin", false, "the user may also grant and revoke access to this key")
@@ -357,16 +355,13 @@ The user gives that passphrase with each request.`,
 		Short: "Remove a user's access to a key",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(cmd.Context(), false, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			if err := s.admin.Revoke(cmd.Context(), args[0], args[1]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s's access to key %q\n", args[1], args[0])
-			return nil
+			return a.with(cmd, false, false, func(s *session) error {
+				if err := s.admin.Revoke(cmd.Context(), args[0], args[1]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s's access to key %q\n", args[1], args[0])
+				return nil
+			})
 		},
 	}
 	var signFormat, signOut string
@@ -398,21 +393,23 @@ P-384; Ed25519 over the file), checked with 'openssl dgst -verify' or
 			if err != nil {
 				return err
 			}
-			s, err := a.open(cmd.Context(), true, false)
+			o, err := createOutput(signOut)
 			if err != nil {
 				return err
 			}
-			defer s.close()
-			sig, err := s.admin.SignFile(cmd.Context(), args[0], data, f)
-			if err != nil {
-				return err
-			}
-			if armor {
-				if sig, err = openpgp.Armor(sig, "PGP SIGNATURE"); err != nil {
+			defer o.abort()
+			return a.with(cmd, true, false, func(s *session) error {
+				sig, err := s.admin.SignFile(cmd.Context(), args[0], data, f)
+				if err != nil {
 					return err
 				}
-			}
-			return writeOutput(signOut, sig)
+				if armor {
+					if sig, err = openpgp.Armor(sig, "PGP SIGNATURE"); err != nil {
+						return err
+					}
+				}
+				return o.commit(sig)
+			})
 		},
 	}
 	sign.Flags().StringVar(&signFormat, "format", "openpgp", "openpgp or raw")
@@ -464,36 +461,20 @@ func (a *app) exportCmd() *cobra.Command {
   --format cert       a stored certificate (--cert-name), PEM`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			name := args[0]
-			needToken := format == "x509-ca" || format == "x509" || format == "csr" || (format == "openpgp" && len(uids) > 0)
-			s, err := a.open(ctx, needToken, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+			ctx, name := cmd.Context(), args[0]
+			// Check everything that can be checked before touching the token,
+			// the database or the output.
+			var err error
 			req := sx509.Request{Validity: time.Duration(days) * 24 * time.Hour, DNSNames: dns}
 			if subject != "" {
 				if req.Subject, err = sx509.ParseSubject(subject); err != nil {
 					return err
 				}
 			}
-			var data []byte
 			switch format {
-			case "pem":
-				k, err := s.admin.Store.GetKey(ctx, name)
-				if err != nil {
-					return err
-				}
-				data = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey})
-			case "openpgp":
-				data, err = s.admin.OpenPGPCertificate(ctx, name, uids)
+			case "pem", "openpgp", "csr", "cert":
 			case "x509-ca":
-				var cert *x509.Certificate
 				req.PathLen = -1
-				if cert, err = s.admin.SelfSignedCA(ctx, name, certName, req); err == nil {
-					data = sx509.EncodeCertificatePEM(cert)
-				}
 			case "x509":
 				if issuer == "" || issuerCert == "" {
 					return errors.New("--format x509 needs --issuer KEY and --issuer-cert NAME")
@@ -501,27 +482,48 @@ func (a *app) exportCmd() *cobra.Command {
 				if req.Kind, err = sx509.ParseKind(kind); err != nil {
 					return err
 				}
-				var cert *x509.Certificate
-				if cert, err = s.admin.IssueCertificate(ctx, issuer, issuerCert, name, certName, req); err == nil {
-					data = sx509.EncodeCertificatePEM(cert)
-				}
-			case "csr":
-				var der []byte
-				if der, err = s.admin.CertificateRequest(ctx, name, req.Subject, dns); err == nil {
-					data = sx509.EncodeCSRPEM(der)
-				}
-			case "cert":
-				var cert *x509.Certificate
-				if cert, err = s.admin.Certificate(ctx, name, certName); err == nil {
-					data = sx509.EncodeCertificatePEM(cert)
-				}
 			default:
 				return fmt.Errorf("unknown --format %q: pem, openpgp, x509-ca, x509, csr or cert", format)
 			}
+			o, err := createOutput(out)
 			if err != nil {
 				return err
 			}
-			return writeOutput(out, data)
+			defer o.abort()
+			needToken := format == "x509-ca" || format == "x509" || format == "csr" || (format == "openpgp" && len(uids) > 0)
+			err = a.with(cmd, needToken, false, func(s *session) error {
+				var data []byte
+				var cert *x509.Certificate
+				var err error
+				switch format {
+				case "pem":
+					var k store.Key
+					if k, err = s.admin.Store.GetKey(ctx, name); err == nil {
+						data = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey})
+					}
+				case "openpgp":
+					data, err = s.admin.OpenPGPCertificate(ctx, name, uids)
+				case "x509-ca":
+					cert, err = s.admin.SelfSignedCA(ctx, name, certName, req)
+				case "x509":
+					cert, err = s.admin.IssueCertificate(ctx, issuer, issuerCert, name, certName, req)
+				case "csr":
+					var der []byte
+					if der, err = s.admin.CertificateRequest(ctx, name, req.Subject, dns); err == nil {
+						data = sx509.EncodeCSRPEM(der)
+					}
+				case "cert":
+					cert, err = s.admin.Certificate(ctx, name, certName)
+				}
+				if err != nil {
+					return err
+				}
+				if cert != nil {
+					data = sx509.EncodeCertificatePEM(cert)
+				}
+				return o.commit(data)
+			})
+			return err
 		},
 	}
 	f := c.Flags()
@@ -540,30 +542,28 @@ func (a *app) exportCmd() *cobra.Command {
 }
 
 func (a *app) userCmd() *cobra.Command {
-	c := &cobra.Command{Use: "user", Short: "Add, delete and list users"}
+	c := group(&cobra.Command{Use: "user", Short: "Add, delete and list users"})
 	var admin, force bool
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add a user; an admin (--admin) also gets a password for administration",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(cmd.Context(), false, true)
-			if err != nil {
-				return err
-			}
-			defer s.close()
 			var pw []byte
 			if admin {
+				var err error
 				if pw, err = a.read("administration password of "+args[0], a.pwFile, a.pwFD, true); err != nil {
 					return err
 				}
 				defer secret.Zero(pw)
 			}
-			if err := s.admin.AddUser(cmd.Context(), args[0], admin, pw); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "added user %s\n", args[0])
-			return nil
+			return a.with(cmd, false, true, func(s *session) error {
+				if err := s.admin.AddUser(cmd.Context(), args[0], admin, pw); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "added user %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	add.Flags().BoolVar(&admin, "admin", false, "a server administrator (Sigul's admin flag)")
@@ -574,16 +574,13 @@ func (a *app) userCmd() *cobra.Command {
 		Short: "Delete a user (refused while they have key access, unless --force)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.open(cmd.Context(), false, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			if err := s.admin.DeleteUser(cmd.Context(), args[0], force); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted user %s\n", args[0])
-			return nil
+			return a.with(cmd, false, false, func(s *session) error {
+				if err := s.admin.DeleteUser(cmd.Context(), args[0], force); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted user %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	del.Flags().BoolVar(&force, "force", false, "also remove the user's key accesses")
@@ -593,25 +590,22 @@ func (a *app) userCmd() *cobra.Command {
 		Short: "List users",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.open(cmd.Context(), false, false)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			users, err := s.admin.Store.ListUsers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var b bytes.Buffer
-			for _, u := range users {
-				b.WriteString(u.Name)
-				if u.Admin {
-					b.WriteString(" (admin)")
+			return a.with(cmd, false, false, func(s *session) error {
+				users, err := s.admin.Store.ListUsers(cmd.Context())
+				if err != nil {
+					return err
 				}
-				b.WriteByte('\n')
-			}
-			_, err = cmd.OutOrStdout().Write(b.Bytes())
-			return err
+				var b bytes.Buffer
+				for _, u := range users {
+					b.WriteString(u.Name)
+					if u.Admin {
+						b.WriteString(" (admin)")
+					}
+					b.WriteByte('\n')
+				}
+				_, err = cmd.OutOrStdout().Write(b.Bytes())
+				return err
+			})
 		},
 	}
 	c.AddCommand(add, del, list)

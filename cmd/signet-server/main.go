@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
 	"github.com/signet-project/signet/cmd/internal/secret"
@@ -92,6 +94,15 @@ file descriptor, or a prompt without echo; never from the command line.`,
 }
 
 func (a *app) loadConfig(cmd *cobra.Command) error {
+	stdin := 0
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Value.String() == "-" && f.Value.Type() == "string" && f.Name != "output" {
+			stdin++
+		}
+	})
+	if stdin > 1 {
+		return errors.New("only one input can come from stdin ('-')")
+	}
 	path, _ := cmd.Flags().GetString("config")
 	if path == "" {
 		if _, err := os.Stat(defaultConfig); err == nil {
@@ -164,38 +175,48 @@ func (s *session) close() {
 	}
 }
 
-// open prepares an Admin; with token, it reads the PIN and logs in.
+// open prepares an Admin; with token, it reads the PIN and logs in first,
+// so that a wrong PIN or a missing secret never creates a database.
 func (a *app) open(ctx context.Context, token, create bool) (*session, error) {
+	var tok *hsm.Token
+	var pin []byte
+	if token {
+		var err error
+		if tok, err = hsm.Open(a.tokenConfig()); err != nil {
+			return nil, err
+		}
+		if pin, err = a.read("token PIN", a.pinFile, a.pinFD, false); err == nil {
+			err = tok.Login(pin)
+		}
+		if err != nil {
+			secret.Zero(pin)
+			tok.Close()
+			return nil, err
+		}
+	}
 	st, err := a.openStore(ctx, create)
 	if err != nil {
+		secret.Zero(pin)
+		if tok != nil {
+			tok.Close()
+		}
 		return nil, err
 	}
 	kdf := hsm.KDFParams{Time: a.v.GetUint32("kdf.time"), MemoryKiB: a.v.GetUint32("kdf.memory_kib"), Threads: uint8(a.v.GetUint("kdf.threads"))}
-	s := &session{admin: &server.Admin{
-		Store: st, TokenName: a.tokenName(), KDF: kdf, Actor: actor(),
+	return &session{tok: tok, admin: &server.Admin{
+		Store: st, Token: tok, PIN: pin, TokenName: a.tokenName(), KDF: kdf, Actor: actor(),
 		Transcript: &lazyFile{path: a.v.GetString("transcript")},
-	}}
-	if !token {
-		return s, nil
+	}}, nil
+}
+
+// group makes a command that only holds subcommands fail on an unknown
+// or missing subcommand, instead of printing help and exiting 0.
+func group(c *cobra.Command) *cobra.Command {
+	c.Args = cobra.NoArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		return fmt.Errorf("%s needs a subcommand; see '%s --help'", cmd.CommandPath(), cmd.CommandPath())
 	}
-	cfg := a.tokenConfig()
-	tok, err := hsm.Open(cfg)
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	s.tok, s.admin.Token = tok, tok
-	pin, err := a.read("token PIN", a.pinFile, a.pinFD, false)
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	s.admin.PIN = pin
-	if err := tok.Login(pin); err != nil {
-		s.close()
-		return nil, err
-	}
-	return s, nil
+	return c
 }
 
 func actor() string {
@@ -236,31 +257,70 @@ func (l *lazyFile) Close() error {
 	return l.f.Close()
 }
 
-// writeOutput writes data to path atomically (a temporary file in the same
-// directory, synced, then renamed), or to stdout when path is "" or "-".
-func writeOutput(path string, data []byte) error {
+// output is a file written atomically: a temporary file in the target's
+// directory, created before any work so that an unwritable destination is
+// refused before anything is signed or recorded, then synced and renamed
+// over the target by commit. Without a path it is stdout.
+type output struct {
+	path string
+	tmp  *os.File
+	done bool
+}
+
+func createOutput(path string) (*output, error) {
 	if path == "" || path == "-" {
-		_, err := os.Stdout.Write(data)
-		return err
+		return &output{}, nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("output %s is a directory", path)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
+		return nil, fmt.Errorf("cannot write %s: %w", path, errors.Unwrap(err))
+	}
+	return &output{path: path, tmp: tmp}, nil
+}
+
+func (o *output) commit(data []byte) error {
+	if o.tmp == nil {
+		_, err := os.Stdout.Write(data)
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	_, err := o.tmp.Write(data)
+	if err == nil {
+		err = o.tmp.Sync()
+	}
+	if cerr := o.tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(o.tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(o.tmp.Name(), o.path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	o.done = true
+	return nil
+}
+
+// abort removes the temporary file unless commit renamed it.
+func (o *output) abort() {
+	if o.tmp != nil && !o.done {
+		o.tmp.Close()
+		os.Remove(o.tmp.Name())
+	}
+}
+
+// with opens a session (with the token when token is set), runs fn and
+// closes the session.
+func (a *app) with(cmd *cobra.Command, token, create bool, fn func(s *session) error) error {
+	s, err := a.open(cmd.Context(), token, create)
+	if err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	defer s.close()
+	return fn(s)
 }

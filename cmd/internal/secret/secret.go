@@ -37,6 +37,9 @@ func (s Source) Set() bool { return s.File != "" || s.FD > 0 }
 // from files and descriptors, so `echo secret > file` works. An empty
 // secret is refused.
 func (s Source) Read() ([]byte, error) {
+	if s.File != "" && s.FD > 0 {
+		return nil, fmt.Errorf("the %s is given twice: use a file or a descriptor, not both", s.What)
+	}
 	var b []byte
 	var err error
 	switch {
@@ -49,11 +52,9 @@ func (s Source) Read() ([]byte, error) {
 			f.Close()
 		}
 	case s.FD > 0:
-		f := os.NewFile(uintptr(s.FD), "fd "+strconv.Itoa(s.FD))
-		if f == nil {
-			return nil, fmt.Errorf("reading the %s: file descriptor %d is not open", s.What, s.FD)
-		}
+		f := os.NewFile(uintptr(s.FD), "descriptor "+strconv.Itoa(s.FD))
 		b, err = readLimited(f)
+		f.Close()
 	default:
 		return s.prompt()
 	}
