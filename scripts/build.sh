@@ -16,4 +16,6 @@ build() { # goarch cc
 }
 build amd64 "${CC_AMD64:-gcc}"
 build arm64 aarch64-linux-gnu-gcc
-file bin/linux-arm64/* | grep -q 'ARM aarch64' || { echo "build: arm64 binaries are not arm64" >&2; exit 1; }
+for f in bin/linux-arm64/*; do # ELF e_machine 0xb7: AArch64
+	[ "$(od -An -tx1 -j18 -N2 "$f" | tr -d ' ')" = b700 ] || { echo "build: $f is not an arm64 binary" >&2; exit 1; }
+done

@@ -53,6 +53,7 @@ if [ -r /etc/debian_version ]; then
 		# libsofthsm2:arm64 is not Multi-Arch: same; installing it would remove
 		# the amd64 package. Extract it beside the project instead.
 		tmp=$(mktemp -d)
+		chmod 755 "$tmp" # apt downloads as _apt
 		(cd "$tmp" && apt-get download libsofthsm2:arm64 >/dev/null) || {
 			"${sudo_cmd[@]}" apt-get update -q
 			(cd "$tmp" && apt-get download libsofthsm2:arm64 >/dev/null)

@@ -19,3 +19,14 @@ SIGNET_HSM_KEYTYPES=rsa2048,ecdsa-p256,ed25519 \
 	-test.run '^(TestGenerateSignVerify|TestSignRefusals|TestImport|TestFindListDelete|TestOpenRefusals|TestRecovery|TestConcurrentSessionCap|TestWrapPIN|TestUnwrapperCachesOnlySuccess)$' |
 	tee .cache/hsm.arm64.log | grep -E '^(--- |PASS|FAIL|ok)'
 grep -q '^PASS$' .cache/hsm.arm64.log
+
+echo "== signet-server (linux/arm64 under qemu-user) lists a token through the arm64 SoftHSM2"
+CC=aarch64-linux-gnu-gcc CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
+	go build -o .cache/signet-server.arm64 ./cmd/signet-server
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+CGO_ENABLED=1 go build -o "$tmp/signet-server" ./cmd/signet-server
+SIGNET_SERVER=$tmp/signet-server scripts/softhsm-token.sh "$tmp/token" arm64-check >/dev/null
+SOFTHSM2_CONF=$tmp/token/softhsm2.conf qemu-aarch64-static -L / .cache/signet-server.arm64 \
+	--module "$root/usr/lib/softhsm/libsofthsm2.so" token list | tee "$tmp/list"
+grep -q '^arm64-check ' "$tmp/list"
