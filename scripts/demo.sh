@@ -59,6 +59,8 @@ S key generate tls --type ecdsa-p256
 S key grant fedora-rpm builder --passphrase-file builder-passphrase
 
 echo "== import an existing gpg key, keeping its fingerprint"
+# gpg starts agents; stop them when the demo ends.
+trap 'for h in "$work/gnupg" "$work/gnupg-verify"; do [ -d "$h" ] && GNUPGHOME=$h gpgconf --kill all; done 2>/dev/null' EXIT
 export GNUPGHOME=$work/gnupg
 mkdir -m 700 "$GNUPGHOME"
 printf 'legacy key passphrase\n' >legacy-passphrase
