@@ -29,10 +29,10 @@ fi
 have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done; }
 
 # Every command the project uses, and the package that brings it.
-need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool)
+need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool sq)
 if [ -r /etc/debian_version ]; then
 	softhsm_mod=/usr/lib/softhsm/libsofthsm2.so
-	pkgs=(softhsm2 gnupg openssl rpm opensc ca-certificates gcc)
+	pkgs=(softhsm2 gnupg openssl rpm opensc sq ca-certificates gcc)
 	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && pkgs=()
 	if [ "$want_arm64" = 1 ]; then
 		{ have_all aarch64-linux-gnu-gcc qemu-aarch64-static && [ -e /usr/aarch64-linux-gnu/include/stdio.h ]; } || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
@@ -68,7 +68,7 @@ if [ -r /etc/debian_version ]; then
 	fi
 elif [ -r /etc/fedora-release ]; then
 	softhsm_mod=/usr/lib64/pkcs11/libsofthsm2.so
-	pkgs=(softhsm gnupg2 openssl rpm opensc gcc)
+	pkgs=(softhsm gnupg2 openssl rpm opensc sequoia-sq gcc)
 	[ "$want_arm64" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu qemu-user-static-aarch64)
 	missing=()
 	for p in "${pkgs[@]}"; do rpm -q "$p" >/dev/null 2>&1 || missing+=("$p"); done
