@@ -26,9 +26,6 @@ func LogoutBehindBack(t *Token) error {
 // the process might.
 func FinalizeBehindBack(t *Token) error { return t.mod.ctx.Finalize() }
 
-// KDFRuns is how many times Argon2id has run in this process.
-func KDFRuns() int64 { return kdfRuns.Load() }
-
 // MaxOpenSessions is the most sessions t ever had open at once.
 func MaxOpenSessions(t *Token) int {
 	t.mu.Lock()
