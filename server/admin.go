@@ -325,15 +325,29 @@ func (a *Admin) grant(ctx context.Context, key, user string, passphrase []byte, 
 	if err := a.needToken(); err != nil {
 		return err
 	}
-	if _, _, err := a.Signer(ctx, key); err != nil {
+	_, k, err := a.Signer(ctx, key)
+	if err != nil {
 		return err
 	}
-	w, err := hsm.WrapPIN(a.PIN, passphrase, hsm.Binding{Key: key, User: user}, a.kdf())
+	u, err := a.Store.GetUser(ctx, user)
+	if err != nil {
+		return err
+	}
+	w, err := hsm.WrapPIN(a.PIN, passphrase, AccessBinding(k, u.ID), a.kdf())
 	if err != nil {
 		return err
 	}
 	_, err = a.Store.Grant(ctx, key, user, w, keyAdmin)
 	return err
+}
+
+// AccessBinding is what a wrapped PIN is bound to: the key's public key
+// and the user's row, not their names, so that renaming a key or a user
+// (Sigul's modify-key, modify-user) leaves every grant working, while a
+// wrapped PIN moved to another key's or user's row still does not unwrap.
+func AccessBinding(k store.Key, userID int64) hsm.Binding {
+	sum := sha256.Sum256(k.PublicKey)
+	return hsm.Binding{Key: "spki-sha256:" + hex.EncodeToString(sum[:]), User: fmt.Sprintf("user-id:%d", userID)}
 }
 
 // Revoke removes user's access to key.

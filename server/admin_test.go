@@ -55,12 +55,16 @@ func TestGenerateGrantUnwrap(t *testing.T) {
 	if err != nil || !acc.KeyAdmin {
 		t.Fatalf("owner access = %+v, %v; want a key-admin access", acc, err)
 	}
-	pin, err := hsm.UnwrapPIN(acc.WrappedPIN, []byte("pass one"), hsm.Binding{Key: "fedora", User: "releng"})
+	b := server.AccessBinding(k, acc.UserID)
+	pin, err := hsm.UnwrapPIN(acc.WrappedPIN, []byte("pass one"), b)
 	if err != nil || !bytes.Equal(pin, a.PIN) {
 		t.Fatalf("the owner's passphrase does not unwrap the token PIN: %v", err)
 	}
-	if _, err := hsm.UnwrapPIN(acc.WrappedPIN, []byte("pass two"), hsm.Binding{Key: "fedora", User: "releng"}); !errors.Is(err, hsm.ErrBadPassphrase) {
+	if _, err := hsm.UnwrapPIN(acc.WrappedPIN, []byte("pass two"), b); !errors.Is(err, hsm.ErrBadPassphrase) {
 		t.Fatalf("wrong passphrase: err = %v", err)
+	}
+	if _, err := hsm.UnwrapPIN(acc.WrappedPIN, []byte("pass one"), server.AccessBinding(k, acc.UserID+1)); !errors.Is(err, hsm.ErrBadPassphrase) {
+		t.Fatalf("another user's binding: err = %v", err)
 	}
 	// The OpenPGP certificate keeps the key's creation time when remade.
 	if _, err := a.OpenPGPCertificate(ctx, "fedora", []string{"Fedora 2 <f2@example.org>"}); err != nil {

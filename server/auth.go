@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/signet-project/signet/hsm"
@@ -99,8 +98,11 @@ type KeyAccess struct {
 func (a *Authenticator) KeyUser(ctx context.Context, user, key string, passphrase []byte, keyAdmin bool) (KeyAccess, error) {
 	acc, err := a.Store.GetAccess(ctx, key, user)
 	wrapped, binding := a.decoyWrapped, hsm.Binding{Key: "\x00decoy", User: "\x00decoy"}
+	var k store.Key
 	if err == nil {
-		wrapped, binding = acc.WrappedPIN, hsm.Binding{Key: key, User: user}
+		if k, err = a.Store.GetKey(ctx, key); err == nil {
+			wrapped, binding = acc.WrappedPIN, AccessBinding(k, acc.UserID)
+		}
 	}
 	if len(passphrase) == 0 {
 		passphrase = []byte{0} // still pay the KDF: an empty passphrase never unwraps
@@ -109,11 +111,6 @@ func (a *Authenticator) KeyUser(ctx context.Context, user, key string, passphras
 	if err != nil || uerr != nil || (keyAdmin && !acc.KeyAdmin) {
 		clear(pin)
 		return KeyAccess{}, ErrAuthFailed
-	}
-	k, err := a.Store.GetKey(ctx, key)
-	if err != nil {
-		clear(pin)
-		return KeyAccess{}, fmt.Errorf("key %q vanished during the request: %w", key, err)
 	}
 	return KeyAccess{Key: k, Access: acc, PIN: pin}, nil
 }

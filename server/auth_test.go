@@ -9,6 +9,7 @@ import (
 
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/server"
+	"github.com/signet-project/signet/server/store"
 )
 
 func TestAuthenticator(t *testing.T) {
@@ -104,6 +105,19 @@ func TestAuthenticator(t *testing.T) {
 		}
 		if _, err := au.AdminOrKey(ctx, "bob", "k", nil, nil, false); !errors.Is(err, server.ErrAuthFailed) {
 			t.Fatalf("no secret at all: err = %v", err)
+		}
+	})
+
+	t.Run("renames keep grants", func(t *testing.T) {
+		k2, bob2 := "k-renamed", "bob-renamed"
+		if _, err := a.Store.UpdateKey(ctx, "k", store.KeyUpdate{Name: &k2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Store.UpdateUser(ctx, "bob", store.UserUpdate{Name: &bob2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := au.KeyUser(ctx, bob2, k2, []byte("bob pass"), false); err != nil {
+			t.Fatalf("after renaming the key and the user: %v", err)
 		}
 	})
 
