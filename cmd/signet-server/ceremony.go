@@ -329,7 +329,8 @@ not change. Delete the file and every other copy of the key afterwards.`,
 		Use:   "grant KEY USER",
 		Short: "Let a user sign with a key, under a passphrase of their own",
 		Long: `grant wraps the token PIN under the user's new passphrase for this key
-(Argon2id, then AES-256-GCM bound to the key and user names) and stores it.
+(Argon2id, then AES-256-GCM bound to the key's public key and the user) and
+stores it.
 The user gives that passphrase with each request.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
