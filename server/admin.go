@@ -279,15 +279,22 @@ func (a *Admin) Signer(ctx context.Context, name string) (*hsm.Key, store.Key, e
 	if err != nil {
 		return nil, k, err
 	}
-	hk, err := a.Token.FindKey(k.ObjectID, "")
+	hk, err := tokenKey(a.Token, k)
+	return hk, k, err
+}
+
+// tokenKey finds a recorded key in the token and checks that the token
+// holds the public key the database has.
+func tokenKey(tok *hsm.Token, k store.Key) (*hsm.Key, error) {
+	hk, err := tok.FindKey(k.ObjectID, "")
 	if err != nil {
-		return nil, k, fmt.Errorf("key %q is in the database but not in token %q: %w", name, a.TokenName, err)
+		return nil, fmt.Errorf("key %q is in the database but not in token %q: %w", k.Name, k.Token, err)
 	}
 	der, err := x509.MarshalPKIXPublicKey(hk.Public())
-	if err != nil || string(der) != string(k.PublicKey) {
-		return nil, k, fmt.Errorf("key %q: the token's public key differs from the database's; refusing to use it", name)
+	if err != nil || !bytes.Equal(der, k.PublicKey) {
+		return nil, fmt.Errorf("key %q: the token's public key differs from the database's; refusing to use it", k.Name)
 	}
-	return hk, k, nil
+	return hk, nil
 }
 
 // DeleteKey removes a key from the token and the database, with every

@@ -1,0 +1,271 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/server"
+)
+
+type opsFixture struct {
+	t *testing.T
+	h *server.Handlers
+	a *server.Admin
+}
+
+func newOps(t *testing.T) *opsFixture {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := newAdmin(t)
+	for _, u := range []struct {
+		name  string
+		admin bool
+		pw    string
+	}{{"root", true, "root pw"}, {"alice", false, ""}, {"bob", false, ""}} {
+		var pw []byte
+		if u.pw != "" {
+			pw = []byte(u.pw)
+		}
+		if err := a.AddUser(ctx, u.name, u.admin, pw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.GenerateKey(ctx, server.NewKeyRequest{Name: "fedora", Type: hsm.Ed25519,
+		UserIDs: []string{"Fedora <f@example.org>"}, Owner: "alice", OwnerPassphrase: []byte("alice pass")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.GenerateKey(ctx, server.NewKeyRequest{Name: "x509", Type: hsm.ECDSAP256, Owner: "alice", OwnerPassphrase: []byte("alice pass")}); err != nil {
+		t.Fatal(err)
+	}
+	au, err := server.NewAuthenticator(a.Store, cheapKDF, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &server.Handlers{Store: a.Store, Token: a.Token, Auth: au, TokenName: a.TokenName, KDF: cheapKDF}
+	return &opsFixture{t: t, h: h, a: a}
+}
+
+// do sends op as user (with a matching certificate CN) with the given
+// outer fields and inner secrets, and returns the reply and its payload.
+func (f *opsFixture) do(op, user string, fields, secrets map[string]string, payload []byte) (*server.Response, []byte) {
+	f.t.Helper()
+	r := &server.Request{Op: op, User: user, CN: user, Fields: map[string][]byte{}, Secrets: map[string][]byte{},
+		Payload: bytes.NewReader(payload), PayloadSize: int64(len(payload))}
+	for k, v := range fields {
+		r.Fields[k] = []byte(v)
+	}
+	for k, v := range secrets {
+		r.Secrets[k] = []byte(v)
+	}
+	resp, err := f.h.Serve(context.Background(), r)
+	if err != nil {
+		f.t.Fatalf("%s: %v", op, err)
+	}
+	body, err := io.ReadAll(resp.Payload)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if int64(len(body)) != resp.PayloadSize {
+		f.t.Fatalf("%s: payload is %d bytes, PayloadSize says %d", op, len(body), resp.PayloadSize)
+	}
+	return resp, body
+}
+
+func (f *opsFixture) want(op string, resp *server.Response, status server.Status) {
+	f.t.Helper()
+	if resp.Status != status {
+		f.t.Fatalf("%s: status %d, want %d", op, resp.Status, status)
+	}
+}
+
+func field(resp *server.Response, key string) []byte {
+	for _, fl := range resp.Fields {
+		if fl.Key == key {
+			return fl.Value
+		}
+	}
+	return nil
+}
+
+var (
+	rootPW     = map[string]string{"password": "root pw"}
+	alicePass  = map[string]string{"passphrase": "alice pass"}
+	wrongPW    = map[string]string{"password": "root pX"}
+	noSecrets  = map[string]string{}
+	bool1      = string([]byte{1})
+	namesOf    = func(b []byte) string { return strings.ReplaceAll(string(b), "\x00", ",") }
+	fieldsName = func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+)
+
+func TestAdministrationOps(t *testing.T) {
+	f := newOps(t)
+	resp, body := f.do("list-users", "root", nil, rootPW, nil)
+	f.want("list-users", resp, server.StatusOK)
+	if got := namesOf(body); got != "alice,bob,root," || string(field(resp, "num-users")) != "\x00\x00\x00\x03" {
+		t.Fatalf("list-users = %q, num-users %x", got, field(resp, "num-users"))
+	}
+	for _, c := range []struct {
+		op      string
+		user    string
+		fields  map[string]string
+		secrets map[string]string
+		want    server.Status
+	}{
+		{"list-users", "root", nil, wrongPW, server.StatusAuthFailed},
+		{"list-users", "alice", nil, map[string]string{"password": ""}, server.StatusAuthFailed},
+		{"list-users", "root", nil, noSecrets, server.StatusAuthFailed},
+		{"new-user", "root", fieldsName("name", "carol", "admin", bool1), map[string]string{"password": "root pw", "new-password": "carol pw"}, server.StatusOK},
+		{"new-user", "root", fieldsName("name", "carol"), rootPW, server.StatusAlreadyExists},
+		{"user-info", "root", fieldsName("name", "nobody"), rootPW, server.StatusUserNotFound},
+		{"delete-user", "root", fieldsName("name", "alice"), rootPW, server.StatusUserHasKeyAccesses},
+		{"key-user-info", "root", fieldsName("name", "nobody", "key", "nokey"), rootPW, server.StatusUserNotFound},
+		{"key-user-info", "root", fieldsName("name", "bob", "key", "nokey"), rootPW, server.StatusKeyNotFound},
+		{"key-user-info", "root", fieldsName("name", "bob", "key", "fedora"), rootPW, server.StatusKeyUserNotFound},
+		{"modify-user", "root", fieldsName("name", "bob", "new-name", "carol"), rootPW, server.StatusAlreadyExists},
+		{"revoke-key-access", "root", fieldsName("key", "fedora", "name", "alice"), rootPW, server.StatusOnlyOneKeyUser},
+		{"delete-key", "root", fieldsName("key", "nokey"), rootPW, server.StatusKeyNotFound},
+		{"no-such-op", "root", nil, rootPW, server.StatusUnknownOp},
+	} {
+		resp, _ := f.do(c.op, c.user, c.fields, c.secrets, nil)
+		if resp.Status != c.want {
+			t.Errorf("%s %v: status %d, want %d", c.op, c.fields, resp.Status, c.want)
+		}
+		if resp.Status == server.StatusAuthFailed && len(resp.Fields) != 0 {
+			t.Errorf("%s: AUTHENTICATION_FAILED carries fields %v", c.op, resp.Fields)
+		}
+	}
+	// The new administrator can administer.
+	resp, _ = f.do("user-info", "carol", fieldsName("name", "carol"), map[string]string{"password": "carol pw"}, nil)
+	f.want("user-info as carol", resp, server.StatusOK)
+	if !bytes.Equal(field(resp, "admin"), []byte{1}) {
+		t.Fatalf("carol's admin field = %x", field(resp, "admin"))
+	}
+	resp, body = f.do("list-keys", "root", nil, rootPW, nil)
+	f.want("list-keys", resp, server.StatusOK)
+	if got := namesOf(body); got != "fedora (gnupg),x509 (ECC)," {
+		t.Fatalf("list-keys = %q", got)
+	}
+	// A certificate whose CN is not the user: refused like a bad password.
+	r := &server.Request{Op: "list-users", User: "root", CN: "alice", Fields: map[string][]byte{},
+		Secrets: map[string][]byte{"password": []byte("root pw")}, Payload: bytes.NewReader(nil)}
+	if resp, err := f.h.Serve(context.Background(), r); err != nil || resp.Status != server.StatusAuthFailed {
+		t.Fatalf("CN alice acting as root: %v, %v", resp, err)
+	}
+	if n, err := f.a.Store.VerifyAudit(context.Background()); err != nil || n < 20 {
+		t.Fatalf("audit: %d records, %v", n, err)
+	}
+}
+
+func TestKeyOps(t *testing.T) {
+	f := newOps(t)
+	// alice (key admin) grants bob; bob signs; bob cannot grant.
+	resp, _ := f.do("grant-key-access", "alice", fieldsName("key", "fedora", "name", "bob"),
+		map[string]string{"passphrase": "alice pass", "new-passphrase": "bob pass"}, nil)
+	f.want("grant-key-access", resp, server.StatusOK)
+	resp, _ = f.do("grant-key-access", "alice", fieldsName("key", "fedora", "name", "bob"),
+		map[string]string{"passphrase": "alice pass", "new-passphrase": "bob pass"}, nil)
+	f.want("grant-key-access twice", resp, server.StatusAlreadyExists)
+	resp, _ = f.do("grant-key-access", "bob", fieldsName("key", "fedora", "name", "root"),
+		map[string]string{"passphrase": "bob pass", "new-passphrase": "x"}, nil)
+	f.want("grant-key-access by a plain user", resp, server.StatusAuthFailed)
+
+	resp, users := f.do("list-key-users", "alice", fieldsName("key", "fedora"), alicePass, nil)
+	f.want("list-key-users", resp, server.StatusOK)
+	if namesOf(users) != "alice,bob," {
+		t.Fatalf("list-key-users = %q", namesOf(users))
+	}
+
+	data := []byte("signet sign-data payload\n")
+	resp, sig := f.do("sign-data", "bob", fieldsName("key", "fedora", "armor", bool1), map[string]string{"passphrase": "bob pass"}, data)
+	f.want("sign-data", resp, server.StatusOK)
+	resp, cert := f.do("get-public-key", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, nil)
+	f.want("get-public-key", resp, server.StatusOK)
+	gpgVerify(t, cert, sig, data)
+
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "wrong"}, data)
+	f.want("sign-data with a wrong passphrase", resp, server.StatusAuthFailed)
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "nokey"), map[string]string{"passphrase": "bob pass"}, data)
+	f.want("sign-data with an unknown key", resp, server.StatusAuthFailed)
+	resp, _ = f.do("sign-data", "alice", fieldsName("key", "x509"), alicePass, data)
+	f.want("sign-data with an X.509-only key", resp, server.StatusUnsupportedKeyType)
+	resp, pemKey := f.do("get-public-key", "root", fieldsName("key", "x509"), rootPW, nil)
+	f.want("get-public-key as admin", resp, server.StatusOK)
+	if !bytes.HasPrefix(pemKey, []byte("-----BEGIN PUBLIC KEY-----")) {
+		t.Fatalf("get-public-key x509 = %q", pemKey)
+	}
+
+	// change-passphrase: the old one stops working, the new one works.
+	resp, _ = f.do("change-passphrase", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass", "new-passphrase": "bob new"}, nil)
+	f.want("change-passphrase", resp, server.StatusOK)
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, data)
+	f.want("sign-data with the old passphrase", resp, server.StatusAuthFailed)
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob new"}, data)
+	f.want("sign-data with the new passphrase", resp, server.StatusOK)
+
+	// Renaming the key keeps every grant.
+	resp, _ = f.do("modify-key", "root", fieldsName("key", "fedora", "new-name", "fedora-43"), rootPW, nil)
+	f.want("modify-key", resp, server.StatusOK)
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora-43"), map[string]string{"passphrase": "bob new"}, data)
+	f.want("sign-data after a rename", resp, server.StatusOK)
+
+	// revoke: bob loses access; a revoked user is refused like anyone else.
+	resp, _ = f.do("revoke-key-access", "alice", fieldsName("key", "fedora-43", "name", "bob"), alicePass, nil)
+	f.want("revoke-key-access", resp, server.StatusOK)
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora-43"), map[string]string{"passphrase": "bob new"}, data)
+	f.want("sign-data after revocation", resp, server.StatusAuthFailed)
+
+	resp, _ = f.do("delete-key", "root", fieldsName("key", "x509"), rootPW, nil)
+	f.want("delete-key", resp, server.StatusOK)
+	if _, err := f.a.Token.FindKey(nil, "x509"); err == nil {
+		t.Fatal("delete-key left the key in the token")
+	}
+}
+
+// gpgVerify checks an armored detached signature with gpg in a throwaway home.
+func gpgVerify(t *testing.T, cert, sig, data []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	home := filepath.Join(dir, "gnupg")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"cert.asc": cert, "data": data, "data.asc": sig} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) error {
+		cmd := exec.Command("gpg", append([]string{"--batch", "--homedir", home}, args...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return &exec.ExitError{ProcessState: cmd.ProcessState, Stderr: out}
+		}
+		return nil
+	}
+	defer exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
+	if err := run("--import", "cert.asc"); err != nil {
+		t.Fatalf("gpg --import: %s", err.(*exec.ExitError).Stderr)
+	}
+	if err := run("--verify", "data.asc", "data"); err != nil {
+		t.Fatalf("gpg --verify: %s", err.(*exec.ExitError).Stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "data"), append(data, '!'), 0o600)
+	if err := run("--verify", "data.asc", "data"); err == nil {
+		t.Fatal("gpg accepted the signature over changed data")
+	}
+}
