@@ -122,6 +122,8 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 	"get-public-key":    (*Handlers).getPublicKey,
 	"change-passphrase": (*Handlers).changePassphrase,
 	"sign-data":         (*Handlers).signData,
+	"new-key":           (*Handlers).newKey,
+	"import-key":        (*Handlers).importKey,
 }
 
 // Serve runs one request and returns its reply. It returns ErrDrop when
@@ -583,14 +585,7 @@ func (h *Handlers) getPublicKey(ctx context.Context, r *Request) (*Response, err
 		return nil, err
 	}
 	clear(ka.PIN)
-	if len(ka.Key.PGPCertificate) > 0 {
-		armored, err := openpgp.Armor(ka.Key.PGPCertificate, "PGP PUBLIC KEY BLOCK")
-		if err != nil {
-			return nil, err
-		}
-		return withPayload(armored), nil
-	}
-	return withPayload(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ka.Key.PublicKey})), nil
+	return h.publicKey(ka.Key)
 }
 
 func (h *Handlers) changePassphrase(ctx context.Context, r *Request) (*Response, error) {
@@ -659,4 +654,134 @@ func (h *Handlers) signData(ctx context.Context, r *Request) (*Response, error) 
 		}
 	}
 	return withPayload(sig), nil
+}
+
+// errNoPIN answers new-key and import-key on a server started without the
+// token PIN.
+var errNoPIN = &refusal{status: StatusUnknownError,
+	message: "this server holds no token PIN: run `signet-server key generate` or `key import` on the server host, or start the server with a PIN file"}
+
+// NewKeyTypes maps Sigul's keytype to the key generated: "gnupg" keys get
+// an OpenPGP identity; "RSA" and "ECC" keys are for X.509 and Authenticode.
+var NewKeyTypes = map[string]hsm.KeyType{"gnupg": hsm.RSA4096, "RSA": hsm.RSA4096, "ECC": hsm.ECDSAP256}
+
+func (h *Handlers) ceremony(r *Request) *Admin {
+	return &Admin{Store: h.Store, Token: h.Token, TokenName: h.TokenName, PIN: h.PIN, KDF: h.KDF, Actor: r.User, Now: h.Now}
+}
+
+func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
+	if err := h.admin(ctx, r); err != nil {
+		return nil, err
+	}
+	key, err := str(r, "key")
+	if err != nil {
+		return nil, err
+	}
+	pass := r.Secrets["passphrase"]
+	if len(pass) == 0 {
+		return nil, fmt.Errorf("%w: passphrase is missing", ErrDrop)
+	}
+	kt := "gnupg"
+	if v, ok := r.Fields["keytype"]; ok {
+		kt = string(v)
+	}
+	owner := r.User
+	if v, ok := r.Fields["initial-key-admin"]; ok {
+		owner = string(v)
+	}
+	if _, err := h.Store.GetKey(ctx, key); err == nil {
+		return nil, refuse(StatusAlreadyExists)
+	}
+	typ, ok := NewKeyTypes[kt]
+	if !ok {
+		return nil, refuse(StatusUnsupportedKeyType)
+	}
+	if _, err := h.Store.GetUser(ctx, owner); err != nil {
+		return nil, storeStatus(err)
+	}
+	if len(h.PIN) == 0 {
+		return nil, errNoPIN
+	}
+	req := NewKeyRequest{Name: key, Type: typ, Owner: owner, OwnerPassphrase: pass}
+	if kt == "gnupg" {
+		uid := string(r.Fields["name-real"])
+		if c := r.Fields["name-comment"]; len(c) > 0 {
+			uid += " (" + string(c) + ")"
+		}
+		if e := r.Fields["name-email"]; len(e) > 0 {
+			uid += " <" + string(e) + ">"
+		}
+		if strings.TrimSpace(uid) == "" {
+			return nil, &refusal{status: StatusUnknownError, message: "a gnupg key needs name-real"}
+		}
+		req.UserIDs = []string{uid}
+	}
+	k, err := h.ceremony(r).GenerateKey(ctx, req)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	return h.publicKey(k)
+}
+
+// publicKey is the reply payload of new-key and get-public-key.
+func (h *Handlers) publicKey(k store.Key) (*Response, error) {
+	if len(k.PGPCertificate) > 0 {
+		armored, err := openpgp.Armor(k.PGPCertificate, "PGP PUBLIC KEY BLOCK")
+		if err != nil {
+			return nil, err
+		}
+		return withPayload(armored), nil
+	}
+	return withPayload(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.PublicKey})), nil
+}
+
+func (h *Handlers) importKey(ctx context.Context, r *Request) (*Response, error) {
+	if err := h.admin(ctx, r); err != nil {
+		return nil, err
+	}
+	key, err := str(r, "key")
+	if err != nil {
+		return nil, err
+	}
+	pass, newPass := r.Secrets["passphrase"], r.Secrets["new-passphrase"]
+	if _, ok := r.Secrets["passphrase"]; !ok || len(newPass) == 0 {
+		return nil, fmt.Errorf("%w: passphrase or new-passphrase is missing", ErrDrop)
+	}
+	kt := "gnupg"
+	if v, ok := r.Fields["keytype"]; ok {
+		kt = string(v)
+	}
+	owner := r.User
+	if v, ok := r.Fields["initial-key-admin"]; ok {
+		owner = string(v)
+	}
+	if _, err := h.Store.GetKey(ctx, key); err == nil {
+		return nil, refuse(StatusAlreadyExists)
+	}
+	if _, ok := NewKeyTypes[kt]; !ok {
+		return nil, refuse(StatusUnsupportedKeyType)
+	}
+	if _, err := h.Store.GetUser(ctx, owner); err != nil {
+		return nil, storeStatus(err)
+	}
+	if len(h.PIN) == 0 {
+		return nil, errNoPIN
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Payload, 1<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(data)
+	if kt != "gnupg" {
+		return nil, &refusal{status: StatusInvalidImport, message: "importing encrypted PKCS#8 keys over the network is not supported: use `signet-server key import` on the server host"}
+	}
+	in, err := ParseImport(data, func() ([]byte, error) { return bytes.Clone(pass), nil })
+	switch {
+	case errors.Is(err, openpgp.ErrBadPassphrase):
+		return nil, refuse(StatusImportPassphrase)
+	case err != nil:
+		return nil, &refusal{status: StatusInvalidImport, message: err.Error()}
+	}
+	_, err = h.ceremony(r).ImportKey(ctx, NewKeyRequest{Name: key, Owner: owner, OwnerPassphrase: newPass}, in)
+	return &Response{}, storeStatus(err)
 }

@@ -269,3 +269,55 @@ func gpgVerify(t *testing.T, cert, sig, data []byte) {
 		t.Fatal("gpg accepted the signature over changed data")
 	}
 }
+
+func TestNewAndImportKey(t *testing.T) {
+	f := newOps(t)
+	newKey := fieldsName("key", "k43", "keytype", "gnupg", "name-real", "Fedora 43", "name-email", "f43@example.org")
+	secrets := map[string]string{"password": "root pw", "passphrase": "root key pass"}
+	resp, _ := f.do("new-key", "root", newKey, secrets, nil)
+	f.want("new-key without a server PIN", resp, server.StatusUnknownError)
+	if msg := string(field(resp, "message")); !strings.Contains(msg, "signet-server key generate") {
+		t.Fatalf("new-key without a PIN: message %q does not point to the ceremony command", msg)
+	}
+	f.h.PIN = f.a.PIN
+	resp, cert := f.do("new-key", "root", newKey, secrets, nil)
+	f.want("new-key", resp, server.StatusOK)
+	if !bytes.HasPrefix(cert, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
+		t.Fatalf("new-key payload = %q", cert)
+	}
+	resp, _ = f.do("new-key", "root", newKey, secrets, nil)
+	f.want("new-key twice", resp, server.StatusAlreadyExists)
+	resp, _ = f.do("new-key", "root", fieldsName("key", "k2", "keytype", "DSA"), secrets, nil)
+	f.want("new-key of an unknown type", resp, server.StatusUnsupportedKeyType)
+	data := []byte("data")
+	resp, sig := f.do("sign-data", "root", fieldsName("key", "k43", "armor", bool1), map[string]string{"passphrase": "root key pass"}, data)
+	f.want("sign-data with the new key", resp, server.StatusOK)
+	gpgVerify(t, cert, sig, data)
+
+	// import-key of a gpg export, protected by a passphrase.
+	home := t.TempDir()
+	gpg := func(args ...string) []byte {
+		out, err := exec.Command("gpg", append([]string{"--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", "gpg pass"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("gpg %v: %v", args, err)
+		}
+		return out
+	}
+	defer exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
+	gpg("--quick-gen-key", "Old Key <old@example.org>", "ed25519", "sign", "never")
+	sec := gpg("--armor", "--export-secret-keys", "old@example.org")
+	imp := fieldsName("key", "old", "keytype", "gnupg")
+	resp, _ = f.do("import-key", "root", imp, map[string]string{"password": "root pw", "passphrase": "not it", "new-passphrase": "np"}, sec)
+	f.want("import-key with a wrong passphrase", resp, server.StatusImportPassphrase)
+	resp, _ = f.do("import-key", "root", imp, map[string]string{"password": "root pw", "passphrase": "", "new-passphrase": "np"}, []byte("garbage"))
+	f.want("import-key of garbage", resp, server.StatusInvalidImport)
+	resp, _ = f.do("import-key", "root", imp, map[string]string{"password": "root pw", "passphrase": "gpg pass", "new-passphrase": "np"}, sec)
+	f.want("import-key", resp, server.StatusOK)
+	fpr := string(gpg("--with-colons", "--fingerprint", "old@example.org"))
+	k, err := f.a.Store.GetKey(context.Background(), "old")
+	if err != nil || !strings.Contains(fpr, ":"+k.Fingerprint+":") {
+		t.Fatalf("imported key fingerprint %s not in gpg's %q (%v)", k.Fingerprint, fpr, err)
+	}
+	resp, _ = f.do("sign-data", "root", fieldsName("key", "old"), map[string]string{"passphrase": "np"}, data)
+	f.want("sign-data with the imported key", resp, server.StatusOK)
+}
