@@ -1,6 +1,6 @@
-// Package openpgp makes OpenPGP (RFC 4880) v4 keys, certificates and
-// detached signatures from a crypto.Signer, and imports secret keys exported
-// by gpg.
+// Package openpgp makes OpenPGP (RFC 4880) v4 keys, certificates, detached
+// signatures and cleartext signed messages from a crypto.Signer, and imports
+// secret keys exported by gpg.
 //
 // The private key never has to leave its crypto.Signer: a Key is the public
 // half plus a fixed creation time (which is part of the fingerprint), and

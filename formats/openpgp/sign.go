@@ -33,8 +33,11 @@ const (
 	// BinarySignature signs the bytes as they are (type 0x00); RPM header
 	// signatures are of this type.
 	BinarySignature SignatureType = 0x00
-	// TextSignature signs canonical text (type 0x01): as gpg 2.2 does,
-	// each line loses its trailing CRs and its LF is hashed as CRLF.
+	// TextSignature signs canonical text (type 0x01): as gpg 2.2 does
+	// for detached text signatures, each line loses its trailing CRs and
+	// its LF is hashed as CRLF, while trailing spaces and tabs and the
+	// final line ending are signed. ClearSign, which also makes type 0x01
+	// signatures, canonicalises differently: see there.
 	TextSignature SignatureType = 0x01
 )
 
