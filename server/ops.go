@@ -122,6 +122,7 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 	"get-public-key":    (*Handlers).getPublicKey,
 	"change-passphrase": (*Handlers).changePassphrase,
 	"sign-data":         (*Handlers).signData,
+	"sign-text":         (*Handlers).signText,
 	"new-key":           (*Handlers).newKey,
 	"import-key":        (*Handlers).importKey,
 }
@@ -784,4 +785,24 @@ func (h *Handlers) importKey(ctx context.Context, r *Request) (*Response, error)
 	}
 	_, err = h.ceremony(r).ImportKey(ctx, NewKeyRequest{Name: key, Owner: owner, OwnerPassphrase: newPass}, in)
 	return &Response{}, storeStatus(err)
+}
+
+func (h *Handlers) signText(ctx context.Context, r *Request) (*Response, error) {
+	ka, err := h.keyAuth(ctx, r, false)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(ka.PIN)
+	pk, err := h.openpgpKey(ka)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := pk.ClearSign(&out, r.Payload, h.now()); err != nil {
+		if errors.Is(err, openpgp.ErrNotCleartext) {
+			return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		}
+		return nil, err
+	}
+	return withPayload(out.Bytes()), nil
 }

@@ -196,6 +196,16 @@ func TestKeyOps(t *testing.T) {
 	f.want("get-public-key", resp, server.StatusOK)
 	gpgVerify(t, cert, sig, data)
 
+	text := []byte("Release notes\n- first item\nFrom here on\n")
+	resp, clear := f.do("sign-text", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, text)
+	f.want("sign-text", resp, server.StatusOK)
+	gpgVerify(t, cert, clear, nil)
+	resp, _ = f.do("sign-text", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, []byte("bin\x00ary"))
+	f.want("sign-text of binary data", resp, server.StatusUnknownError)
+	if !strings.Contains(string(field(resp, "message")), "line 1") {
+		t.Fatalf("sign-text of binary data: message %q", field(resp, "message"))
+	}
+
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "wrong"}, data)
 	f.want("sign-data with a wrong passphrase", resp, server.StatusAuthFailed)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "nokey"), map[string]string{"passphrase": "bob pass"}, data)
@@ -235,7 +245,8 @@ func TestKeyOps(t *testing.T) {
 	}
 }
 
-// gpgVerify checks an armored detached signature with gpg in a throwaway home.
+// gpgVerify checks an armored detached signature over data, or a cleartext
+// signed message when data is nil, with gpg in a throwaway home.
 func gpgVerify(t *testing.T, cert, sig, data []byte) {
 	t.Helper()
 	dir := t.TempDir()
@@ -260,6 +271,16 @@ func gpgVerify(t *testing.T, cert, sig, data []byte) {
 	defer exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
 	if err := run("--import", "cert.asc"); err != nil {
 		t.Fatalf("gpg --import: %s", err.(*exec.ExitError).Stderr)
+	}
+	if data == nil { // a cleartext signed message
+		if err := run("--verify", "data.asc"); err != nil {
+			t.Fatalf("gpg --verify: %s", err.(*exec.ExitError).Stderr)
+		}
+		os.WriteFile(filepath.Join(dir, "data.asc"), bytes.Replace(sig, []byte("item"), []byte("itEm"), 1), 0o600)
+		if err := run("--verify", "data.asc"); err == nil {
+			t.Fatal("gpg accepted a changed cleartext message")
+		}
+		return
 	}
 	if err := run("--verify", "data.asc", "data"); err != nil {
 		t.Fatalf("gpg --verify: %s", err.(*exec.ExitError).Stderr)
