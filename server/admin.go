@@ -413,26 +413,69 @@ func (a *Admin) OpenPGPCertificate(ctx context.Context, name string, userIDs []s
 		return openpgp.Armor(k.PGPCertificate, "PGP PUBLIC KEY BLOCK")
 	}
 	e := a.keyEntry(ctx, "key-export-openpgp", name, strings.Join(userIDs, "; "))
-	cert, err := func() ([]byte, error) {
-		hk, _, err := a.Signer(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		pk, err := openpgp.NewKey(hk, k.PGPCreated)
-		if err != nil {
-			return nil, err
-		}
-		cert, err := pk.Certificate(userIDs, a.now())
-		if err != nil {
-			return nil, err
-		}
-		_, err = a.Store.UpdateKey(ctx, name, store.KeyUpdate{PGPCertificate: &cert})
-		return cert, err
-	}()
+	cert, err := a.recertify(ctx, k, userIDs, nil)
 	if err = a.record(ctx, e, err); err != nil {
 		return nil, err
 	}
 	return openpgp.Armor(cert, "PGP PUBLIC KEY BLOCK")
+}
+
+// recertify makes and stores a new OpenPGP certificate for k, self-signed
+// by the token key with the key's fixed creation time. Nil userIDs keep the
+// stored certificate's user ids; a nil expires keeps its expiration time
+// (a pointer to the zero time removes it).
+func (a *Admin) recertify(ctx context.Context, k store.Key, userIDs []string, expires *time.Time) ([]byte, error) {
+	var old openpgp.CertificateInfo
+	if len(k.PGPCertificate) > 0 {
+		info, err := openpgp.ParseCertificate(k.PGPCertificate)
+		if err != nil {
+			return nil, fmt.Errorf("stored certificate of key %q: %w", k.Name, err)
+		}
+		old = *info
+	}
+	if userIDs == nil {
+		userIDs = old.UserIDs
+	}
+	if expires == nil {
+		expires = &old.Expires
+	}
+	hk, err := tokenKey(a.Token, k)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := openpgp.NewKey(hk, k.PGPCreated)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := pk.CertificateExpiring(userIDs, a.now(), *expires)
+	if err != nil {
+		return nil, err
+	}
+	_, err = a.Store.UpdateKey(ctx, k.Name, store.KeyUpdate{PGPCertificate: &cert})
+	return cert, err
+}
+
+// SetExpiration re-certifies an OpenPGP key with a new expiration time
+// (zero: never expires), keeping its user ids (Sigul's
+// change-key-expiration). The token must be logged in.
+func (a *Admin) SetExpiration(ctx context.Context, name string, expires time.Time) error {
+	detail := "never expires"
+	if !expires.IsZero() {
+		detail = "expires " + expires.UTC().Format(time.DateOnly)
+	}
+	e := a.keyEntry(ctx, "key-expiration", name, detail)
+	err := func() error {
+		k, err := a.Store.GetKey(ctx, name)
+		if err != nil {
+			return err
+		}
+		if len(k.PGPCertificate) == 0 {
+			return fmt.Errorf("key %q has no OpenPGP certificate to set an expiration time in", name)
+		}
+		_, err = a.recertify(ctx, k, nil, &expires)
+		return err
+	}()
+	return a.record(ctx, e, err)
 }
 
 // SelfSignedCA makes a self-signed CA certificate for a key and stores it

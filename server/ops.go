@@ -106,25 +106,26 @@ type Handlers struct {
 
 // The operations served, by wire name.
 var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*Response, error){
-	"list-users":        (*Handlers).listUsers,
-	"new-user":          (*Handlers).newUser,
-	"delete-user":       (*Handlers).deleteUser,
-	"user-info":         (*Handlers).userInfo,
-	"modify-user":       (*Handlers).modifyUser,
-	"key-user-info":     (*Handlers).keyUserInfo,
-	"modify-key-user":   (*Handlers).modifyKeyUser,
-	"list-keys":         (*Handlers).listKeys,
-	"delete-key":        (*Handlers).deleteKey,
-	"modify-key":        (*Handlers).modifyKey,
-	"list-key-users":    (*Handlers).listKeyUsers,
-	"grant-key-access":  (*Handlers).grantKeyAccess,
-	"revoke-key-access": (*Handlers).revokeKeyAccess,
-	"get-public-key":    (*Handlers).getPublicKey,
-	"change-passphrase": (*Handlers).changePassphrase,
-	"sign-data":         (*Handlers).signData,
-	"sign-text":         (*Handlers).signText,
-	"new-key":           (*Handlers).newKey,
-	"import-key":        (*Handlers).importKey,
+	"list-users":            (*Handlers).listUsers,
+	"new-user":              (*Handlers).newUser,
+	"delete-user":           (*Handlers).deleteUser,
+	"user-info":             (*Handlers).userInfo,
+	"modify-user":           (*Handlers).modifyUser,
+	"key-user-info":         (*Handlers).keyUserInfo,
+	"modify-key-user":       (*Handlers).modifyKeyUser,
+	"list-keys":             (*Handlers).listKeys,
+	"delete-key":            (*Handlers).deleteKey,
+	"modify-key":            (*Handlers).modifyKey,
+	"list-key-users":        (*Handlers).listKeyUsers,
+	"grant-key-access":      (*Handlers).grantKeyAccess,
+	"revoke-key-access":     (*Handlers).revokeKeyAccess,
+	"get-public-key":        (*Handlers).getPublicKey,
+	"change-passphrase":     (*Handlers).changePassphrase,
+	"sign-data":             (*Handlers).signData,
+	"sign-text":             (*Handlers).signText,
+	"change-key-expiration": (*Handlers).changeKeyExpiration,
+	"new-key":               (*Handlers).newKey,
+	"import-key":            (*Handlers).importKey,
 }
 
 // Serve runs one request and returns its reply. It returns ErrDrop when
@@ -805,4 +806,30 @@ func (h *Handlers) signText(ctx context.Context, r *Request) (*Response, error) 
 		return nil, err
 	}
 	return withPayload(out.Bytes()), nil
+}
+
+func (h *Handlers) changeKeyExpiration(ctx context.Context, r *Request) (*Response, error) {
+	var expires time.Time
+	if v, ok := r.Fields["expire-date"]; ok {
+		d, err := time.Parse(time.DateOnly, string(v))
+		if err != nil {
+			return nil, fmt.Errorf("%w: expire-date %q is not YYYY-MM-DD", ErrDrop, v)
+		}
+		expires = d
+	}
+	ka, err := h.keyAuth(ctx, r, true)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(ka.PIN)
+	if len(ka.Key.PGPCertificate) == 0 {
+		return nil, refuse(StatusUnsupportedKeyType)
+	}
+	if _, ok := r.Fields["subkey"]; ok {
+		return nil, &refusal{status: StatusUnknownError, message: "signet keys have no subkeys"}
+	}
+	if err := h.Token.Login(ka.PIN); err != nil {
+		return nil, err
+	}
+	return &Response{}, h.ceremony(r).SetExpiration(ctx, ka.Key.Name, expires)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/server"
 )
@@ -225,6 +226,18 @@ func TestKeyOps(t *testing.T) {
 	f.want("sign-data with the old passphrase", resp, server.StatusAuthFailed)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob new"}, data)
 	f.want("sign-data with the new passphrase", resp, server.StatusOK)
+
+	// change-key-expiration: key admins only; the certificate gets the date.
+	resp, _ = f.do("change-key-expiration", "bob", fieldsName("key", "fedora", "expire-date", "2031-01-02"), map[string]string{"passphrase": "bob new"}, nil)
+	f.want("change-key-expiration by a plain user", resp, server.StatusAuthFailed)
+	resp, _ = f.do("change-key-expiration", "alice", fieldsName("key", "fedora", "expire-date", "2031-01-02"), alicePass, nil)
+	f.want("change-key-expiration", resp, server.StatusOK)
+	resp, _ = f.do("change-key-expiration", "alice", fieldsName("key", "x509"), alicePass, nil)
+	f.want("change-key-expiration of an X.509 key", resp, server.StatusUnsupportedKeyType)
+	k, _ := f.a.Store.GetKey(context.Background(), "fedora")
+	if info, err := openpgp.ParseCertificate(k.PGPCertificate); err != nil || info.Expires.Format(time.DateOnly) != "2031-01-02" || len(info.UserIDs) != 1 {
+		t.Fatalf("certificate after change-key-expiration: %+v, %v", info, err)
+	}
 
 	// Renaming the key keeps every grant.
 	resp, _ = f.do("modify-key", "root", fieldsName("key", "fedora", "new-name", "fedora-43"), rootPW, nil)

@@ -46,6 +46,7 @@ const sigPositiveCert = 0x13
 // Signature subpacket types (RFC 4880 section 5.2.3.1, RFC 9580 for 33).
 const (
 	subCreationTime = 2
+	subKeyExpiry    = 9
 	subIssuerKeyID  = 16
 	subPrefHash     = 21
 	subKeyFlags     = 27
@@ -62,6 +63,13 @@ var hashIDs = map[crypto.Hash]byte{crypto.SHA256: 8, crypto.SHA384: 9, crypto.SH
 // It refuses an empty list, an empty or non-UTF-8 user id, and a sigTime
 // before the key's creation time.
 func (k *Key) Certificate(userIDs []string, sigTime time.Time) ([]byte, error) {
+	return k.CertificateExpiring(userIDs, sigTime, time.Time{})
+}
+
+// CertificateExpiring is Certificate with a key expiration time in every
+// self-signature (zero: the key never expires). It refuses an expiration
+// time that is not after the key's creation time.
+func (k *Key) CertificateExpiring(userIDs []string, sigTime, expires time.Time) ([]byte, error) {
 	if len(userIDs) == 0 {
 		return nil, errors.New("openpgp: Certificate: no user id (gpg and rpm need one)")
 	}
@@ -71,6 +79,14 @@ func (k *Key) Certificate(userIDs []string, sigTime time.Time) ([]byte, error) {
 	out := appendPacket(nil, 6, k.body)
 	extra := appendSubpacket(nil, subKeyFlags, []byte{0x03})
 	extra = appendSubpacket(extra, subPrefHash, []byte{8, 10, 9})
+	if !expires.IsZero() {
+		d := expires.Unix() - k.created.Unix()
+		if d <= 0 || d > 1<<32-1 {
+			return nil, fmt.Errorf("openpgp: key expiration %s must be after the key's creation %s and within 136 years of it",
+				expires.UTC().Format(time.RFC3339), k.created.Format(time.RFC3339))
+		}
+		extra = appendSubpacket(extra, subKeyExpiry, binary.BigEndian.AppendUint32(nil, uint32(d)))
+	}
 	for _, uid := range userIDs {
 		if uid == "" || !utf8.ValidString(uid) || len(uid) > 1<<16 {
 			return nil, fmt.Errorf("openpgp: Certificate: invalid user id %q (empty, too long or not UTF-8)", uid)
