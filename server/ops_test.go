@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -155,6 +156,31 @@ func TestAdministrationOps(t *testing.T) {
 	if !bytes.Equal(field(resp, "admin"), []byte{1}) {
 		t.Fatalf("carol's admin field = %x", field(resp, "admin"))
 	}
+	// Grant bob, make him key admin, check, then clean up.
+	if err := f.a.Grant(context.Background(), "fedora", "bob", []byte("bob pass"), false); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = f.do("modify-key-user", "root", fieldsName("name", "bob", "key", "fedora", "key-admin", bool1), rootPW, nil)
+	f.want("modify-key-user", resp, server.StatusOK)
+	resp, _ = f.do("key-user-info", "root", fieldsName("name", "bob", "key", "fedora"), rootPW, nil)
+	f.want("key-user-info", resp, server.StatusOK)
+	if !bytes.Equal(field(resp, "key-admin"), []byte{1}) {
+		t.Fatalf("bob's key-admin = %x", field(resp, "key-admin"))
+	}
+	resp, _ = f.do("modify-user", "root", fieldsName("name", "carol", "new-name", "dave", "admin", string([]byte{0})), rootPW, nil)
+	f.want("modify-user", resp, server.StatusOK)
+	resp, _ = f.do("user-info", "root", fieldsName("name", "dave"), rootPW, nil)
+	if resp.Status != server.StatusOK || !bytes.Equal(field(resp, "admin"), []byte{0}) {
+		t.Fatalf("dave after modify-user: %d %x", resp.Status, field(resp, "admin"))
+	}
+	resp, _ = f.do("delete-user", "root", fieldsName("name", "dave"), rootPW, nil)
+	f.want("delete-user", resp, server.StatusOK)
+	bad := &server.Request{Op: "new-user", User: "root", CN: "root", Fields: map[string][]byte{"name": []byte("eve"), "admin": []byte("yes")},
+		Secrets: map[string][]byte{"password": []byte("root pw")}, Payload: bytes.NewReader(nil)}
+	if _, err := f.h.Serve(context.Background(), bad); !errors.Is(err, server.ErrDrop) {
+		t.Fatalf("a bool field of 3 bytes: err = %v, want ErrDrop (no reply)", err)
+	}
+
 	resp, body = f.do("list-keys", "root", nil, rootPW, nil)
 	f.want("list-keys", resp, server.StatusOK)
 	if got := namesOf(body); got != "fedora (gnupg),x509 (ECC)," {
