@@ -100,6 +100,8 @@ type Handlers struct {
 	PIN []byte
 	KDF hsm.KDFParams
 	Log *slog.Logger
+	// Metrics, if set, counts requests by operation and outcome.
+	Metrics *Metrics
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 }
@@ -130,7 +132,20 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 
 // Serve runs one request and returns its reply. It returns ErrDrop when
 // the request must get no reply. Every outcome is audited.
-func (h *Handlers) Serve(ctx context.Context, r *Request) (*Response, error) {
+func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err error) {
+	start := time.Now()
+	defer func() {
+		var st Status
+		if resp != nil {
+			st = resp.Status
+		}
+		op := r.Op
+		if _, known := handlers[op]; !known {
+			op = "unknown" // bounded label values
+		}
+		h.Metrics.observe(op, st, err != nil, time.Since(start))
+		h.log().Info("request", "op", r.Op, "user", r.User, "key", string(r.Fields["key"]), "status", st, "dropped", err != nil, "took", time.Since(start))
+	}()
 	fn, ok := handlers[r.Op]
 	if !ok {
 		// Authenticates nobody (PROTOCOL-v1 §6.2).
@@ -139,8 +154,8 @@ func (h *Handlers) Serve(ctx context.Context, r *Request) (*Response, error) {
 	if err := h.Auth.CheckIdentity(r.CN, r.User); err != nil {
 		return h.finish(ctx, r, nil, err)
 	}
-	resp, err := fn(h, ctx, r)
-	return h.finish(ctx, r, resp, err)
+	out, ferr := fn(h, ctx, r)
+	return h.finish(ctx, r, out, ferr)
 }
 
 // finish turns errors into replies and writes the audit record. A reply
