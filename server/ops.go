@@ -15,6 +15,7 @@ import (
 
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server/store"
 )
 
@@ -147,6 +148,9 @@ func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err e
 		h.log().Info("request", "op", r.Op, "user", r.User, "key", string(r.Fields["key"]), "status", st, "dropped", err != nil, "took", time.Since(start))
 	}()
 	fn, ok := handlers[r.Op]
+	if _, sigul := protocol.LookupOp(r.Op); !ok && sigul {
+		return h.finish(ctx, r, nil, &refusal{status: StatusUnknownError, message: "signet does not serve " + r.Op + " yet"})
+	}
 	if !ok {
 		// Authenticates nobody (PROTOCOL-v1 §6.2).
 		return h.finish(ctx, r, nil, refuse(StatusUnknownOp))

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/signet-project/signet/cmd/internal/secret"
+	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/server"
+)
+
+// bridgeConfig is one [[bridge]] table of the configuration.
+type bridgeConfig struct {
+	Address    string `mapstructure:"address"`
+	ServerName string `mapstructure:"server_name"`
+	Idle       int    `mapstructure:"idle"`
+}
+
+func (a *app) runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Serve requests: dial the configured bridges and answer what they pair",
+		Long: `run is the signing server. It opens no listening socket: it dials every
+configured bridge, keeps idle connections waiting there, and answers each
+request a bridge pairs with one of them. Configuration (TOML, --config):
+
+  database = "/var/lib/signet/signet.db"
+  [token]   module, label or serial, max_sessions
+  [tls]     cert, key: the server's certificate (outer TLS to the bridges and
+            inner TLS to the clients); ca: the CA that issued the bridges'
+            and the clients' certificates
+  [[bridge]] address = "bridge.example.org:44334", server_name, idle = 2
+  [server]  pin_file (optional: lets new-key and import-key run over the
+            network), unwrap_cache = "5m", max_file_payload (bytes),
+            spool_dir, metrics_file (node-exporter textfile),
+            lenient_username_check, proxy_usernames
+
+SIGTERM or SIGINT stops dialing; requests in flight finish first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd.Context()) },
+	}
+}
+
+func (a *app) run(ctx context.Context) error {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	v := a.v
+	var bridges []bridgeConfig
+	if err := v.UnmarshalKey("bridge", &bridges); err != nil {
+		return fmt.Errorf("configuration [[bridge]]: %w", err)
+	}
+	if len(bridges) == 0 {
+		return server.ErrNoBridges
+	}
+	tlsCert, pool, err := loadTLS(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
+	if err != nil {
+		return err
+	}
+	tok, err := hsm.Open(a.tokenConfig())
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+	var pin []byte
+	if f := v.GetString("server.pin_file"); f != "" {
+		if pin, err = (secret.Source{What: "token PIN", File: f, Batch: true}).Read(); err != nil {
+			return err
+		}
+		defer secret.Zero(pin)
+		if err := tok.Login(pin); err != nil {
+			return err
+		}
+	}
+	st, err := a.openStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	kdf := hsm.KDFParams{Time: v.GetUint32("kdf.time"), MemoryKiB: v.GetUint32("kdf.memory_kib"), Threads: uint8(v.GetUint("kdf.threads"))}
+	ttl := 5 * time.Minute
+	if s := v.GetString("server.unwrap_cache"); s != "" {
+		if ttl, err = time.ParseDuration(s); err != nil {
+			return fmt.Errorf("server.unwrap_cache %q: %w", s, err)
+		}
+	}
+	auth, err := server.NewAuthenticator(st, kdf, ttl)
+	if err != nil {
+		return err
+	}
+	auth.LenientUsernames = v.GetBool("server.lenient_username_check")
+	auth.ProxyUsernames = v.GetStringSlice("server.proxy_usernames")
+	h := &server.Handlers{Store: st, Token: tok, Auth: auth, TokenName: a.tokenName(), PIN: pin, KDF: kdf, Log: log}
+	cs := &server.ConnServer{Handlers: h, Log: log, MaxFilePayload: uint64(v.GetInt64("server.max_file_payload")),
+		SpoolDir: v.GetString("server.spool_dir"),
+		InnerTLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.RequireAndVerifyClientCert,
+			ClientCAs: pool, MinVersion: tls.VersionTLS12}}
+
+	var dialers []*server.Dialer
+	for _, b := range bridges {
+		name := b.ServerName
+		if name == "" {
+			if name, _, err = net.SplitHostPort(b.Address); err != nil {
+				return fmt.Errorf("bridge address %q: %w", b.Address, err)
+			}
+		}
+		dialers = append(dialers, &server.Dialer{Addr: b.Address, Idle: b.Idle, Max: tok.MaxSessions(), Log: log, Serve: cs.Serve,
+			TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}})
+	}
+	h.Metrics = server.NewMetrics(dialers...)
+	var wg sync.WaitGroup
+	if path := v.GetString("server.metrics_file"); path != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.Metrics.WriteLoop(ctx, path, 15*time.Second, log) }()
+	}
+	log.Info("signet-server running", "bridges", len(dialers), "token", a.tokenName(), "network_key_ceremonies", pin != nil)
+	for _, d := range dialers {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.Run(ctx) }()
+	}
+	wg.Wait()
+	log.Info("signet-server stopped")
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}
+
+// loadTLS reads a PEM certificate chain and key, and a CA bundle.
+func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
+	if certFile == "" || keyFile == "" || caFile == "" {
+		return tls.Certificate{}, nil, errors.New("configuration [tls] needs cert, key and ca")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return tls.Certificate{}, nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return cert, pool, nil
+}

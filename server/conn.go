@@ -1,0 +1,179 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/signet-project/signet/protocol"
+)
+
+// ConnServer answers the request carried by one connection to a bridge, in
+// the order of PROTOCOL-v1 §4.3: request header, payload class and limit,
+// the payload (spooled, its SHA-512 computed), the inner TLS session with
+// the client (one field block), the hash and key checks, the operation,
+// and the reply with its MACs. Every failure before the operation drops
+// the connection without a reply, as Sigul does.
+type ConnServer struct {
+	Handlers *Handlers
+	// InnerTLS is the server side of the inner TLS session: the server's
+	// certificate, and client certificates required and checked against
+	// the client CA.
+	InnerTLS *tls.Config
+	// MaxFilePayload bounds FILE-class payloads (default 1 GiB);
+	// MaxMemoryPayload the unknown-operation payload (default 1 MiB).
+	MaxFilePayload, MaxMemoryPayload uint64
+	// SpoolDir holds payloads larger than MemorySpool bytes while a
+	// request runs (default: the system's temporary directory); the files
+	// are unlinked as soon as they are created.
+	SpoolDir    string
+	MemorySpool int64
+	Log         *slog.Logger
+}
+
+func (s *ConnServer) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// Serve handles one connection; the caller closes it afterwards.
+func (s *ConnServer) Serve(ctx context.Context, conn net.Conn) {
+	m := protocol.NewMux(conn, nil)
+	op, err := s.serve(ctx, m)
+	if err != nil {
+		s.log().Warn("request dropped", "op", op, "err", err)
+		return
+	}
+	// Drain before close (§2.7): the bridge closes first.
+	m.Drain()
+}
+
+func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error) {
+	h, err := protocol.ReadRequestHeader(m.Reader(protocol.Outer))
+	var verr *protocol.VersionError
+	if errors.As(err, &verr) {
+		return "", errors.Join(err, protocol.WriteUnknownVersion(m))
+	}
+	if err != nil {
+		return "", err
+	}
+	op := h.Op()
+	class := protocol.PayloadMemory // the unknown-operation handler's class
+	if spec, ok := protocol.LookupOp(op); ok {
+		class = spec.ServerPayload
+	}
+	maxFile, maxMem := s.MaxFilePayload, s.MaxMemoryPayload
+	if maxFile == 0 {
+		maxFile = protocol.DefaultMaxFilePayload
+	}
+	if maxMem == 0 {
+		maxMem = protocol.DefaultMaxMemoryPayload
+	}
+	if limit := class.Limit(maxFile, maxMem); h.PayloadLen() > limit {
+		return op, &protocol.LimitError{What: "request payload of " + op, Value: h.PayloadLen(), Limit: limit}
+	}
+	payload := h.Payload(m.Reader(protocol.Outer))
+	spool, err := s.spool(payload, h.PayloadLen())
+	if err != nil {
+		return op, err
+	}
+	defer spool.Close()
+
+	inner := tls.Server(m.InnerConn(), s.InnerTLS)
+	msg, err := protocol.ReadInnerMessage(inner)
+	if err != nil {
+		inner.Close()
+		return op, err
+	}
+	defer msg.Zero()
+	// The server closes its side of the inner session before it replies,
+	// without waiting for the client's (§5.5).
+	state := inner.ConnectionState()
+	if err := inner.Close(); err != nil {
+		return op, err
+	}
+	if _, err := msg.Verify(h, payload.SHA512()); err != nil {
+		return op, err
+	}
+	keys, err := msg.ReplyKeys()
+	if err != nil {
+		return op, err
+	}
+	cn := ""
+	if len(state.PeerCertificates) > 0 {
+		cn = state.PeerCertificates[0].Subject.CommonName
+	}
+	req := &Request{Op: op, User: h.User(), CN: cn, Fields: map[string][]byte{}, Secrets: map[string][]byte{},
+		Payload: spool, PayloadSize: int64(h.PayloadLen())}
+	for _, f := range h.Fields() {
+		req.Fields[f.Key] = f.Value
+	}
+	for _, f := range msg.Fields {
+		req.Secrets[f.Key] = f.Value
+	}
+	resp, err := s.Handlers.Serve(ctx, req)
+	if err != nil {
+		return op, err
+	}
+	var fields protocol.Fields
+	for _, f := range resp.Fields {
+		if err := fields.Set(f.Key, f.Value); err != nil {
+			return op, err
+		}
+	}
+	out := m.Writer(protocol.Outer)
+	if err := protocol.WriteReply(out, keys, protocol.ErrorCode(resp.Status), fields, uint64(resp.PayloadSize), resp.Payload); err != nil {
+		return op, err
+	}
+	return op, out.Close()
+}
+
+// spooled is a request payload held in memory or in an unlinked file.
+type spooled struct {
+	io.ReadSeeker
+	f *os.File
+}
+
+func (p *spooled) Close() error {
+	if p.f != nil {
+		return p.f.Close()
+	}
+	return nil
+}
+
+// spool reads the whole payload (the server must, before the inner session
+// starts: §4.3 steps 5 and 6), in memory when small, else to a file.
+func (s *ConnServer) spool(r io.Reader, n uint64) (*spooled, error) {
+	mem := s.MemorySpool
+	if mem <= 0 {
+		mem = 1 << 20
+	}
+	if n <= uint64(mem) {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return &spooled{ReadSeeker: bytes.NewReader(b)}, nil
+	}
+	f, err := os.CreateTemp(s.SpoolDir, "signet-payload-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name()) // nothing is left behind, whatever happens next
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &spooled{ReadSeeker: f, f: f}, nil
+}

@@ -1,0 +1,241 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/signet-project/signet/formats/openpgp"
+	"github.com/signet-project/signet/protocol"
+	"github.com/signet-project/signet/server"
+)
+
+// testPKI is a CA and certificates issued by it, for real TLS on loopback.
+type testPKI struct {
+	t    *testing.T
+	ca   *x509.Certificate
+	key  crypto.Signer
+	pool *x509.CertPool
+}
+
+func newPKI(t *testing.T) *testPKI {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signet test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &testPKI{t: t, ca: ca, key: key, pool: pool}
+}
+
+// leaf issues a certificate for cn, valid for TLS clients and servers.
+func (p *testPKI) leaf(cn string) tls.Certificate {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, key.Public(), p.key)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// connFixture runs a ConnServer behind a Dialer against a test "bridge"
+// that hands each server connection to the test, which then speaks as a
+// client through it (a bridge only relays, so this is the client's view).
+type connFixture struct {
+	*opsFixture
+	pki    *testPKI
+	bridge *fakeBridge
+}
+
+func newConnFixture(t *testing.T) *connFixture {
+	f := newOps(t)
+	pki := newPKI(t)
+	bridgeCert := pki.leaf("127.0.0.1")
+	b := startBridge(t, "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{bridgeCert}})
+	t.Cleanup(b.stop)
+	srvCert := pki.leaf("signet-server.test")
+	cs := &server.ConnServer{Handlers: f.h, InnerTLS: &tls.Config{Certificates: []tls.Certificate{srvCert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.pool}}
+	d := &server.Dialer{Addr: b.ln.Addr().String(), TLS: &tls.Config{Certificates: []tls.Certificate{srvCert}, RootCAs: pki.pool},
+		Idle: 2, Max: 4, Serve: cs.Serve}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); b.stop(); <-done })
+	return &connFixture{opsFixture: f, pki: pki, bridge: b}
+}
+
+type reply struct {
+	code    protocol.ErrorCode
+	fields  protocol.Fields
+	payload []byte
+}
+
+// request sends one request as a client whose certificate names cn, and
+// returns the verified reply. tamper, if set, may change the reply bytes
+// before the client checks them.
+func (f *connFixture) request(cn string, fields map[string]string, secrets map[string]string, payload []byte, tamper func([]byte) []byte) (*reply, error) {
+	f.t.Helper()
+	conn := f.bridge.accept(f.t, 5*time.Second)
+	defer conn.Close()
+	m := protocol.NewMux(conn, nil)
+	clientCert := f.pki.leaf(cn)
+	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{clientCert}, RootCAs: f.pki.pool, ServerName: "signet-server.test"})
+	hs := make(chan error, 1)
+	go func() { hs <- inner.Handshake() }() // the ClientHello goes first, as Sigul's client does
+
+	var fl protocol.Fields
+	for k, v := range fields {
+		if err := fl.Set(k, []byte(v)); err != nil {
+			return nil, err
+		}
+	}
+	h, err := protocol.NewRequestHeader(fl, uint64(len(payload)))
+	if err != nil {
+		return nil, err
+	}
+	psum, err := protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	if err := <-hs; err != nil {
+		return nil, err
+	}
+	keys, err := protocol.GenerateReplyKeys(nil)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := protocol.NewInnerMessage(h, psum, keys)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range secrets {
+		msg.Fields.Set(k, []byte(v))
+	}
+	b, _ := msg.MarshalBinary()
+	if _, err := inner.Write(b); err != nil {
+		return nil, err
+	}
+	inner.Close()
+	var src io.Reader = m.Reader(protocol.Outer)
+	if tamper != nil {
+		raw, err := io.ReadAll(src)
+		if err != nil {
+			return nil, err
+		}
+		src = bytes.NewReader(tamper(raw))
+	}
+	rh, body, err := protocol.ReadReply(src, keys, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	m.Writer(protocol.Outer).Close()
+	return &reply{rh.Code(), rh.Fields(), body}, nil
+}
+
+func TestConnServer(t *testing.T) {
+	f := newConnFixture(t)
+	r, err := f.request("root", map[string]string{"op": "list-users", "user": "root"}, rootPW, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 || namesOf(r.payload) != "alice,bob,root," {
+		t.Fatalf("list-users: code %v, payload %q", r.code, r.payload)
+	}
+	// A wrong password, and a certificate for another user.
+	for _, c := range []struct{ cn, pw string }{{"root", "wrong"}, {"alice", "root pw"}} {
+		r, err := f.request(c.cn, map[string]string{"op": "list-users", "user": "root"}, map[string]string{"password": c.pw}, nil, nil)
+		if err != nil || r.code != protocol.ErrorCode(server.StatusAuthFailed) || len(r.fields) != 0 {
+			t.Fatalf("cn %s password %q: %+v, %v", c.cn, c.pw, r, err)
+		}
+	}
+	// sign-data with a payload larger than the memory spool.
+	data := bytes.Repeat([]byte("signet "), 300000)
+	r, err = f.request("alice", map[string]string{"op": "sign-data", "user": "alice", "key": "fedora", "armor": "\x01"}, alicePass, data, nil)
+	if err != nil || r.code != 0 {
+		t.Fatalf("sign-data: %+v, %v", r, err)
+	}
+	k, _ := f.a.Store.GetKey(context.Background(), "fedora")
+	cert, _ := armorCert(k.PGPCertificate)
+	gpgVerify(t, cert, r.payload, data)
+
+	// A reply changed on its way is refused by the client.
+	for name, tamper := range map[string]func([]byte) []byte{
+		"header": func(b []byte) []byte { b[2] ^= 1; return b },
+		"payload": func(b []byte) []byte {
+			b[len(b)-64-10] ^= 1
+			return b
+		},
+	} {
+		_, err := f.request("alice", map[string]string{"op": "sign-data", "user": "alice", "key": "fedora"}, alicePass, []byte("x"), tamper)
+		if !errors.Is(err, protocol.ErrIntegrity) {
+			t.Fatalf("tampered reply %s: err = %v, want ErrIntegrity", name, err)
+		}
+	}
+	// An operation signet does not serve yet says so.
+	r, err = f.request("alice", map[string]string{"op": "sign-pe", "user": "alice", "key": "fedora", "cert-name": "x"}, alicePass, []byte("MZ"), nil)
+	if err != nil || r.code != protocol.ErrorCode(server.StatusUnknownError) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("does not serve sign-pe")) {
+		t.Fatalf("sign-pe: %+v, %v", r, err)
+	}
+}
+
+func mustLookup(f protocol.Fields, key string) []byte {
+	v, _ := f.Lookup(key)
+	return v
+}
+
+// TestConnServerDrops checks that requests whose hashes do not match are
+// closed without a reply, and that the server keeps serving after each.
+func TestConnServerDrops(t *testing.T) {
+	f := newConnFixture(t)
+	conn := f.bridge.accept(t, 5*time.Second)
+	m := protocol.NewMux(conn, nil)
+	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{f.pki.leaf("root")}, RootCAs: f.pki.pool, ServerName: "signet-server.test"})
+	var fl protocol.Fields
+	fl.SetStr("op", "list-users")
+	fl.SetStr("user", "root")
+	h, _ := protocol.NewRequestHeader(fl, 0)
+	protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(nil))
+	keys, _ := protocol.GenerateReplyKeys(nil)
+	wrong := sha512.Sum512([]byte("not the payload"))
+	msg, _ := protocol.NewInnerMessage(h, wrong[:], keys)
+	msg.Fields.Set("password", []byte("root pw"))
+	b, _ := msg.MarshalBinary()
+	inner.Write(b)
+	inner.Close()
+	if _, _, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<20); err == nil {
+		t.Fatal("a request with a wrong payload hash got a reply")
+	}
+	conn.Close()
+	// The server goes on serving.
+	r, err := f.request("root", map[string]string{"op": "list-users", "user": "root"}, rootPW, nil, nil)
+	if err != nil || r.code != 0 {
+		t.Fatalf("after a dropped request: %+v, %v", r, err)
+	}
+}
+
+func armorCert(cert []byte) ([]byte, error) { return openpgp.Armor(cert, "PGP PUBLIC KEY BLOCK") }
