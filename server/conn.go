@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/signet-project/signet/protocol"
 )
@@ -33,7 +35,11 @@ type ConnServer struct {
 	// are unlinked as soon as they are created.
 	SpoolDir    string
 	MemorySpool int64
-	Log         *slog.Logger
+	// RequestTimeout bounds one request from its first byte to the end of
+	// the connection (default 30 minutes), so a stalled peer cannot hold
+	// a connection, and a token session, forever.
+	RequestTimeout time.Duration
+	Log            *slog.Logger
 }
 
 func (s *ConnServer) log() *slog.Logger {
@@ -45,6 +51,13 @@ func (s *ConnServer) log() *slog.Logger {
 
 // Serve handles one connection; the caller closes it afterwards.
 func (s *ConnServer) Serve(ctx context.Context, conn net.Conn) {
+	timeout := s.RequestTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Minute
+	}
+	// Idle connections wait at the bridge without a deadline; the clock
+	// starts with the request's first byte.
+	conn = &deadlineOnFirstRead{Conn: conn, timeout: timeout}
 	m := protocol.NewMux(conn, nil)
 	op, err := s.serve(ctx, m)
 	if err != nil {
@@ -176,4 +189,20 @@ func (s *ConnServer) spool(r io.Reader, n uint64) (*spooled, error) {
 		return nil, err
 	}
 	return &spooled{ReadSeeker: f, f: f}, nil
+}
+
+// deadlineOnFirstRead sets the connection's deadline when its first bytes
+// arrive.
+type deadlineOnFirstRead struct {
+	net.Conn
+	timeout time.Duration
+	once    sync.Once
+}
+
+func (c *deadlineOnFirstRead) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.once.Do(func() { c.Conn.SetDeadline(time.Now().Add(c.timeout)) })
+	}
+	return n, err
 }
