@@ -124,7 +124,7 @@ func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error)
 		cn = state.PeerCertificates[0].Subject.CommonName
 	}
 	req := &Request{Op: op, User: h.User(), CN: cn, Fields: map[string][]byte{}, Secrets: map[string][]byte{},
-		Payload: spool, PayloadSize: int64(h.PayloadLen())}
+		Payload: spool, PayloadSize: int64(h.PayloadLen()), PayloadSHA512: payload.SHA512()}
 	for _, f := range h.Fields() {
 		req.Fields[f.Key] = f.Value
 	}

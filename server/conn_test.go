@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -182,6 +183,11 @@ func TestConnServer(t *testing.T) {
 	k, _ := f.a.Store.GetKey(context.Background(), "fedora")
 	cert, _ := armorCert(k.PGPCertificate)
 	gpgVerify(t, cert, r.payload, data)
+	// The audit record names what was signed.
+	last, err := f.a.Store.LastAudit(context.Background())
+	if want := fmt.Sprintf("sha512:%x", sha512.Sum512(data)); err != nil || last.Digest != want || last.Operation != "sign-data" || last.Result != "ok" {
+		t.Fatalf("audit record of sign-data: %+v, %v", last, err)
+	}
 
 	// A reply changed on its way is refused by the client.
 	for name, tamper := range map[string]func([]byte) []byte{

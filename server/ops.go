@@ -50,9 +50,11 @@ type Request struct {
 	// passphrase, new-password, new-passphrase, ...).
 	Fields  map[string][]byte
 	Secrets map[string][]byte
-	// Payload is the request payload, PayloadSize bytes.
-	Payload     io.Reader
-	PayloadSize int64
+	// Payload is the request payload, PayloadSize bytes; PayloadSHA512
+	// its digest (recorded in the audit log), when the caller has it.
+	Payload       io.Reader
+	PayloadSize   int64
+	PayloadSHA512 []byte
 }
 
 // Field is one reply field, in order.
@@ -183,8 +185,13 @@ func (h *Handlers) finish(ctx context.Context, r *Request, resp *Response, err e
 		resp, result = &Response{Status: StatusUnknownError}, "error: "+err.Error()
 	}
 	key := string(r.Fields["key"])
+	digest := ""
+	if r.PayloadSize > 0 && len(r.PayloadSHA512) > 0 {
+		digest = fmt.Sprintf("sha512:%x", r.PayloadSHA512)
+	}
 	if _, aerr := h.Store.AppendAudit(ctx, store.AuditRecord{
-		Actor: r.User, Operation: r.Op, KeyName: key, Detail: "cn=" + r.CN, Result: result,
+		Actor: r.User, Operation: r.Op, KeyName: key, Detail: fmt.Sprintf("cn=%s size=%d", r.CN, r.PayloadSize),
+		Digest: digest, Result: result,
 	}); aerr != nil {
 		h.log().Error("audit record could not be written; dropping the reply", "op", r.Op, "err", aerr)
 		return nil, fmt.Errorf("%w: audit: %v", ErrDrop, aerr)
