@@ -1,0 +1,226 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/protocol"
+)
+
+func newClient(t *testing.T, e *testEnv, user string) *client.Client {
+	t.Helper()
+	c, err := client.New(e.config(user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestLoadConfig(t *testing.T) {
+	e := &testEnv{t: t, dir: t.TempDir()}
+	path := filepath.Join(e.dir, "c.toml")
+	os.WriteFile(path, []byte("bridge-hostname = \"top\"\n[client]\nbridge-hostname = \"b.example\"\nserver-hostname = \"s.example\"\n"+
+		"ca-file = \"ca.pem\"\nclient-cert-file = \"/abs/c.pem\"\nclient-key-file = \"c.key\"\n"), 0o600)
+	c, err := client.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := client.Config{BridgeHost: "b.example", BridgePort: client.DefaultBridgePort, ServerHost: "s.example",
+		CAFile: filepath.Join(e.dir, "ca.pem"), CertFile: "/abs/c.pem", KeyFile: filepath.Join(e.dir, "c.key")}
+	if *c != want {
+		t.Fatalf("LoadConfig = %+v, want %+v", *c, want)
+	}
+	os.WriteFile(path, []byte("[client]\nbridge-hostnme = \"typo\"\n"), 0o600)
+	if _, err := client.LoadConfig(path); err == nil || !strings.Contains(err.Error(), "bridge-hostnme") {
+		t.Fatalf("unknown key: err = %v", err)
+	}
+}
+
+func TestAdminOperations(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	root := newClient(t, e, "root")
+
+	users, err := root.ListUsers(ctx, []byte(rootPW))
+	if err != nil || !slices.Equal(users, []string{"alice", "bob", "root"}) {
+		t.Fatalf("ListUsers = %q, %v", users, err)
+	}
+	keys, err := root.ListKeys(ctx, []byte(rootPW))
+	if err != nil || len(keys) != 1 || !strings.HasPrefix(keys[0], "fedora (") {
+		t.Fatalf("ListKeys = %q, %v", keys, err)
+	}
+	pw := []byte("carol pw")
+	if err := root.NewUser(ctx, "carol", true, []byte(rootPW), pw); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pw, make([]byte, len(pw))) {
+		t.Fatal("NewUser did not zero the new password")
+	}
+	err = root.NewUser(ctx, "carol", false, []byte(rootPW), nil)
+	if code, ok := client.CodeOf(err); !ok || code != protocol.CodeAlreadyExists {
+		t.Fatalf("second new-user carol: %v", err)
+	}
+	// carol is an administrator with her password.
+	carol := newClient(t, e, "carol")
+	for name, want := range map[string]bool{"carol": true, "alice": false} {
+		admin, err := carol.UserInfo(ctx, name, []byte("carol pw"))
+		if err != nil || admin != want {
+			t.Fatalf("UserInfo(%s) = %v, %v", name, admin, err)
+		}
+	}
+	if _, err := root.UserInfo(ctx, "nobody", []byte(rootPW)); !errors.Is(err, &client.Error{Code: protocol.CodeUserNotFound}) {
+		t.Fatalf("UserInfo(nobody): %v", err)
+	}
+	access, keyAdmin, err := root.KeyUserInfo(ctx, "alice", "fedora", []byte(rootPW))
+	if err != nil || !access || !keyAdmin {
+		t.Fatalf("KeyUserInfo(alice) = %v %v %v", access, keyAdmin, err)
+	}
+	access, _, err = root.KeyUserInfo(ctx, "bob", "fedora", []byte(rootPW))
+	if err != nil || access {
+		t.Fatalf("KeyUserInfo(bob) = %v %v", access, err)
+	}
+	// A wrong password.
+	_, err = root.ListUsers(ctx, []byte("wrong"))
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Code != protocol.CodeAuthenticationFailed ||
+		err.Error() != "Authentication failed (AUTHENTICATION_FAILED)" {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if errors.Is(err, client.ErrIntegrity) {
+		t.Fatal("an error reply is not an integrity failure")
+	}
+}
+
+func TestGrantAndSign(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	alice, bob := newClient(t, e, "alice"), newClient(t, e, "bob")
+	if err := alice.GrantKeyAccess(ctx, "fedora", "bob", []byte(alicePass), []byte("bob pass")); err != nil {
+		t.Fatal(err)
+	}
+	users, err := alice.ListKeyUsers(ctx, "fedora", client.Auth{Passphrase: []byte(alicePass)})
+	if err != nil || !slices.Equal(users, []string{"alice", "bob"}) {
+		t.Fatalf("ListKeyUsers = %q, %v", users, err)
+	}
+	var cert bytes.Buffer
+	if err := bob.GetPublicKey(ctx, "fedora", client.Auth{Passphrase: []byte("bob pass")}, &cert); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(cert.Bytes(), []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
+		t.Fatalf("public key: %q", cert.Bytes())
+	}
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("signet data\x00\xff"), 100000) // 1.3 MB, several chunks
+	for _, armor := range []bool{false, true} {
+		out := filepath.Join(dir, "sig")
+		pass := []byte("bob pass")
+		err := client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+			return bob.SignData(ctx, "fedora", armor, pass, bytes.NewReader(data), int64(len(data)), w)
+		})
+		if err != nil {
+			t.Fatalf("SignData armor=%v: %v", armor, err)
+		}
+		if !bytes.Equal(pass, make([]byte, len(pass))) {
+			t.Fatal("SignData did not zero the passphrase")
+		}
+		sig, _ := os.ReadFile(out)
+		if armored := bytes.HasPrefix(sig, []byte("-----BEGIN PGP SIGNATURE-----")); armored != armor {
+			t.Fatalf("armor=%v but signature starts %q", armor, sig[:min(len(sig), 30)])
+		}
+		gpgVerify(t, cert.Bytes(), sig, data)
+	}
+	text := []byte("signet signs this text\nsecond line\n")
+	var clear bytes.Buffer
+	if err := bob.SignText(ctx, "fedora", []byte("bob pass"), bytes.NewReader(text), int64(len(text)), &clear); err != nil {
+		t.Fatal(err)
+	}
+	gpgVerify(t, cert.Bytes(), clear.Bytes(), nil)
+
+	if err := alice.RevokeKeyAccess(ctx, "fedora", "bob", client.Auth{Passphrase: []byte(alicePass)}); err != nil {
+		t.Fatal(err)
+	}
+	err = bob.SignData(ctx, "fedora", false, []byte("bob pass"), bytes.NewReader(data), int64(len(data)), io.Discard)
+	if code, _ := client.CodeOf(err); code != protocol.CodeAuthenticationFailed {
+		t.Fatalf("sign-data after revoke: %v", err)
+	}
+}
+
+// TestFailuresLeaveNoFile: a wrong passphrase, a reply header changed on
+// its way and a payload changed on its way all fail, and none leaves an
+// output file.
+func TestFailuresLeaveNoFile(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	alice := newClient(t, e, "alice")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.sig")
+	data := []byte("some data")
+	sign := func() error {
+		return client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+			return alice.SignData(ctx, "fedora", true, []byte(alicePass+"x"[:0]), bytes.NewReader(data), int64(len(data)), w)
+		})
+	}
+	// Control: it works and the file appears; remove it again.
+	if err := sign(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(out)
+
+	err := client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+		return alice.SignData(ctx, "fedora", true, []byte("wrong"), bytes.NewReader(data), int64(len(data)), w)
+	})
+	if code, ok := client.CodeOf(err); !ok || code != protocol.CodeAuthenticationFailed {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	if n := dirNames(t, dir); len(n) != 0 {
+		t.Fatalf("files left after an error reply: %q", n)
+	}
+
+	// sign-data's reply: code (4), empty field block (1), MAC (64), length
+	// (8), then the payload.
+	for name, at := range map[string]int64{"header code": 2, "header MAC": 30, "payload": 4 + 1 + 64 + 8 + 5} {
+		e.relay.setTamper(flipAt(at))
+		err := sign()
+		e.relay.setTamper(nil)
+		if !errors.Is(err, client.ErrIntegrity) {
+			t.Fatalf("%s changed: err = %v, want ErrIntegrity", name, err)
+		}
+		if _, ok := client.CodeOf(err); ok {
+			t.Fatalf("%s changed: integrity failure reported as a Sigul code: %v", name, err)
+		}
+		if n := dirNames(t, dir); len(n) != 0 {
+			t.Fatalf("%s changed: files left: %q", name, n)
+		}
+	}
+	// The relay is transparent again.
+	if err := sign(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefusedBeforeSending(t *testing.T) {
+	e := newTestEnv(t)
+	c := newClient(t, e, "root")
+	// A field the bridge would refuse (not a safe string) is refused here.
+	if err := c.DeleteUser(ctxT(t), "bad\nname", []byte(rootPW)); err == nil {
+		t.Fatal("an unsafe user name was sent")
+	}
+	if _, err := c.Do(ctxT(t), &client.Request{Op: "no-such-op"}, nil); !errors.Is(err, protocol.ErrUnknownOp) {
+		t.Fatalf("unknown op: %v", err)
+	}
+}

@@ -1,0 +1,367 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/signet-project/signet/protocol"
+)
+
+// The typed operations below build the fields of PROTOCOL-v1 §8. Every
+// secret argument ([]byte) is overwritten with zeros when the call returns.
+// A nil secret is not sent at all; an empty non-nil one is sent empty.
+
+// Auth authenticates operations that accept either a server
+// administrator's password or a key user's passphrase (§8.1 "ADMIN or
+// KEY-USER/KEY-ADMIN"). Exactly one should be set; Password wins.
+type Auth struct {
+	Password   []byte
+	Passphrase []byte
+}
+
+func (a Auth) secrets() (protocol.Fields, error) {
+	var s protocol.Fields
+	var err error
+	switch {
+	case a.Password != nil:
+		err = s.Set("password", a.Password)
+	case a.Passphrase != nil:
+		err = s.Set("passphrase", a.Passphrase)
+	}
+	a.zero()
+	return s, err
+}
+
+func (a Auth) zero() { clear(a.Password); clear(a.Passphrase) }
+
+// secrets builds an inner field block from name/value pairs, skipping nil
+// values, and zeroes the values it was given.
+func secrets(kv ...any) (protocol.Fields, error) {
+	var s protocol.Fields
+	var err error
+	for i := 0; i+1 < len(kv); i += 2 {
+		v, _ := kv[i+1].([]byte)
+		if v != nil && err == nil {
+			err = s.Set(kv[i].(string), v)
+		}
+		clear(v)
+	}
+	if err != nil {
+		s.Zero()
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	return s, nil
+}
+
+type fieldList struct {
+	f   protocol.Fields
+	err error
+}
+
+func (l *fieldList) str(k, v string) *fieldList {
+	if l.err == nil {
+		l.err = l.f.SetStr(k, v)
+	}
+	return l
+}
+
+func (l *fieldList) optStr(k, v string) *fieldList {
+	if v != "" {
+		l.str(k, v)
+	}
+	return l
+}
+
+func (l *fieldList) boolean(k string, v bool) *fieldList {
+	if l.err == nil {
+		l.err = l.f.SetBool(k, v)
+	}
+	return l
+}
+
+func (c *Client) simple(ctx context.Context, op string, fl *fieldList, sec protocol.Fields, secErr error, dst io.Writer) (*Reply, error) {
+	defer sec.Zero()
+	if secErr != nil {
+		return nil, secErr
+	}
+	if fl == nil {
+		fl = &fieldList{}
+	}
+	if fl.err != nil {
+		return nil, fmt.Errorf("%s: %w", op, fl.err)
+	}
+	return c.Do(ctx, &Request{Op: op, Fields: fl.f, Secrets: sec}, dst)
+}
+
+// list runs a list operation and decodes its payload (§6.5): count entries
+// each followed by a 00 byte, each a safe string.
+func (c *Client) list(ctx context.Context, op, countField string, fl *fieldList, sec protocol.Fields, secErr error) ([]string, error) {
+	max := c.MaxListPayload
+	if max == 0 {
+		max = 64 << 20
+	}
+	var buf bytes.Buffer
+	w := &limitWriter{w: &buf, n: max}
+	r, err := c.simple(ctx, op, fl, sec, secErr, w)
+	if err != nil {
+		return nil, err
+	}
+	n, err := r.Fields.U32(countField)
+	if err != nil {
+		return nil, fmt.Errorf("%s: invalid reply: %w", op, err)
+	}
+	b := buf.Bytes()
+	out := make([]string, 0, min(int(n), 1<<16))
+	for range n {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return nil, fmt.Errorf("%s: invalid reply: %d entries announced, payload holds %d", op, n, len(out))
+		}
+		e := string(b[:i])
+		if !protocol.IsSafeString(e) {
+			return nil, fmt.Errorf("%s: invalid reply: unprintable entry %q", op, e)
+		}
+		out = append(out, e)
+		b = b[i+1:]
+	}
+	return out, nil
+}
+
+type limitWriter struct {
+	w io.Writer
+	n uint64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if uint64(len(p)) > l.n {
+		return 0, fmt.Errorf("reply payload larger than %d bytes", l.n)
+	}
+	l.n -= uint64(len(p))
+	return l.w.Write(p)
+}
+
+// ListUsers returns the server's user names (ADMIN).
+func (c *Client) ListUsers(ctx context.Context, password []byte) ([]string, error) {
+	sec, err := secrets("password", password)
+	return c.list(ctx, "list-users", "num-users", nil, sec, err)
+}
+
+// NewUser adds a user (ADMIN). newPassword may be nil for a user without
+// a password; such a user can never act as an administrator.
+func (c *Client) NewUser(ctx context.Context, name string, admin bool, password, newPassword []byte) error {
+	sec, err := secrets("password", password, "new-password", newPassword)
+	_, err = c.simple(ctx, "new-user", (&fieldList{}).str("name", name).boolean("admin", admin), sec, err, nil)
+	return err
+}
+
+// DeleteUser removes a user without key accesses (ADMIN).
+func (c *Client) DeleteUser(ctx context.Context, name string, password []byte) error {
+	sec, err := secrets("password", password)
+	_, err = c.simple(ctx, "delete-user", (&fieldList{}).str("name", name), sec, err, nil)
+	return err
+}
+
+// UserInfo reports whether a user is an administrator (ADMIN).
+func (c *Client) UserInfo(ctx context.Context, name string, password []byte) (admin bool, err error) {
+	sec, err := secrets("password", password)
+	r, err := c.simple(ctx, "user-info", (&fieldList{}).str("name", name), sec, err, nil)
+	if err != nil {
+		return false, err
+	}
+	if admin, err = r.Fields.Bool("admin"); err != nil {
+		return false, fmt.Errorf("user-info: invalid reply: %w", err)
+	}
+	return admin, nil
+}
+
+// ModifyUser changes a user (ADMIN): admin (if not nil), name (if newName
+// is not empty), password (if newPassword is not nil).
+func (c *Client) ModifyUser(ctx context.Context, name string, admin *bool, newName string, password, newPassword []byte) error {
+	sec, err := secrets("password", password, "new-password", newPassword)
+	fl := (&fieldList{}).str("name", name)
+	if admin != nil {
+		fl.boolean("admin", *admin)
+	}
+	fl.optStr("new-name", newName)
+	_, err = c.simple(ctx, "modify-user", fl, sec, err, nil)
+	return err
+}
+
+// KeyUserInfo reports whether user can access key and whether it is a key
+// administrator (ADMIN). No access is an answer (access false), not an
+// error (§8.3).
+func (c *Client) KeyUserInfo(ctx context.Context, user, key string, password []byte) (access, keyAdmin bool, err error) {
+	sec, err := secrets("password", password)
+	if err != nil {
+		return false, false, err
+	}
+	fl := (&fieldList{}).str("name", user).str("key", key)
+	if fl.err != nil {
+		sec.Zero()
+		return false, false, fl.err
+	}
+	r, err := c.Do(ctx, &Request{Op: "key-user-info", Fields: fl.f, Secrets: sec,
+		Expect: []protocol.ErrorCode{protocol.CodeKeyUserNotFound}}, nil)
+	if err != nil {
+		return false, false, err
+	}
+	if r.Code == protocol.CodeKeyUserNotFound {
+		return false, false, nil
+	}
+	if keyAdmin, err = r.Fields.Bool("key-admin"); err != nil {
+		return false, false, fmt.Errorf("key-user-info: invalid reply: %w", err)
+	}
+	return true, keyAdmin, nil
+}
+
+// ModifyKeyUser sets whether user is an administrator of key (ADMIN).
+func (c *Client) ModifyKeyUser(ctx context.Context, user, key string, keyAdmin bool, password []byte) error {
+	sec, err := secrets("password", password)
+	_, err = c.simple(ctx, "modify-key-user", (&fieldList{}).str("name", user).str("key", key).boolean("key-admin", keyAdmin), sec, err, nil)
+	return err
+}
+
+// ListKeys returns the keys as "NAME (TYPE)" (ADMIN).
+func (c *Client) ListKeys(ctx context.Context, password []byte) ([]string, error) {
+	sec, err := secrets("password", password)
+	return c.list(ctx, "list-keys", "num-keys", nil, sec, err)
+}
+
+// NewKeyOptions are new-key's optional fields.
+type NewKeyOptions struct {
+	KeyType                          string // gnupg (default), RSA or ECC
+	KeyAdmin                         string // initial key administrator (default: the caller)
+	NameReal, NameComment, NameEmail string // gnupg user ID
+	ExpireDate                       string // YYYY-MM-DD
+}
+
+// NewKey makes a key (ADMIN); passphrase becomes the initial key
+// administrator's passphrase. The public key is written to out.
+func (c *Client) NewKey(ctx context.Context, key string, o NewKeyOptions, password, passphrase []byte, out io.Writer) error {
+	sec, err := secrets("password", password, "passphrase", passphrase)
+	kt := o.KeyType
+	if kt == "" {
+		kt = "gnupg"
+	}
+	fl := (&fieldList{}).str("key", key).str("keytype", kt).optStr("initial-key-admin", o.KeyAdmin).
+		optStr("name-real", o.NameReal).optStr("name-comment", o.NameComment).optStr("name-email", o.NameEmail)
+	if o.ExpireDate != "" {
+		if _, perr := time.Parse(time.DateOnly, o.ExpireDate); perr != nil && fl.err == nil {
+			fl.err = fmt.Errorf("invalid expire date %q, want YYYY-MM-DD", o.ExpireDate)
+		}
+		fl.str("expire-date", o.ExpireDate)
+	}
+	_, err = c.simple(ctx, "new-key", fl, sec, err, out)
+	return err
+}
+
+// ImportKey imports a secret key (ADMIN): in holds size bytes of key
+// material protected by passphrase; newPassphrase becomes the initial key
+// administrator's passphrase.
+func (c *Client) ImportKey(ctx context.Context, key, keyType, keyAdmin string, in io.Reader, size int64, password, passphrase, newPassphrase []byte) error {
+	sec, err := secrets("password", password, "passphrase", passphrase, "new-passphrase", newPassphrase)
+	defer sec.Zero()
+	if err != nil {
+		return err
+	}
+	fl := (&fieldList{}).str("key", key).optStr("keytype", keyType).optStr("initial-key-admin", keyAdmin)
+	if fl.err != nil {
+		return fl.err
+	}
+	_, err = c.Do(ctx, &Request{Op: "import-key", Fields: fl.f, Secrets: sec, Payload: in, PayloadSize: size}, nil)
+	return err
+}
+
+// DeleteKey deletes a key and every access to it (ADMIN).
+func (c *Client) DeleteKey(ctx context.Context, key string, password []byte) error {
+	sec, err := secrets("password", password)
+	_, err = c.simple(ctx, "delete-key", (&fieldList{}).str("key", key), sec, err, nil)
+	return err
+}
+
+// ModifyKey renames a key (ADMIN).
+func (c *Client) ModifyKey(ctx context.Context, key, newName string, password []byte) error {
+	sec, err := secrets("password", password)
+	_, err = c.simple(ctx, "modify-key", (&fieldList{}).str("key", key).optStr("new-name", newName), sec, err, nil)
+	return err
+}
+
+// ListKeyUsers returns the users who can access key (ADMIN or KEY-ADMIN).
+func (c *Client) ListKeyUsers(ctx context.Context, key string, auth Auth) ([]string, error) {
+	sec, err := auth.secrets()
+	return c.list(ctx, "list-key-users", "num-users", (&fieldList{}).str("key", key), sec, err)
+}
+
+// GrantKeyAccess gives user access to key with newPassphrase as that
+// user's passphrase (KEY-ADMIN: passphrase is the caller's).
+func (c *Client) GrantKeyAccess(ctx context.Context, key, user string, passphrase, newPassphrase []byte) error {
+	sec, err := secrets("passphrase", passphrase, "new-passphrase", newPassphrase)
+	_, err = c.simple(ctx, "grant-key-access", (&fieldList{}).str("key", key).str("name", user), sec, err, nil)
+	return err
+}
+
+// RevokeKeyAccess removes user's access to key (ADMIN or KEY-ADMIN).
+func (c *Client) RevokeKeyAccess(ctx context.Context, key, user string, auth Auth) error {
+	sec, err := auth.secrets()
+	_, err = c.simple(ctx, "revoke-key-access", (&fieldList{}).str("key", key).str("name", user), sec, err, nil)
+	return err
+}
+
+// GetPublicKey writes key's public key to out (ADMIN or KEY-USER).
+func (c *Client) GetPublicKey(ctx context.Context, key string, auth Auth, out io.Writer) error {
+	sec, err := auth.secrets()
+	_, err = c.simple(ctx, "get-public-key", (&fieldList{}).str("key", key), sec, err, out)
+	return err
+}
+
+// ChangePassphrase replaces the caller's passphrase for key (KEY-USER).
+func (c *Client) ChangePassphrase(ctx context.Context, key string, passphrase, newPassphrase []byte) error {
+	sec, err := secrets("passphrase", passphrase, "new-passphrase", newPassphrase)
+	_, err = c.simple(ctx, "change-passphrase", (&fieldList{}).str("key", key), sec, err, nil)
+	return err
+}
+
+// ChangeKeyExpiration sets key's expiry date, YYYY-MM-DD, or removes it if
+// expireDate is empty (KEY-ADMIN). subkey, if not empty, is a decimal
+// subkey index.
+func (c *Client) ChangeKeyExpiration(ctx context.Context, key, expireDate, subkey string, passphrase []byte) error {
+	sec, err := secrets("passphrase", passphrase)
+	fl := (&fieldList{}).str("key", key)
+	if expireDate != "" {
+		if _, perr := time.Parse(time.DateOnly, expireDate); perr != nil && fl.err == nil {
+			fl.err = fmt.Errorf("invalid expire date %q, want YYYY-MM-DD", expireDate)
+		}
+		fl.str("expire-date", expireDate)
+	}
+	fl.optStr("subkey", subkey)
+	_, err = c.simple(ctx, "change-key-expiration", fl, sec, err, nil)
+	return err
+}
+
+// SignText writes an OpenPGP cleartext signature of size bytes of in to
+// out (KEY-USER).
+func (c *Client) SignText(ctx context.Context, key string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	return c.sign(ctx, "sign-text", (&fieldList{}).str("key", key), passphrase, in, size, out)
+}
+
+// SignData writes an OpenPGP detached signature of size bytes of in to
+// out, ASCII-armoured if armor (KEY-USER).
+func (c *Client) SignData(ctx context.Context, key string, armor bool, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	return c.sign(ctx, "sign-data", (&fieldList{}).str("key", key).boolean("armor", armor), passphrase, in, size, out)
+}
+
+func (c *Client) sign(ctx context.Context, op string, fl *fieldList, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	sec, err := secrets("passphrase", passphrase)
+	defer sec.Zero()
+	if err != nil {
+		return err
+	}
+	if fl.err != nil {
+		return fmt.Errorf("%s: %w", op, fl.err)
+	}
+	_, err = c.Do(ctx, &Request{Op: op, Fields: fl.f, Secrets: sec, Payload: in, PayloadSize: size}, out)
+	return err
+}
