@@ -1,0 +1,169 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/signet-project/signet/protocol"
+)
+
+// Request results, the values of the result label of
+// signet_bridge_requests_total.
+const (
+	ResultRelayed           = "relayed"             // reply (and sub-replies) forwarded, clean teardown
+	ResultDroppedInvalid    = "dropped_invalid"     // bad version, header, op, field or size (§4.2)
+	ResultDroppedCNMismatch = "dropped_cn_mismatch" // certificate CN is not the user field
+	ResultDroppedKoji       = "dropped_koji"        // the request needs Koji, which this bridge lacks
+	ResultPairingTimeout    = "pairing_timeout"     // no server connection became free in time
+	ResultPeerError         = "peer_error"          // a peer failed, stalled or dropped mid-request
+	ResultShutdown          = "shutdown"            // the bridge shut down before pairing
+)
+
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	wait     prometheus.Histogram
+	bytes    *prometheus.CounterVec
+	toServer prometheus.Counter
+	toClient prometheus.Counter
+	idle     prometheus.Gauge
+	waiting  prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signet_bridge_requests_total",
+			Help: "Client requests by operation and result.",
+		}, []string{"op", "result"}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "signet_bridge_pairing_wait_seconds",
+			Help:    "Time a validated client request waited for an idle server connection.",
+			Buckets: []float64{0.001, 0.005, 0.02, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signet_bridge_forwarded_bytes_total",
+			Help: "Bytes written to peers (chunk headers included, TLS overhead excluded), by direction.",
+		}, []string{"direction"}),
+		idle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signet_bridge_idle_server_connections",
+			Help: "Server connections waiting for a request.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signet_bridge_clients_waiting",
+			Help: "Validated client requests waiting for a server connection.",
+		}),
+	}
+	m.toServer = m.bytes.WithLabelValues("client_to_server")
+	m.toClient = m.bytes.WithLabelValues("server_to_client")
+	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every known label value exists from the start, so that rates work
+	// before the first event.
+	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultPairingTimeout, ResultPeerError, ResultShutdown} {
+		m.requests.WithLabelValues(opUnknown, r)
+	}
+	return m
+}
+
+// opUnknown labels requests whose op is absent or not in §4.4, so that a
+// client cannot create label values at will.
+const opUnknown = "unknown"
+
+func opLabel(op string) string {
+	if _, ok := protocol.LookupOp(op); ok {
+		return op
+	}
+	return opUnknown
+}
+
+// CheckLoopback refuses a metrics address whose host is not a loopback IP
+// address or "localhost". The metrics endpoint has no authentication, so it
+// must not be reachable from other hosts; an empty host (":9100") means
+// every interface and is refused too.
+func CheckLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("metrics address %q is not a loopback address: the metrics endpoint has no authentication; use 127.0.0.1:PORT, [::1]:PORT or localhost:PORT and scrape it locally (or through an authenticating proxy)", addr)
+}
+
+// ListenMetrics opens the metrics listener after CheckLoopback, and checks
+// the address it got as well ("localhost" must resolve to loopback).
+func ListenMetrics(addr string) (net.Listener, error) {
+	if err := CheckLoopback(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLoopbackListener(ln); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+func checkLoopbackListener(ln net.Listener) error {
+	ta, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		return fmt.Errorf("metrics listener address %s is not a loopback address", ln.Addr())
+	}
+	return nil
+}
+
+// MetricsHandler returns the Prometheus handler for the bridge's metrics.
+func (b *Bridge) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(b.m.reg, promhttp.HandlerOpts{})
+}
+
+// ServeMetrics serves /metrics on ln, which must listen on a loopback
+// address, until Shutdown. It returns nil after Shutdown.
+func (b *Bridge) ServeMetrics(ln net.Listener) error {
+	if err := checkLoopbackListener(ln); err != nil {
+		ln.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", b.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	b.mu.Lock()
+	if b.shutting {
+		b.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	b.metricsSrv = srv
+	b.mu.Unlock()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (b *Bridge) stopMetrics(ctx context.Context) {
+	b.mu.Lock()
+	srv := b.metricsSrv
+	b.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown(ctx)
+	}
+}

@@ -1,0 +1,377 @@
+package bridge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/signet-project/signet/protocol"
+)
+
+// dropError is a refusal with the result it is counted under.
+type dropError struct {
+	result string
+	err    error
+}
+
+func (e *dropError) Error() string { return e.err.Error() }
+func (e *dropError) Unwrap() error { return e.err }
+
+func drop(result string, format string, args ...any) error {
+	return &dropError{result: result, err: fmt.Errorf(format, args...)}
+}
+
+// isProtocolErr reports whether err is a wire-format or validation failure
+// (as opposed to a connection that failed or stalled).
+func isProtocolErr(err error) bool {
+	for _, e := range []error{protocol.ErrMalformed, protocol.ErrLimit, protocol.ErrUnknownVersion,
+		protocol.ErrMissingField, protocol.ErrInvalidField, protocol.ErrFieldNotAllowed, protocol.ErrUnknownOp} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// request is one client connection as it passes the bridge: what is logged
+// and counted about it. Payload bytes and field values other than op and
+// user are never logged.
+type request struct {
+	b        *Bridge
+	start    time.Time
+	client   string
+	cn       string
+	op, user string
+	payload  uint64
+	server   string
+	wait     time.Duration
+	subReqs  atomic.Int64
+	subReps  atomic.Int64
+}
+
+func (r *request) finish(result, msg string, err error, extra ...any) {
+	r.b.m.requests.WithLabelValues(opLabel(r.op), result).Inc()
+	attrs := []any{"result", result, "op", r.op, "user", r.user, "client_cn", r.cn, "client_addr", r.client,
+		"payload_len", r.payload, "duration_ms", time.Since(r.start).Milliseconds()}
+	if r.server != "" {
+		attrs = append(attrs, "server_addr", r.server, "pairing_wait_ms", r.wait.Milliseconds())
+	}
+	if n := r.subReqs.Load(); n > 0 {
+		attrs = append(attrs, "sub_requests", n, "sub_replies", r.subReps.Load())
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err.Error())
+	}
+	attrs = append(attrs, extra...)
+	level := slog.LevelWarn
+	if result == ResultRelayed {
+		level = slog.LevelInfo
+	}
+	r.b.log.Log(context.Background(), level, msg, attrs...)
+}
+
+func (b *Bridge) cnAllowed(cn, user string) bool {
+	return b.cfg.LenientCN || cn == user || slices.Contains(b.cfg.ProxyCNs, cn)
+}
+
+// kojiReason says why a request needs Koji (which this bridge does not
+// support), or returns "" (§4.2 steps 6 and 8, §7.10).
+func kojiReason(spec protocol.OpSpec, h *protocol.RequestHeader) string {
+	f := h.Fields()
+	if f.Has("koji-instance") {
+		return "the request names a koji-instance"
+	}
+	if v, err := f.Bool("import-signature"); err == nil && v {
+		return "import-signature asks the bridge to import the signature into Koji"
+	}
+	if spec.Name == "sign-rpm" && h.PayloadLen() == 0 {
+		return "sign-rpm with an empty payload asks the bridge to fetch the RPM from Koji"
+	}
+	return ""
+}
+
+// returnData is the return-data field, true when absent.
+func returnData(h *protocol.RequestHeader) bool {
+	v, err := h.Fields().Bool("return-data")
+	return err != nil || v
+}
+
+// handleClient serves one client connection: handshake, request header
+// and checks, pairing, relay, teardown (§4.2).
+func (b *Bridge) handleClient(raw net.Conn) {
+	r := &request{b: b, start: time.Now(), client: raw.RemoteAddr().String()}
+	tc := tls.Server(raw, b.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		b.log.Warn("client TLS handshake failed", "client_addr", r.client, "err", err)
+		return
+	}
+	var s *serverConn
+	// Close the client first, then the server (§2.7).
+	defer func() {
+		tc.Close()
+		if s != nil {
+			s.release()
+		}
+	}()
+	r.cn = tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+	cc := &timedConn{Conn: tc, peer: "client", timeout: b.cfg.ClientTimeout, written: b.m.toClient}
+	cm := protocol.NewMux(cc, nil)
+
+	h, err := protocol.ReadRequestHeader(cm.Reader(protocol.Outer))
+	if err != nil {
+		if isProtocolErr(err) {
+			r.finish(ResultDroppedInvalid, "request dropped: malformed request header", err)
+		} else {
+			r.finish(ResultPeerError, "request dropped: the client did not send a whole request header", err)
+		}
+		return
+	}
+	r.op, r.user, r.payload = h.Op(), h.User(), h.PayloadLen()
+	spec, err := protocol.ValidateRequest(h)
+	if err != nil {
+		r.finish(ResultDroppedInvalid, "request dropped: it fails the bridge's whitelist or limits (PROTOCOL-v1 §4.4)", err)
+		return
+	}
+	if lim, ok := b.cfg.OpLimits[spec.Name]; ok && h.PayloadLen() > lim {
+		r.finish(ResultDroppedInvalid, "request dropped: payload above the configured limit for this operation",
+			&protocol.LimitError{What: "payload length of op " + spec.Name, Value: h.PayloadLen(), Limit: lim})
+		return
+	}
+	if !b.cnAllowed(r.cn, r.user) {
+		r.finish(ResultDroppedCNMismatch, "request dropped: the client certificate's CN is not the request's user; list the CN in proxy_cns if it may act for others", nil)
+		return
+	}
+	if why := kojiReason(spec, h); why != "" {
+		r.finish(ResultDroppedKoji, "request dropped: Koji integration is not supported by this bridge; send the RPM itself, without koji-instance or import-signature", nil, "koji_reason", why)
+		return
+	}
+
+	t0 := time.Now()
+	s, err = b.pool.get(b.cfg.PairingTimeout)
+	r.wait = time.Since(t0)
+	b.m.wait.Observe(r.wait.Seconds())
+	switch {
+	case errors.Is(err, errPairingTimeout):
+		r.finish(ResultPairingTimeout, "request dropped: no server connection became free in time", nil, "pairing_timeout", b.cfg.PairingTimeout.String())
+		return
+	case err != nil:
+		r.finish(ResultShutdown, "request dropped: the bridge is shutting down", nil)
+		return
+	}
+	r.server = s.remote
+	sc := &timedConn{Conn: s.conn, peer: "server", timeout: b.cfg.ServerTimeout, written: b.m.toServer}
+	sm := protocol.NewMux(sc, nil)
+	closeAll := func() {
+		tc.Close()
+		s.conn.Close()
+	}
+	if err := b.relay(r, spec, h, cm, sm, closeAll); err != nil {
+		result := ResultPeerError
+		var de *dropError
+		if errors.As(err, &de) {
+			result = de.result
+		}
+		msg := "request dropped during the relay"
+		if result == ResultDroppedKoji {
+			msg = "request dropped: Koji integration is not supported by this bridge"
+		}
+		r.finish(result, msg, err)
+		return
+	}
+	// Teardown (§2.7): outer EOF to the client, then read from it until its
+	// outer EOF or the end of the connection, bounded; then close it, and
+	// the server last (the deferred function).
+	if err := cm.ChunkWriter().WriteEOF(protocol.Outer); err != nil {
+		r.finish(ResultPeerError, "request dropped: writing the final outer EOF to the client failed", err)
+		return
+	}
+	t := time.AfterFunc(b.cfg.ClientTimeout, func() { tc.Close() })
+	cm.Drain(protocol.Outer)
+	t.Stop()
+	r.finish(ResultRelayed, "request relayed", nil)
+}
+
+// relay forwards one paired request: request, inner session, reply, and
+// the sign-rpms sub-phase. On error, the caller drops both connections
+// without an outer EOF to the client.
+func (b *Bridge) relay(r *request, spec protocol.OpSpec, h *protocol.RequestHeader, cm, sm *protocol.Mux, closeAll func()) error {
+	// R1‖R2 exactly as received, R3, R4 in chunks of ≤ 4096 (§2.5).
+	if err := protocol.WriteCanonicalRequest(sm.ChunkWriter(), h, h.PayloadLen(), h.Payload(cm.Reader(protocol.Outer))); err != nil {
+		return fmt.Errorf("forwarding the request: %w", err)
+	}
+	// Inner phase: relay verbatim until an inner EOF has passed each way
+	// (§5.5). Nothing goes to the client's outer stream meanwhile.
+	if err := both(closeAll,
+		func() error { return relayInner(cm, sm.ChunkWriter()) },
+		func() error { return relayInner(sm, cm.ChunkWriter()) }); err != nil {
+		return fmt.Errorf("inner session: %w", err)
+	}
+	cm.Reader(protocol.Inner).Discard()
+	sm.Reader(protocol.Inner).Discard()
+
+	// Reply: Y1‖Y2‖Y3 in one chunk, Y4, Y5 in chunks of ≤ 4096, Y6.
+	rh, err := protocol.ReadRelayReplyHeader(sm.Reader(protocol.Outer))
+	if err != nil {
+		if err == io.EOF {
+			return errors.New("the server closed without a reply (it dropped the request)")
+		}
+		return fmt.Errorf("reading the reply header: %w", err)
+	}
+	p, err := protocol.NewRelayPayloadReader(sm.Reader(protocol.Outer), b.cfg.MaxReplyPayload, "reply payload")
+	if err != nil {
+		return fmt.Errorf("reading the reply: %w", err)
+	}
+	if err := relayItem(cm.ChunkWriter(), rh.Bytes(), p, spec.Name != "sign-rpm" || returnData(h)); err != nil {
+		return fmt.Errorf("forwarding the reply: %w", err)
+	}
+	// §14 item 15: no sub-phase after an error reply.
+	if spec.SubRequests && rh.Code() == protocol.CodeOK {
+		return b.subPhase(r, h, cm, sm, closeAll)
+	}
+	return nil
+}
+
+// both runs f and g concurrently; at the first failure it calls stop (which
+// unblocks the other) and returns that failure once both have ended.
+func both(stop func(), f, g func() error) error {
+	errc := make(chan error, 2)
+	go func() { errc <- f() }()
+	go func() { errc <- g() }()
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			stop()
+		}
+	}
+	return first
+}
+
+// relayInner forwards the inner chunks of one peer to the other verbatim,
+// then the inner EOF. A peer whose connection ends without its inner EOF
+// gets one made up, as the reference bridge does (§2.7).
+func relayInner(from *protocol.Mux, to *protocol.ChunkWriter) error {
+	for {
+		b, err := from.Reader(protocol.Inner).ReadChunk()
+		if err == io.EOF {
+			return to.WriteEOF(protocol.Inner)
+		}
+		if err != nil {
+			return err
+		}
+		if err := to.WriteChunk(protocol.Inner, b); err != nil {
+			return err
+		}
+	}
+}
+
+// relayItem forwards a reply or sub-reply in the canonical layout. Without
+// keep (return-data false) the payload is read and dropped, and the item
+// goes on with length 0 and the server's original MAC (§6.5, §7.7, §14
+// item 5).
+func relayItem(w *protocol.ChunkWriter, header []byte, p *protocol.PayloadReader, keep bool) error {
+	if keep {
+		return protocol.WriteCanonicalItem(w, header, p)
+	}
+	if err := w.WriteChunk(protocol.Outer, header); err != nil {
+		return err
+	}
+	if err := p.Finish(); err != nil {
+		return err
+	}
+	return protocol.WriteCanonicalPayload(w, 0, nil, p.MAC())
+}
+
+// subPhase relays sign-rpms sub-requests and sub-replies at the same time
+// (§7.7, §7.12), with the bridge's checks: the sub-request whitelist, id
+// uniqueness, P ≤ 1 TiB, the running total, and known ids in sub-replies.
+// Sub-requests that need Koji (P = 0) drop the connection.
+func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protocol.Mux, closeAll func()) error {
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	keep := returnData(h)
+	return both(closeAll, func() error {
+		in := cm.Reader(protocol.Outer)
+		var total uint64
+		for n := 0; ; n++ {
+			q, err := protocol.ReadRelaySubRequestHeader(in)
+			if err == io.EOF {
+				// The client's outer EOF, between two items.
+				return sm.ChunkWriter().WriteEOF(protocol.Outer)
+			}
+			if err != nil {
+				return classify(fmt.Errorf("sub-request %d: %w", n, err))
+			}
+			p, err := protocol.NewRelayPayloadReader(in, protocol.BridgeMaxSubRequestPayload, "sub-request payload")
+			if err != nil {
+				return classify(fmt.Errorf("sub-request %d: %w", n, err))
+			}
+			if p.Len() == 0 {
+				return drop(ResultDroppedKoji, "sub-request %d has an empty payload, which asks the bridge to fetch the RPM from Koji", n)
+			}
+			if err := protocol.ValidateSubRequest(q, p.Len()); err != nil {
+				return drop(ResultDroppedInvalid, "sub-request %d: %w", n, err)
+			}
+			total += (p.Len() + 4095) &^ 4095
+			if total > b.cfg.MaxRPMsPayloads {
+				return drop(ResultDroppedInvalid, "sub-request %d: sign-rpms payloads exceed %d bytes in all", n, b.cfg.MaxRPMsPayloads)
+			}
+			id := string(q.ID())
+			mu.Lock()
+			seen := ids[id]
+			ids[id] = true
+			mu.Unlock()
+			if seen {
+				return drop(ResultDroppedInvalid, "sub-request %d repeats an id", n)
+			}
+			r.subReqs.Add(1)
+			if err := protocol.WriteCanonicalItem(sm.ChunkWriter(), q.Bytes(), p); err != nil {
+				return fmt.Errorf("forwarding sub-request %d: %w", n, err)
+			}
+		}
+	}, func() error {
+		in := sm.Reader(protocol.Outer)
+		for n := 0; ; n++ {
+			a, err := protocol.ReadRelaySubReplyHeader(in)
+			if err == io.EOF {
+				return nil // the server's outer EOF: done
+			}
+			if err != nil {
+				return fmt.Errorf("sub-reply %d: %w", n, err)
+			}
+			mu.Lock()
+			known := ids[string(a.ID())]
+			mu.Unlock()
+			if !known {
+				return fmt.Errorf("sub-reply %d answers an id no sub-request carried", n)
+			}
+			p, err := protocol.NewRelayPayloadReader(in, b.cfg.MaxReplyPayload, "sub-reply payload")
+			if err != nil {
+				return fmt.Errorf("sub-reply %d: %w", n, err)
+			}
+			if err := relayItem(cm.ChunkWriter(), a.Bytes(), p, keep); err != nil {
+				return fmt.Errorf("forwarding sub-reply %d: %w", n, err)
+			}
+			r.subReps.Add(1)
+		}
+	})
+}
+
+// classify marks protocol failures of the client's sub-requests as invalid.
+func classify(err error) error {
+	if isProtocolErr(err) {
+		return &dropError{result: ResultDroppedInvalid, err: err}
+	}
+	return err
+}

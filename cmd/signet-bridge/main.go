@@ -1,0 +1,371 @@
+// Command signet-bridge is signet's bridge role: it accepts signet and
+// Sigul clients on one port and signet servers (which dial in) on another,
+// checks each request, pairs it with an idle server connection and relays
+// it without being able to read its secrets (see package bridge).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/signet-project/signet/bridge"
+	"github.com/signet-project/signet/protocol"
+)
+
+const defaultConfig = "/etc/signet/bridge.toml"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "signet-bridge:", err)
+		os.Exit(1)
+	}
+}
+
+const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + ` if it exists):
+
+  client_listen     = ":44334"          clients connect here (Sigul's default port)
+  server_listen     = ":44333"          servers dial in here
+  metrics_listen    = "127.0.0.1:9334"  Prometheus /metrics; loopback only; empty: off
+  pairing_timeout   = "30s"             a client waits this long for a free server
+  max_idle_servers  = 64                idle server connections kept
+  proxy_cns         = ["robosignatory"] certificate CNs that may name any user
+  lenient_cn        = false             skip the CN = user check for everyone
+  handshake_timeout = "10s"             each outer TLS handshake
+  client_timeout    = "2m"              a client silent (or not reading) this long is dropped
+  server_timeout    = "15m"             a busy server silent this long is dropped;
+                                        must cover the slowest operation
+  shutdown_timeout  = "60s"             SIGTERM/SIGINT: requests in flight get this long
+  max_reply_payload = 1099511627776     bytes, a reply or sub-reply payload
+  max_rpms_payloads = 10737418240       bytes, all sub-requests of one sign-rpms
+  log_level         = "info"            debug, info, warn or error (JSON on stderr)
+
+  [tls]
+  cert = "/etc/signet/bridge.crt"       the bridge's certificate chain (PEM), both ports
+  key  = "/etc/signet/bridge.key"
+  ca   = "/etc/signet/ca.crt"           client and server certificates must chain to it
+
+  [limits]                              optional: lower an operation's payload limit
+  sign-data = 1073741824                (bytes; PROTOCOL-v1 §4.4 limits cannot be raised)
+
+Requests that need Koji (koji-instance, import-signature, sign-rpm or a
+sign-rpms sub-request without the RPM) are refused: this bridge has no Koji
+integration.`
+
+type app struct {
+	v *viper.Viper
+}
+
+func newRoot() *cobra.Command {
+	a := &app{v: viper.New()}
+	root := &cobra.Command{
+		Use:   "signet-bridge",
+		Short: "signet's bridge: pairs clients with signing servers and relays requests",
+		Long: `signet-bridge sits between clients (signet, Sigul 1.x) and signet servers.
+It speaks Sigul protocol v1. It listens on two ports: clients connect to one,
+servers dial in to the other and wait. Each client request is checked (client
+certificate, CN against the user field, the operation's fields and size limit)
+and paired with an idle server connection; the bridge then relays it. Secrets
+travel in a TLS session nested inside the client's, which the bridge cannot
+read, and replies are MACed with keys it never sees.
+
+` + configHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.loadConfig(cmd)
+		},
+	}
+	f := root.PersistentFlags()
+	f.String("config", "", "configuration file (TOML; default "+defaultConfig+" if it exists)")
+	f.String("client-listen", "", "client address, host:port (config: client_listen; default :44334)")
+	f.String("server-listen", "", "server address, host:port (config: server_listen; default :44333)")
+	f.String("metrics-listen", "", "metrics address, loopback only (config: metrics_listen)")
+	f.String("log-level", "", "debug, info, warn or error (config: log_level; default info)")
+	for _, k := range []string{"client-listen", "server-listen", "metrics-listen", "log-level"} {
+		a.v.BindPFlag(strings.ReplaceAll(k, "-", "_"), f.Lookup(k))
+	}
+	root.AddCommand(a.runCmd(), a.checkCmd())
+	return root
+}
+
+func (a *app) loadConfig(cmd *cobra.Command) error {
+	path, _ := cmd.Flags().GetString("config")
+	if path == "" {
+		if _, err := os.Stat(defaultConfig); err == nil {
+			path = defaultConfig
+		}
+	}
+	if path != "" {
+		a.v.SetConfigFile(path)
+		a.v.SetConfigType("toml")
+		if err := a.v.ReadInConfig(); err != nil {
+			return fmt.Errorf("reading configuration %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func (a *app) runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the bridge until SIGTERM or SIGINT",
+		Long: `run listens on the client and server ports and relays requests until it
+receives SIGTERM or SIGINT. It then stops accepting on both ports, closes idle
+server connections, lets the requests in flight finish (up to shutdown_timeout)
+and exits.
+
+` + configHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd.Context()) },
+	}
+}
+
+func (a *app) checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config",
+		Short: "Check the configuration and certificates, then exit",
+		Long: `check-config loads the configuration, the certificate, key and CA, checks
+every value (including that metrics_listen is a loopback address), and prints
+the effective settings. It opens no port.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := a.settings(nil)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "client_listen     %s\n", s.clientListen)
+			fmt.Fprintf(out, "server_listen     %s\n", s.serverListen)
+			fmt.Fprintf(out, "metrics_listen    %s\n", orNone(s.metricsListen))
+			fmt.Fprintf(out, "pairing_timeout   %s\n", s.cfg.PairingTimeout)
+			fmt.Fprintf(out, "max_idle_servers  %d\n", s.cfg.MaxIdleServers)
+			fmt.Fprintf(out, "proxy_cns         %s\n", orNone(strings.Join(s.cfg.ProxyCNs, ", ")))
+			fmt.Fprintf(out, "lenient_cn        %t\n", s.cfg.LenientCN)
+			fmt.Fprintf(out, "client_timeout    %s\n", s.cfg.ClientTimeout)
+			fmt.Fprintf(out, "server_timeout    %s\n", s.cfg.ServerTimeout)
+			for op, lim := range s.cfg.OpLimits {
+				fmt.Fprintf(out, "limit %-11s %d\n", op, lim)
+			}
+			fmt.Fprintln(out, "configuration OK")
+			return nil
+		},
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// settings is the checked configuration.
+type settings struct {
+	cfg                                       bridge.Config
+	clientListen, serverListen, metricsListen string
+	shutdownTimeout                           time.Duration
+}
+
+func (a *app) settings(log *slog.Logger) (*settings, error) {
+	v := a.v
+	cert, pool, err := loadTLS(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
+	if err != nil {
+		return nil, err
+	}
+	s := &settings{
+		clientListen:  v.GetString("client_listen"),
+		serverListen:  v.GetString("server_listen"),
+		metricsListen: v.GetString("metrics_listen"),
+	}
+	if s.clientListen == "" {
+		s.clientListen = ":44334"
+	}
+	if s.serverListen == "" {
+		s.serverListen = ":44333"
+	}
+	if s.metricsListen != "" {
+		if err := bridge.CheckLoopback(s.metricsListen); err != nil {
+			return nil, err
+		}
+	}
+	s.cfg = bridge.Config{Certificate: cert, CA: pool, LenientCN: v.GetBool("lenient_cn"),
+		ProxyCNs: v.GetStringSlice("proxy_cns"), MaxIdleServers: v.GetInt("max_idle_servers"), Logger: log}
+	for key, dst := range map[string]*time.Duration{
+		"pairing_timeout": &s.cfg.PairingTimeout, "handshake_timeout": &s.cfg.HandshakeTimeout,
+		"client_timeout": &s.cfg.ClientTimeout, "server_timeout": &s.cfg.ServerTimeout, "shutdown_timeout": &s.shutdownTimeout,
+	} {
+		if *dst, err = duration(v, key); err != nil {
+			return nil, err
+		}
+	}
+	if s.shutdownTimeout == 0 {
+		s.shutdownTimeout = 60 * time.Second
+	}
+	for key, dst := range map[string]*uint64{"max_reply_payload": &s.cfg.MaxReplyPayload, "max_rpms_payloads": &s.cfg.MaxRPMsPayloads} {
+		if v.IsSet(key) {
+			if *dst, err = size(v.Get(key), key); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if lim := v.GetStringMap("limits"); len(lim) > 0 {
+		s.cfg.OpLimits = map[string]uint64{}
+		for op, val := range lim {
+			if _, ok := protocol.LookupOp(op); !ok {
+				return nil, fmt.Errorf("configuration [limits]: %q is not a protocol v1 operation", op)
+			}
+			if s.cfg.OpLimits[op], err = size(val, "limits."+op); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.cfg.MaxIdleServers < 0 {
+		return nil, fmt.Errorf("configuration max_idle_servers = %d: must be positive", s.cfg.MaxIdleServers)
+	}
+	// New checks the rest (limits above the protocol's, missing pieces).
+	if _, err := bridge.New(s.cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// duration reads a duration written as a string ("30s", "2m").
+func duration(v *viper.Viper, key string) (time.Duration, error) {
+	raw := v.Get(key)
+	if raw == nil {
+		return 0, nil
+	}
+	str, ok := raw.(string)
+	if !ok {
+		return 0, fmt.Errorf("configuration %s: write the duration as a string with a unit, e.g. %s = \"30s\"", key, key)
+	}
+	d, err := time.ParseDuration(str)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("configuration %s = %q: not a duration such as \"30s\" or \"2m\"", key, str)
+	}
+	return d, nil
+}
+
+// size reads a byte count written as a non-negative TOML integer.
+func size(raw any, key string) (uint64, error) {
+	switch n := raw.(type) {
+	case int64:
+		if n >= 0 {
+			return uint64(n), nil
+		}
+	case int:
+		if n >= 0 {
+			return uint64(n), nil
+		}
+	}
+	return 0, fmt.Errorf("configuration %s: must be a number of bytes (a non-negative integer)", key)
+}
+
+func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
+	if certFile == "" || keyFile == "" || caFile == "" {
+		return tls.Certificate{}, nil, errors.New("configuration [tls] needs cert, key and ca")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return tls.Certificate{}, nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return cert, pool, nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if level != "" {
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("configuration log_level %q: use debug, info, warn or error", level)
+		}
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func (a *app) run(ctx context.Context) error {
+	log, err := newLogger(a.v.GetString("log_level"))
+	if err != nil {
+		return err
+	}
+	s, err := a.settings(log)
+	if err != nil {
+		return err
+	}
+	b, err := bridge.New(s.cfg)
+	if err != nil {
+		return err
+	}
+	var mln net.Listener
+	if s.metricsListen != "" {
+		if mln, err = bridge.ListenMetrics(s.metricsListen); err != nil {
+			return err
+		}
+	}
+	cl, err := net.Listen("tcp", s.clientListen)
+	if err != nil {
+		if mln != nil {
+			mln.Close()
+		}
+		return err
+	}
+	sl, err := net.Listen("tcp", s.serverListen)
+	if err != nil {
+		cl.Close()
+		if mln != nil {
+			mln.Close()
+		}
+		return err
+	}
+	if mln != nil {
+		go func() {
+			if err := b.ServeMetrics(mln); err != nil {
+				log.Error("metrics endpoint failed", "err", err)
+			}
+		}()
+		log.Info("metrics endpoint listening", "metrics_listen", mln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- b.Serve(cl, sl) }()
+	select {
+	case err = <-errc:
+		sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+		b.Shutdown(sctx)
+		cancel()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no new connections; requests in flight may finish", "shutdown_timeout", s.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+	defer cancel()
+	serr := b.Shutdown(sctx)
+	err = <-errc
+	if serr != nil {
+		log.Warn("shutdown timeout reached: remaining connections closed", "err", serr)
+	}
+	log.Info("signet-bridge stopped")
+	return err
+}

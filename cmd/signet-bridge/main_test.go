@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test run this binary as signet-bridge itself.
+func TestMain(m *testing.M) {
+	if os.Getenv("SIGNET_BRIDGE_AS_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// writePKI writes a CA and a bridge certificate and key as PEM files.
+func writePKI(t *testing.T, dir string) (cert, key, ca string) {
+	t.Helper()
+	now := time.Now()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bridge.test"}, DNSNames: []string{"bridge.test"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kDER, _ := x509.MarshalPKCS8PrivateKey(k)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("bridge.crt", "CERTIFICATE", der), write("bridge.key", "PRIVATE KEY", kDER), write("ca.crt", "CERTIFICATE", caDER)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// writeConfig writes a configuration with the certificates and extra
+// lines (top-level keys, before the tables).
+func writeConfig(t *testing.T, extra string, tables string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key, ca := writePKI(t, dir)
+	p := filepath.Join(dir, "bridge.toml")
+	body := fmt.Sprintf("%s\n[tls]\ncert = %q\nkey = %q\nca = %q\n%s\n", extra, cert, key, ca, tables)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func execute(ctx context.Context, args ...string) (string, error) {
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"check-config", "--help"}, {"help", "run"}} {
+		out, err := execute(context.Background(), args...)
+		if err != nil || !strings.Contains(out, "Usage:") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	out, _ := execute(context.Background(), "run", "--help")
+	for _, key := range []string{"client_listen", "server_listen", "metrics_listen", "pairing_timeout", "max_idle_servers",
+		"proxy_cns", "lenient_cn", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
+		if !strings.Contains(out, key) {
+			t.Errorf("run --help does not mention %s", key)
+		}
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	cfg := writeConfig(t, `client_listen = "127.0.0.1:1"
+server_listen = "127.0.0.1:2"
+metrics_listen = "localhost:3"
+pairing_timeout = "5s"
+max_idle_servers = 7
+proxy_cns = ["robosignatory", "koji-builder"]
+lenient_cn = false
+client_timeout = "1m"
+server_timeout = "30m"`, "[limits]\nsign-data = 1073741824\n")
+	out, err := execute(context.Background(), "check-config", "--config", cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"client_listen     127.0.0.1:1", "metrics_listen    localhost:3", "pairing_timeout   5s",
+		"max_idle_servers  7", "proxy_cns         robosignatory, koji-builder", "server_timeout    30m0s",
+		"limit sign-data   1073741824", "configuration OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	// Flags win over the file.
+	out, err = execute(context.Background(), "check-config", "--config", cfg, "--client-listen", "127.0.0.1:9")
+	if err != nil || !strings.Contains(out, "client_listen     127.0.0.1:9") {
+		t.Errorf("flag did not win: %v\n%s", err, out)
+	}
+}
+
+func TestConfigRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra, tables, want string
+	}{
+		{"metrics on every interface", `metrics_listen = "0.0.0.0:9334"`, "", "not a loopback address"},
+		{"metrics without host", `metrics_listen = ":9334"`, "", "not a loopback address"},
+		{"metrics on a public address", `metrics_listen = "192.0.2.7:9334"`, "", "not a loopback address"},
+		{"duration without unit", `pairing_timeout = 30`, "", "pairing_timeout"},
+		{"bad duration", `client_timeout = "soon"`, "", "client_timeout"},
+		{"limit above the protocol", "", "[limits]\nimport-key = 2097152\n", "can only be lowered"},
+		{"limit for an unknown op", "", "[limits]\nfrobnicate = 1\n", "not a protocol v1 operation"},
+		{"negative limit", "", "[limits]\nsign-data = -1\n", "non-negative"},
+		{"bad log level", `log_level = "loud"`, "", "log_level"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeConfig(t, tc.extra+"\nclient_listen = \"127.0.0.1:0\"\nserver_listen = \"127.0.0.1:0\"", tc.tables)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := execute(ctx, "run", "--config", cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("no tls", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "b.toml")
+		os.WriteFile(p, []byte("client_listen = \"127.0.0.1:0\"\n"), 0o600)
+		if _, err := execute(context.Background(), "run", "--config", p); err == nil || !strings.Contains(err.Error(), "[tls]") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// TestRunAndSIGTERM runs the real binary, checks that both ports and the
+// metrics endpoint answer, then sends SIGTERM and expects a clean exit.
+func TestRunAndSIGTERM(t *testing.T) {
+	client, server, metrics := freePort(t), freePort(t), freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("client_listen = %q\nserver_listen = %q\nmetrics_listen = %q\nshutdown_timeout = \"5s\"", client, server, metrics), "")
+	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
+	cmd.Env = append(os.Environ(), "SIGNET_BRIDGE_AS_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	var body string
+	for {
+		ok := true
+		for _, a := range []string{client, server} {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				ok = false
+				break
+			}
+			c.Close()
+		}
+		if ok {
+			if resp, err := http.Get("http://" + metrics + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bridge did not come up:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, "signet_bridge_idle_server_connections") {
+		t.Fatalf("metrics:\n%s", body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `"msg":"signet-bridge stopped"`) {
+		t.Errorf("log:\n%s", stderr.String())
+	}
+}
