@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# A local signing stack for development and the demo: a CA and TLS
+# certificates, a SoftHSM2 token, a server database with an admin, a user
+# alice and an RSA-4096 key she may use, and signet-bridge and signet-server
+# running on 127.0.0.1.
+#
+#   scripts/devstack.sh up DIR      create what is missing under DIR, (re)start
+#   scripts/devstack.sh down DIR    stop the bridge and the server
+#
+# Ports: SIGNET_CLIENT_PORT (default 44334) for clients, SIGNET_SERVER_PORT
+# (default 44333) for servers. Secrets for this dev stack only are in
+# DIR/secrets (mode 600).
+set -euo pipefail
+usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+action=$1
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$2"
+dir=$(cd "$2" && pwd)
+client_port=${SIGNET_CLIENT_PORT:-44334}
+server_port=${SIGNET_SERVER_PORT:-44333}
+[ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+
+stop() {
+	for p in server bridge; do
+		if [ -f "$dir/run/$p.pid" ]; then
+			pid=$(cat "$dir/run/$p.pid")
+			if kill -0 "$pid" 2>/dev/null; then
+				kill -TERM "$pid"
+				for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+				kill -KILL "$pid" 2>/dev/null || true
+			fi
+			rm -f "$dir/run/$p.pid"
+		fi
+	done
+}
+
+case "$action" in
+down) stop; echo "devstack: stopped (files kept in $dir)"; exit 0 ;;
+up) ;;
+*) usage ;;
+esac
+
+"$root/scripts/install-deps.sh" >/dev/null
+mkdir -p "$dir/bin" "$dir/pki" "$dir/secrets" "$dir/run" "$dir/log"
+chmod 700 "$dir/secrets"
+(cd "$root" && CGO_ENABLED=1 go build -o "$dir/bin/" ./cmd/signet-server ./cmd/signet-bridge ./cmd/signet)
+
+# PKI: a CA, and certificates for the bridge, the server and the users.
+pki=$dir/pki
+if [ ! -f "$pki/ca.pem" ]; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+		-subj "/CN=signet devstack CA" -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
+fi
+cert() { # file name, common name, extensions
+	[ -f "$pki/$1.pem" ] && return 0
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+		-keyout "$pki/$1-key.pem" -out "$pki/$1.csr" 2>/dev/null
+	printf '%s\n' "$3" >"$pki/$1.ext"
+	openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial \
+		-days 825 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
+	rm -f "$pki/$1.csr" "$pki/$1.ext"
+	chmod 600 "$pki/$1-key.pem"
+}
+cert bridge localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
+extendedKeyUsage=serverAuth,clientAuth"
+cert server server "subjectAltName=DNS:server
+extendedKeyUsage=serverAuth,clientAuth"
+for u in admin alice; do cert "$u" "$u" "extendedKeyUsage=clientAuth"; done
+
+# Dev-only secrets.
+umask 077
+[ -f "$dir/secrets/admin-password" ] || printf 'admin-%s\n' "$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')" >"$dir/secrets/admin-password"
+[ -f "$dir/secrets/alice-passphrase" ] || printf 'alice-%s\n' "$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')" >"$dir/secrets/alice-passphrase"
+umask 022
+
+# Token and database.
+S=("$dir/bin/signet-server" --config "$dir/server.toml" --batch)
+cat >"$dir/server.toml" <<EOF
+database = "$dir/signet.db"
+transcript = "$dir/ceremony.log"
+
+[token]
+module = "${SIGNET_SOFTHSM2_MODULE:-$( [ -e /usr/lib/softhsm/libsofthsm2.so ] && echo /usr/lib/softhsm/libsofthsm2.so || echo /usr/lib64/pkcs11/libsofthsm2.so)}"
+label = "signet-devstack"
+
+[tls]
+cert = "$pki/server.pem"
+key = "$pki/server-key.pem"
+ca = "$pki/ca.pem"
+
+[[bridge]]
+address = "127.0.0.1:$server_port"
+server_name = "localhost"
+idle = 4
+
+[server]
+unwrap_cache = "5m"
+metrics_file = "$dir/run/server.prom"
+EOF
+if [ ! -f "$dir/token/softhsm2.conf" ]; then
+	SIGNET_SERVER="$dir/bin/signet-server" "$root/scripts/softhsm-token.sh" "$dir/token" signet-devstack >/dev/null
+fi
+export SOFTHSM2_CONF=$dir/token/softhsm2.conf
+if [ ! -f "$dir/signet.db" ]; then
+	"${S[@]}" user add admin --admin --password-file "$dir/secrets/admin-password" >/dev/null
+	"${S[@]}" user add alice >/dev/null
+	"${S[@]}" --pin-file "$dir/token/pin" key generate demo-rsa --type rsa4096 \
+		--uid 'signet devstack (demo-rsa) <demo@example.org>' \
+		--owner alice --passphrase-file "$dir/secrets/alice-passphrase" >/dev/null
+fi
+
+# Client and bridge configurations.
+for u in admin alice; do
+	cat >"$dir/$u.toml" <<EOF
+bridge-hostname = "localhost"
+bridge-port = $client_port
+server-hostname = "server"
+user-name = "$u"
+ca-file = "$pki/ca.pem"
+client-cert-file = "$pki/$u.pem"
+client-key-file = "$pki/$u-key.pem"
+EOF
+done
+cat >"$dir/bridge.toml" <<EOF
+client_listen = "127.0.0.1:$client_port"
+server_listen = "127.0.0.1:$server_port"
+metrics_listen = "127.0.0.1:${SIGNET_METRICS_PORT:-44335}"
+
+[tls]
+cert = "$pki/bridge.pem"
+key = "$pki/bridge-key.pem"
+ca = "$pki/ca.pem"
+EOF
+
+# (Re)start.
+stop
+"$dir/bin/signet-bridge" --config "$dir/bridge.toml" run >>"$dir/log/bridge.log" 2>&1 &
+echo $! >"$dir/run/bridge.pid"
+"$dir/bin/signet-server" --config "$dir/server.toml" run >>"$dir/log/server.log" 2>&1 &
+echo $! >"$dir/run/server.pid"
+
+# Wait until a request goes through.
+C=("$dir/bin/signet" -c "$dir/admin.toml" --batch)
+for i in $(seq 100); do
+	if printf '%s\0' "$(cat "$dir/secrets/admin-password")" | "${C[@]}" list-keys >/dev/null 2>&1; then
+		break
+	fi
+	[ "$i" = 100 ] && { echo "devstack: no request succeeded within 20 s; see $dir/log" >&2; exit 1; }
+	sleep 0.2
+done
+cat <<EOF
+devstack: running in $dir (bridge 127.0.0.1:$client_port for clients, 127.0.0.1:$server_port for servers)
+  $dir/bin/signet -c $dir/alice.toml sign-data -o file.sig demo-rsa FILE     # passphrase: $dir/secrets/alice-passphrase
+  $dir/bin/signet -c $dir/admin.toml list-keys                              # password: $dir/secrets/admin-password
+  $0 down $dir
+EOF
