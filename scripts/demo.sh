@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# signet's main job, as far as it exists today: a key ceremony on a throwaway
-# SoftHSM2 token. Keys are generated inside the token and one is imported from
-# gpg; their public parts are exported as PEM, OpenPGP certificates and an X.509
-# chain (CA, code-signing and TLS certificates, a request); files are signed;
-# every output is checked by gpg, rpmkeys and openssl, not by signet.
+# signet's main job: a key ceremony on a throwaway SoftHSM2 token, then the
+# signing service itself. Keys are generated inside the token and one is
+# imported from gpg; their public parts are exported as PEM, OpenPGP
+# certificates and an X.509 chain (CA, code-signing and TLS certificates, a
+# request); files are signed in the ceremony; then scripts/devstack.sh starts
+# signet-bridge and signet-server on 127.0.0.1 and the signet client signs a
+# file with sign-data and sign-text through them. Every output is checked by
+# gpg, sq, rpmkeys and openssl, not by signet.
 #
 #   scripts/demo.sh                 work in a fresh temporary directory
 #   SIGNET_DEMO_DIR=DIR scripts/demo.sh    work in DIR (must not exist yet)
@@ -133,6 +136,30 @@ refused "unsupported key type" S key generate nope --type dsa1024
 refused "corrupt PEM import" sh -c "printf -- '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' >corrupt.pem; '$work/signet-server' --batch --database '$work/signet.db' --token-label signet-demo --pin-file '$work/token/pin' key import nope --file corrupt.pem"
 refused "export to a file for a key that does not exist" S key export nope --format pem -o nope.pem
 check "no key 'nope' and no file nope.pem were left" sh -c "! '$work/signet-server' --database '$work/signet.db' key list | grep -q '^nope ' && [ ! -e nope.pem ]"
+
+echo "== the signing service: client -> bridge -> server (scripts/devstack.sh)"
+stack=$work/stack
+trap 'for h in "$work/gnupg" "$work/gnupg-verify"; do [ -d "$h" ] && GNUPGHOME=$h gpgconf --kill all; done 2>/dev/null; "$root/scripts/devstack.sh" down "$stack" >/dev/null 2>&1' EXIT
+"$root/scripts/devstack.sh" up "$stack" | sed 's/^/  /'
+SIGNET=("$stack/bin/signet" -c "$stack/alice.toml" --batch)
+alice_pass() { printf '%s\0' "$(cat "$stack/secrets/alice-passphrase")"; }
+printf 'signet demo release notes\n- signed through client, bridge and server\n' >notes.txt
+alice_pass | "${SIGNET[@]}" get-public-key demo-rsa >demo-rsa.asc
+alice_pass | "${SIGNET[@]}" sign-data -o payload.bin.demo.sig demo-rsa payload.bin
+alice_pass | "${SIGNET[@]}" sign-data --armor -o payload.bin.demo.asc demo-rsa payload.bin
+alice_pass | "${SIGNET[@]}" sign-text -o notes.txt.asc demo-rsa notes.txt
+export GNUPGHOME=$work/gnupg-service
+mkdir -m 700 "$GNUPGHOME"
+gpg --batch --quiet --import demo-rsa.asc 2>/dev/null
+check "sign-data through the service: gpg --verify accepts it" gpg --batch --verify payload.bin.demo.sig payload.bin
+check "sign-data --armor through the service: gpg --verify accepts it" gpg --batch --verify payload.bin.demo.asc payload.bin
+check "sign-text through the service: gpg --verify accepts the cleartext message" gpg --batch --verify notes.txt.asc
+check "sign-data through the service: sq verify accepts it" sq verify --signer-cert demo-rsa.asc --detached payload.bin.demo.sig payload.bin
+refused "sign-data with a wrong passphrase" sh -c "printf 'wrong\0' | '$stack/bin/signet' -c '$stack/alice.toml' --batch sign-data -o wrong.sig demo-rsa payload.bin"
+check "the refused request wrote no file" test ! -e wrong.sig
+refused "admin operation with alice's certificate for user admin" sh -c "printf 'x\0' | '$stack/bin/signet' -c '$stack/alice.toml' -u admin --batch list-users"
+check "the audit chain verifies" "$stack/bin/signet-server" --config "$stack/server.toml" audit verify
+GNUPGHOME=$work/gnupg-service gpgconf --kill all 2>/dev/null || true
 
 echo "== the ceremony transcript ($work/ceremony.log)"
 sed 's/^/  /' ceremony.log | cut -c1-160
