@@ -592,3 +592,39 @@ func TestHashPrefixesMatchGo(t *testing.T) {
 		}
 	}
 }
+
+// Many requests arriving at once with the same passphrase run Argon2id
+// once, not once each (64 concurrent misses at 64 MiB would need 4 GiB).
+func TestUnwrapperConcurrentMissesRunKDFOnce(t *testing.T) {
+	params := hsm.KDFParams{Time: 2, MemoryKiB: 16 * 1024, Threads: 1}
+	b := hsm.Binding{Key: "k", User: "u"}
+	w, err := hsm.WrapPIN([]byte("1234"), []byte("pass"), b, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := hsm.NewUnwrapper(time.Minute, 16)
+	before := hsm.KDFRuns()
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pin, err := u.Unwrap(w, []byte("pass"), b)
+			if err == nil && string(pin) != "1234" {
+				err = errors.New("wrong PIN")
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runs := hsm.KDFRuns() - before; runs != 1 {
+		t.Fatalf("32 concurrent unwraps ran the KDF %d times, want 1", runs)
+	}
+}

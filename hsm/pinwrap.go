@@ -156,6 +156,15 @@ type Unwrapper struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]cacheEntry
+	// inflight holds unwraps in progress, so that many requests arriving
+	// at once with the same passphrase run Argon2id (and its memory) once.
+	inflight map[[32]byte]*unwrapCall
+}
+
+type unwrapCall struct {
+	done chan struct{}
+	pin  []byte
+	err  error
 }
 
 type cacheEntry struct {
@@ -166,7 +175,7 @@ type cacheEntry struct {
 // NewUnwrapper returns an Unwrapper whose entries live for ttl (zero
 // disables the cache) and of which at most max are kept.
 func NewUnwrapper(ttl time.Duration, max int) *Unwrapper {
-	u := &Unwrapper{ttl: ttl, max: max, entries: map[[32]byte]cacheEntry{}}
+	u := &Unwrapper{ttl: ttl, max: max, entries: map[[32]byte]cacheEntry{}, inflight: map[[32]byte]*unwrapCall{}}
 	if _, err := rand.Read(u.macKey[:]); err != nil {
 		panic("hsm: no randomness: " + err.Error())
 	}
@@ -183,27 +192,42 @@ func (u *Unwrapper) Unwrap(wrapped, passphrase []byte, b Binding) ([]byte, error
 	id := u.id(wrapped, passphrase, b)
 	now := time.Now()
 	u.mu.Lock()
-	e, ok := u.entries[id]
-	u.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if e, ok := u.entries[id]; ok && now.Before(e.expires) {
+		u.mu.Unlock()
 		return append([]byte(nil), e.pin...), nil
 	}
-	pin, err := UnwrapPIN(wrapped, passphrase, b)
-	if err != nil {
-		return nil, err
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for k, old := range u.entries {
-		if !now.Before(old.expires) || len(u.entries) >= u.max {
-			zero(old.pin)
-			delete(u.entries, k)
+	if c, ok := u.inflight[id]; ok {
+		u.mu.Unlock()
+		<-c.done
+		if c.err != nil {
+			return nil, c.err
 		}
+		return append([]byte(nil), c.pin...), nil
 	}
-	if len(u.entries) < u.max {
-		u.entries[id] = cacheEntry{pin: append([]byte(nil), pin...), expires: now.Add(u.ttl)}
+	c := &unwrapCall{done: make(chan struct{})}
+	u.inflight[id] = c
+	u.mu.Unlock()
+
+	pin, err := UnwrapPIN(wrapped, passphrase, b)
+	u.mu.Lock()
+	delete(u.inflight, id)
+	if err == nil {
+		for k, old := range u.entries {
+			if !now.Before(old.expires) || len(u.entries) >= u.max {
+				zero(old.pin)
+				delete(u.entries, k)
+			}
+		}
+		if len(u.entries) < u.max {
+			u.entries[id] = cacheEntry{pin: append([]byte(nil), pin...), expires: now.Add(u.ttl)}
+		}
+		// Waiters copy the PIN before the caller may zero its own copy.
+		c.pin = append([]byte(nil), pin...)
 	}
-	return pin, nil
+	c.err = err
+	u.mu.Unlock()
+	close(c.done)
+	return pin, err
 }
 
 // Forget drops every cached PIN, e.g. when the server is told to.

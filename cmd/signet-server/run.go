@@ -113,7 +113,10 @@ func (a *app) run(ctx context.Context) error {
 			}
 		}
 		dialers = append(dialers, &server.Dialer{Addr: b.Address, Idle: b.Idle, Max: tok.MaxSessions(), Log: log, Serve: cs.Serve,
-			TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}})
+			TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12,
+				// Each request uses up a connection; resuming sessions
+				// makes the replacement dials cheap.
+				ClientSessionCache: tls.NewLRUClientSessionCache(64)}})
 	}
 	h.Metrics = server.NewMetrics(dialers...)
 	var wg sync.WaitGroup
