@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestEndToEnd runs the real signet-bridge and signet-server processes that
@@ -130,12 +132,68 @@ func TestEndToEnd(t *testing.T) {
 	fails(signet("alice", []string{"alice new"}, "revoke-key-access", "demo-rsa", "alice"), "revoking the last access", "ONLY_ONE_KEY_USER")
 	ok(signet("admin", []string{adminPW}, "delete-user", "bob"), "delete-user bob")
 
+	// The bridge restarts while requests run: the server reconnects on its
+	// own and requests succeed again within 5 seconds; no client ever gets
+	// an unverified reply (a failure is an error, never a bad signature).
+	restartBridge(t, dir, env)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := signet("alice", []string{"alice new"}, "sign-data", "-a", "-o", "after.asc", "demo-rsa", "data")
+		if r.code == 0 {
+			break
+		}
+		if strings.Contains(r.stderr, "integrity") || strings.Contains(r.stderr, "does not verify") {
+			t.Fatalf("a client received a corrupted reply: %s", r.stderr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request succeeded within 5 s of the bridge restart: %s", r.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	verifyWithGPG(t, dir, []byte(pub), "after.asc", "data")
+
 	// The server's audit chain holds every request.
 	cmd := exec.Command(filepath.Join(dir, "bin/signet-server"), "--config", filepath.Join(dir, "server.toml"), "audit", "verify")
 	cmd.Env = append(env, "SOFTHSM2_CONF="+filepath.Join(dir, "token/softhsm2.conf"))
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "audit chain OK") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
+}
+
+// restartBridge stops the devstack's bridge and starts it again with the
+// same configuration, as an operator's restart would.
+func restartBridge(t *testing.T, dir string, env []string) {
+	t.Helper()
+	pidFile := filepath.Join(dir, "run/bridge.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(os.Interrupt)
+	for i := 0; i < 100 && p.Signal(syscall.Signal(0)) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p.Signal(syscall.Signal(0)) == nil {
+		t.Fatalf("the bridge (pid %d) did not stop within 5 s of SIGINT", pid)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "log/bridge.log"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(dir, "bin/signet-bridge"), "--config", filepath.Join(dir, "bridge.toml"), "run")
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(pidFile, []byte(fmt.Sprint(cmd.Process.Pid)), 0o644)
+	go cmd.Wait()
 }
 
 func freePorts(t *testing.T, n int) []string {
