@@ -27,7 +27,8 @@ type bridgeConfig struct {
 }
 
 func (a *app) runCmd() *cobra.Command {
-	return &cobra.Command{
+	var askPIN bool
+	c := &cobra.Command{
 		Use:   "run",
 		Short: "Serve requests: dial the configured bridges and answer what they pair",
 		Long: `run is the signing server. It opens no listening socket: it dials every
@@ -45,13 +46,20 @@ request a bridge pairs with one of them. Configuration (TOML, --config):
             spool_dir, metrics_file (node-exporter textfile),
             lenient_username_check, proxy_usernames
 
+The token PIN, which only new-key and import-key need, comes from --pin-file,
+--pin-fd, server.pin_file, or a prompt without echo with --ask-pin; it is
+held in memory only. Without one the server still signs: each user's
+passphrase unwraps the PIN from the database.
+
 SIGTERM or SIGINT stops dialing; requests in flight finish first.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd.Context()) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd.Context(), askPIN) },
 	}
+	c.Flags().BoolVar(&askPIN, "ask-pin", false, "prompt for the token PIN at start (enables new-key and import-key)")
+	return c
 }
 
-func (a *app) run(ctx context.Context) error {
+func (a *app) run(ctx context.Context, askPIN bool) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	v := a.v
 	var bridges []bridgeConfig
@@ -71,8 +79,15 @@ func (a *app) run(ctx context.Context) error {
 	}
 	defer tok.Close()
 	var pin []byte
-	if f := v.GetString("server.pin_file"); f != "" {
-		if pin, err = (secret.Source{What: "token PIN", File: f, Batch: true}).Read(); err != nil {
+	src := secret.Source{What: "token PIN", File: a.pinFile, FD: a.pinFD, Batch: true}
+	if !src.Set() {
+		src.File = v.GetString("server.pin_file")
+	}
+	if !src.Set() && askPIN {
+		src.Batch = false
+	}
+	if src.Set() || askPIN {
+		if pin, err = src.Read(); err != nil {
 			return err
 		}
 		defer secret.Zero(pin)
