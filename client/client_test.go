@@ -207,6 +207,24 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 			t.Fatalf("%s changed: files left: %q", name, n)
 		}
 	}
+	// A request payload changed on its way: the server's hash check fails
+	// and it drops the request; the client gets no reply and writes nothing.
+	big := bytes.Repeat([]byte("x"), 100000)
+	e.relay.mu.Lock()
+	e.relay.tamperUp = flipAt(50000) // inside the payload: the header is far shorter
+	e.relay.mu.Unlock()
+	err = client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
+		return alice.SignData(ctx, "fedora", true, []byte(alicePass), bytes.NewReader(big), int64(len(big)), w)
+	})
+	e.relay.mu.Lock()
+	e.relay.tamperUp = nil
+	e.relay.mu.Unlock()
+	if !errors.Is(err, client.ErrNoReply) {
+		t.Fatalf("request payload changed: err = %v, want ErrNoReply", err)
+	}
+	if n := dirNames(t, dir); len(n) != 0 {
+		t.Fatalf("request payload changed: files left: %q", n)
+	}
 	// The relay is transparent again.
 	if err := sign(); err != nil {
 		t.Fatal(err)

@@ -193,7 +193,10 @@ type relay struct {
 	cfg                *tls.Config
 	mu                 sync.Mutex
 	tamper             func(off int64, data []byte)
-	wg                 sync.WaitGroup
+	// tamperUp, if set, may change the client's outer stream (the request)
+	// on its way to the server.
+	tamperUp func(off int64, data []byte)
+	wg       sync.WaitGroup
 }
 
 func startRelay(t *testing.T, cfg *tls.Config) *relay {
@@ -241,17 +244,17 @@ func (r *relay) run() {
 			return
 		}
 		r.mu.Lock()
-		tp := r.tamper
+		tp, up := r.tamper, r.tamperUp
 		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.pair(cc, sc, tp)
+			r.pair(cc, sc, tp, up)
 		}()
 	}
 }
 
-func (r *relay) pair(cc, sc net.Conn, tamper func(int64, []byte)) {
+func (r *relay) pair(cc, sc net.Conn, tamper, tamperUp func(int64, []byte)) {
 	deadline := time.Now().Add(60 * time.Second)
 	cc.SetDeadline(deadline)
 	sc.SetDeadline(deadline)
@@ -262,12 +265,20 @@ func (r *relay) pair(cc, sc net.Conn, tamper func(int64, []byte)) {
 		return
 	}
 	done := make(chan struct{})
-	go func() { // client -> server, verbatim
-		io.Copy(s, c)
+	go func() { // client -> server
+		relayChunks(c, s, tamperUp)
 		s.Close()
 		close(done)
 	}()
-	cr, cw := protocol.NewChunkReader(s), protocol.NewChunkWriter(c)
+	relayChunks(s, c, tamper)
+	c.Close()
+	<-done
+}
+
+// relayChunks copies chunks from src to dst, letting tamper change the
+// outer stream's bytes (off counts outer data bytes).
+func relayChunks(src io.Reader, dst io.Writer, tamper func(int64, []byte)) {
+	cr, cw := protocol.NewChunkReader(src), protocol.NewChunkWriter(dst)
 	var off int64
 	for {
 		ch, err := cr.ReadChunk(protocol.MaxChunkLen)
@@ -290,8 +301,6 @@ func (r *relay) pair(cc, sc net.Conn, tamper func(int64, []byte)) {
 			break
 		}
 	}
-	c.Close()
-	<-done
 }
 
 // flipAt returns a tamper function that flips one bit of the server's
