@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/signet-project/signet/formats/openpgp"
@@ -107,6 +108,17 @@ type Handlers struct {
 	Metrics *Metrics
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+
+	// keys caches token keys by database row, so that a request does not
+	// search the token (slow on SoftHSM2, which rescans its files); an
+	// entry is used only while the row's public key is unchanged.
+	keysMu sync.Mutex
+	keys   map[int64]cachedKey
+}
+
+type cachedKey struct {
+	hk  *hsm.Key
+	pub []byte // the row's public key when cached
 }
 
 // The operations served, by wire name.
@@ -485,6 +497,9 @@ func (h *Handlers) deleteKey(ctx context.Context, r *Request) (*Response, error)
 	// Destroy the token object first: a database row without its key is
 	// visible and removable (key delete --forget-missing), a key without a
 	// row is not.
+	h.keysMu.Lock()
+	delete(h.keys, k.ID)
+	h.keysMu.Unlock()
 	if err := h.Token.DeleteKey(k.ObjectID, ""); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 		return nil, err
 	}
@@ -637,7 +652,23 @@ func (h *Handlers) signer(ka KeyAccess) (*hsm.Key, error) {
 	if err := h.Token.Login(ka.PIN); err != nil {
 		return nil, err
 	}
-	return tokenKey(h.Token, ka.Key)
+	h.keysMu.Lock()
+	c, ok := h.keys[ka.Key.ID]
+	h.keysMu.Unlock()
+	if ok && bytes.Equal(c.pub, ka.Key.PublicKey) {
+		return c.hk, nil
+	}
+	hk, err := tokenKey(h.Token, ka.Key)
+	if err != nil {
+		return nil, err
+	}
+	h.keysMu.Lock()
+	if h.keys == nil {
+		h.keys = map[int64]cachedKey{}
+	}
+	h.keys[ka.Key.ID] = cachedKey{hk: hk, pub: bytes.Clone(ka.Key.PublicKey)}
+	h.keysMu.Unlock()
+	return hk, nil
 }
 
 func (h *Handlers) now() time.Time {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type bridgeConfig struct {
 
 func (a *app) runCmd() *cobra.Command {
 	var askPIN bool
+	var cpuProfile string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Serve requests: dial the configured bridges and answer what they pair",
@@ -53,8 +55,23 @@ passphrase unwraps the PIN from the database.
 
 SIGTERM or SIGINT stops dialing; requests in flight finish first.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd.Context(), askPIN) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			return a.run(cmd.Context(), askPIN)
+		},
 	}
+	c.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file until the server stops (for performance work)")
+	c.Flags().MarkHidden("cpu-profile")
 	c.Flags().BoolVar(&askPIN, "ask-pin", false, "prompt for the token PIN at start (enables new-key and import-key)")
 	return c
 }
