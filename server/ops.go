@@ -728,6 +728,33 @@ func (h *Handlers) ceremony(r *Request) *Admin {
 	return &Admin{Store: h.Store, Token: h.Token, TokenName: h.TokenName, PIN: h.PIN, KDF: h.KDF, Actor: r.User, Now: h.Now}
 }
 
+// checkNewKey runs the checks new-key and import-key share, in Sigul's
+// order (§8.3): the name is free, the keytype known, the initial key
+// administrator exists; then that the server holds a PIN.
+func (h *Handlers) checkNewKey(ctx context.Context, r *Request, key string) (kt string, typ hsm.KeyType, owner string, err error) {
+	kt, owner = "gnupg", r.User
+	if v, ok := r.Fields["keytype"]; ok {
+		kt = string(v)
+	}
+	if v, ok := r.Fields["initial-key-admin"]; ok {
+		owner = string(v)
+	}
+	if _, err := h.Store.GetKey(ctx, key); err == nil {
+		return "", 0, "", refuse(StatusAlreadyExists)
+	}
+	typ, ok := NewKeyTypes[kt]
+	if !ok {
+		return "", 0, "", refuse(StatusUnsupportedKeyType)
+	}
+	if _, err := h.Store.GetUser(ctx, owner); err != nil {
+		return "", 0, "", storeStatus(err)
+	}
+	if len(h.PIN) == 0 {
+		return "", 0, "", errNoPIN
+	}
+	return kt, typ, owner, nil
+}
+
 func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 	if err := h.admin(ctx, r); err != nil {
 		return nil, err
@@ -740,26 +767,9 @@ func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 	if len(pass) == 0 {
 		return nil, fmt.Errorf("%w: passphrase is missing", ErrDrop)
 	}
-	kt := "gnupg"
-	if v, ok := r.Fields["keytype"]; ok {
-		kt = string(v)
-	}
-	owner := r.User
-	if v, ok := r.Fields["initial-key-admin"]; ok {
-		owner = string(v)
-	}
-	if _, err := h.Store.GetKey(ctx, key); err == nil {
-		return nil, refuse(StatusAlreadyExists)
-	}
-	typ, ok := NewKeyTypes[kt]
-	if !ok {
-		return nil, refuse(StatusUnsupportedKeyType)
-	}
-	if _, err := h.Store.GetUser(ctx, owner); err != nil {
-		return nil, storeStatus(err)
-	}
-	if len(h.PIN) == 0 {
-		return nil, errNoPIN
+	kt, typ, owner, err := h.checkNewKey(ctx, r, key)
+	if err != nil {
+		return nil, err
 	}
 	req := NewKeyRequest{Name: key, Type: typ, Owner: owner, OwnerPassphrase: pass}
 	if kt == "gnupg" {
@@ -806,25 +816,9 @@ func (h *Handlers) importKey(ctx context.Context, r *Request) (*Response, error)
 	if _, ok := r.Secrets["passphrase"]; !ok || len(newPass) == 0 {
 		return nil, fmt.Errorf("%w: passphrase or new-passphrase is missing", ErrDrop)
 	}
-	kt := "gnupg"
-	if v, ok := r.Fields["keytype"]; ok {
-		kt = string(v)
-	}
-	owner := r.User
-	if v, ok := r.Fields["initial-key-admin"]; ok {
-		owner = string(v)
-	}
-	if _, err := h.Store.GetKey(ctx, key); err == nil {
-		return nil, refuse(StatusAlreadyExists)
-	}
-	if _, ok := NewKeyTypes[kt]; !ok {
-		return nil, refuse(StatusUnsupportedKeyType)
-	}
-	if _, err := h.Store.GetUser(ctx, owner); err != nil {
-		return nil, storeStatus(err)
-	}
-	if len(h.PIN) == 0 {
-		return nil, errNoPIN
+	kt, _, owner, err := h.checkNewKey(ctx, r, key)
+	if err != nil {
+		return nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Payload, 1<<20+1))
 	if err != nil {

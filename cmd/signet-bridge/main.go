@@ -6,10 +6,8 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
+	"github.com/signet-project/signet/cmd/internal/tlsfiles"
 	"log/slog"
 	"net"
 	"os"
@@ -184,7 +182,7 @@ type settings struct {
 
 func (a *app) settings(log *slog.Logger) (*settings, error) {
 	v := a.v
-	cert, pool, err := loadTLS(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
+	cert, pool, err := tlsfiles.Load(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
 	if err != nil {
 		return nil, err
 	}
@@ -275,25 +273,6 @@ func size(raw any, key string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("configuration %s: must be a number of bytes (a non-negative integer)", key)
-}
-
-func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
-	if certFile == "" || keyFile == "" || caFile == "" {
-		return tls.Certificate{}, nil, errors.New("configuration [tls] needs cert, key and ca")
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return tls.Certificate{}, nil, fmt.Errorf("%s holds no PEM certificate", caFile)
-	}
-	return cert, pool, nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {

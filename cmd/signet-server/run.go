@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/signet-project/signet/cmd/internal/tlsfiles"
 	"log/slog"
 	"net"
 	"os"
@@ -86,7 +86,7 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	if len(bridges) == 0 {
 		return server.ErrNoBridges
 	}
-	tlsCert, pool, err := loadTLS(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
+	tlsCert, pool, err := tlsfiles.Load(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
 	if err != nil {
 		return err
 	}
@@ -167,24 +167,4 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		return nil
 	}
 	return ctx.Err()
-}
-
-// loadTLS reads a PEM certificate chain and key, and a CA bundle.
-func loadTLS(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
-	if certFile == "" || keyFile == "" || caFile == "" {
-		return tls.Certificate{}, nil, errors.New("configuration [tls] needs cert, key and ca")
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
-	}
-	b, err := os.ReadFile(caFile)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return tls.Certificate{}, nil, fmt.Errorf("%s holds no PEM certificate", caFile)
-	}
-	return cert, pool, nil
 }
