@@ -120,6 +120,23 @@ func TestEndToEnd(t *testing.T) {
 	ok(signet("alice", []string{alicePass}, "sign-text", "-o", "data.clear", "demo-rsa", "data"), "sign-text")
 	verifyWithGPG(t, dir, []byte(pub), "data.asc", "data")
 	verifyWithGPG(t, dir, []byte(pub), "data.clear", "")
+	// sq (Sequoia) agrees.
+	os.WriteFile(filepath.Join(dir, "demo-rsa.asc"), []byte(pub), 0o600)
+	for _, args := range [][]string{
+		{"verify", "--signer-cert", "demo-rsa.asc", "--detached", "data.asc", "data"},
+		{"verify", "--signer-cert", "demo-rsa.asc", "data.clear"},
+	} {
+		cmd := exec.Command("sq", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sq %v: %v\n%s", args, err, out)
+		}
+	}
+	// A user whose access was revoked is refused like anyone else.
+	ok(signet("alice", []string{alicePass, "admin key pass"}, "grant-key-access", "demo-rsa", "admin"), "grant-key-access to admin")
+	ok(signet("admin", []string{"admin key pass"}, "sign-data", "-o", "admin.sig", "demo-rsa", "data"), "sign-data by admin")
+	ok(signet("alice", []string{alicePass}, "revoke-key-access", "demo-rsa", "admin"), "revoke-key-access of admin")
+	fails(signet("admin", []string{"admin key pass"}, "sign-data", "-o", "admin2.sig", "demo-rsa", "data"), "sign-data by a revoked user", "AUTHENTICATION_FAILED")
 	fails(signet("alice", []string{"wrong"}, "sign-data", "-o", "x.sig", "demo-rsa", "data"), "wrong passphrase", "AUTHENTICATION_FAILED")
 	fails(signet("alice", []string{alicePass}, "sign-data", "-o", "x.sig", "no-such-key", "data"), "unknown key", "AUTHENTICATION_FAILED")
 	if _, err := os.Stat(filepath.Join(dir, "x.sig")); err == nil {
