@@ -330,23 +330,36 @@ func NewSubRequestWriter(w io.Writer, keys SubKeys) *SubRequestWriter {
 // stream is then corrupt). After the last sub-request, close the outer
 // stream (§7.1 step 4).
 func (s *SubRequestWriter) Write(fields Fields, n uint64, payload io.Reader) (uint32, error) {
-	seq := s.c.next
-	if s.c.full {
-		_, err := s.c.take("sub-request")
+	return writeSubItem(s.w, &s.c, "sub-request", func(d SubKeys) ([]byte, []byte, error) {
+		h, err := NewSubRequestHeader(fields, d.RequestHeader)
+		if err != nil {
+			return nil, nil, err
+		}
+		return h.Bytes(), d.RequestPayload, nil
+	}, s.keys, n, payload)
+}
+
+// writeSubItem writes the next numbered sub-request or sub-reply: its
+// header as made by header from the item's derived keys (one Write), then
+// u64 n, n bytes from payload and the payload MAC under the key header
+// returned. The number is taken only once the header is valid.
+func writeSubItem(w io.Writer, c *counter, what string, header func(SubKeys) (hdr, payloadKey []byte, err error), keys SubKeys, n uint64, payload io.Reader) (uint32, error) {
+	seq := c.next
+	if c.full {
+		_, err := c.take(what)
 		return 0, err
 	}
-	d := s.keys.ForIndex(seq)
-	h, err := NewSubRequestHeader(fields, d.RequestHeader)
+	hdr, pkey, err := header(keys.ForIndex(seq))
 	if err != nil {
 		return 0, err
 	}
-	if _, err := s.c.take("sub-request"); err != nil {
+	if _, err := c.take(what); err != nil {
 		return 0, err
 	}
-	if _, err := s.w.Write(h.Bytes()); err != nil {
+	if _, err := w.Write(hdr); err != nil {
 		return seq, err
 	}
-	return seq, WritePayload(s.w, d.RequestPayload, n, payload)
+	return seq, WritePayload(w, pkey, n, payload)
 }
 
 // SubReplyWriter writes a server's sub-replies, numbering every one of
@@ -368,23 +381,13 @@ func NewSubReplyWriter(w io.Writer, keys SubKeys) *SubReplyWriter {
 // sub-reply with its status and n = 0 (§7.3, §7.12). It refuses fields
 // without id or a 4-byte status.
 func (s *SubReplyWriter) Write(fields Fields, n uint64, payload io.Reader) (uint32, error) {
-	seq := s.c.next
-	if s.c.full {
-		_, err := s.c.take("sub-reply")
-		return 0, err
-	}
-	d := s.keys.ForIndex(seq)
-	h, err := NewSubReplyHeader(fields, d.ReplyHeader)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := s.c.take("sub-reply"); err != nil {
-		return 0, err
-	}
-	if _, err := s.w.Write(h.Bytes()); err != nil {
-		return seq, err
-	}
-	return seq, WritePayload(s.w, d.ReplyPayload, n, payload)
+	return writeSubItem(s.w, &s.c, "sub-reply", func(d SubKeys) ([]byte, []byte, error) {
+		h, err := NewSubReplyHeader(fields, d.ReplyHeader)
+		if err != nil {
+			return nil, nil, err
+		}
+		return h.Bytes(), d.ReplyPayload, nil
+	}, s.keys, n, payload)
 }
 
 // SubRequest is one sub-request as read by a SubRequestReader.

@@ -280,6 +280,15 @@ func (h *Handlers) admin(ctx context.Context, r *Request) error {
 	return h.Auth.Admin(ctx, r.User, r.Secrets["password"])
 }
 
+// adminAnd runs the ADMIN class, then returns the required string field
+// the operation is about (user name or key name).
+func (h *Handlers) adminAnd(ctx context.Context, r *Request, field string) (string, error) {
+	if err := h.admin(ctx, r); err != nil {
+		return "", err
+	}
+	return str(r, field)
+}
+
 // storeStatus maps store errors to Sigul's codes.
 func storeStatus(err error) error {
 	var nf *store.NotFoundError
@@ -321,10 +330,7 @@ func (h *Handlers) listUsers(ctx context.Context, r *Request) (*Response, error)
 }
 
 func (h *Handlers) newUser(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	name, err := str(r, "name")
+	name, err := h.adminAnd(ctx, r, "name")
 	if err != nil {
 		return nil, err
 	}
@@ -343,10 +349,7 @@ func (h *Handlers) newUser(ctx context.Context, r *Request) (*Response, error) {
 }
 
 func (h *Handlers) deleteUser(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	name, err := str(r, "name")
+	name, err := h.adminAnd(ctx, r, "name")
 	if err != nil {
 		return nil, err
 	}
@@ -354,10 +357,7 @@ func (h *Handlers) deleteUser(ctx context.Context, r *Request) (*Response, error
 }
 
 func (h *Handlers) userInfo(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	name, err := str(r, "name")
+	name, err := h.adminAnd(ctx, r, "name")
 	if err != nil {
 		return nil, err
 	}
@@ -369,10 +369,7 @@ func (h *Handlers) userInfo(ctx context.Context, r *Request) (*Response, error) 
 }
 
 func (h *Handlers) modifyUser(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	name, err := str(r, "name")
+	name, err := h.adminAnd(ctx, r, "name")
 	if err != nil {
 		return nil, err
 	}
@@ -483,10 +480,7 @@ func (h *Handlers) listKeys(ctx context.Context, r *Request) (*Response, error) 
 }
 
 func (h *Handlers) deleteKey(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	key, err := str(r, "key")
+	key, err := h.adminAnd(ctx, r, "key")
 	if err != nil {
 		return nil, err
 	}
@@ -507,10 +501,7 @@ func (h *Handlers) deleteKey(ctx context.Context, r *Request) (*Response, error)
 }
 
 func (h *Handlers) modifyKey(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	key, err := str(r, "key")
+	key, err := h.adminAnd(ctx, r, "key")
 	if err != nil {
 		return nil, err
 	}
@@ -756,10 +747,7 @@ func (h *Handlers) checkNewKey(ctx context.Context, r *Request, key string) (kt 
 }
 
 func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	key, err := str(r, "key")
+	key, err := h.adminAnd(ctx, r, "key")
 	if err != nil {
 		return nil, err
 	}
@@ -805,10 +793,7 @@ func (h *Handlers) publicKey(k store.Key) (*Response, error) {
 }
 
 func (h *Handlers) importKey(ctx context.Context, r *Request) (*Response, error) {
-	if err := h.admin(ctx, r); err != nil {
-		return nil, err
-	}
-	key, err := str(r, "key")
+	key, err := h.adminAnd(ctx, r, "key")
 	if err != nil {
 		return nil, err
 	}
