@@ -100,18 +100,35 @@ func auditHash(prev []byte, id int64, at, actor, operation, keyName, detail, dig
 // as produced by time.RFC3339Nano), Actor, Operation, KeyName, Detail,
 // Digest, Result (strings as their UTF-8 bytes).
 func (s *Store) AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, error) {
-	if rec.Operation == "" {
-		return AuditRecord{}, invalid("audit record without operation")
+	out, err := s.AppendAudits(ctx, []AuditRecord{rec})
+	if err != nil {
+		return AuditRecord{}, err
 	}
-	if rec.At.IsZero() {
-		rec.At = time.Now()
+	return out[0], nil
+}
+
+// AppendAudits appends recs in order, in one transaction: all of them are
+// recorded or none. It is AppendAudit for a batch (one sign-rpms run signs
+// hundreds of packages; one commit per package would bound the rate by the
+// disk's fsync time).
+func (s *Store) AppendAudits(ctx context.Context, recs []AuditRecord) ([]AuditRecord, error) {
+	out := make([]AuditRecord, len(recs))
+	ats := make([]string, len(recs))
+	for i, rec := range recs {
+		if rec.Operation == "" {
+			return nil, invalid("audit record without operation")
+		}
+		if rec.At.IsZero() {
+			rec.At = time.Now()
+		}
+		ats[i] = formatTime(rec.At)
+		var err error
+		if rec.At, err = parseTime(ats[i]); err != nil {
+			return nil, invalid("audit time %s cannot be stored as RFC 3339", ats[i])
+		}
+		out[i] = rec
 	}
-	at := formatTime(rec.At)
-	var err error
-	if rec.At, err = parseTime(at); err != nil {
-		return AuditRecord{}, invalid("audit time %s cannot be stored as RFC 3339", at)
-	}
-	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		var lastID int64
 		var last []byte
 		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&lastID, &last)
@@ -121,22 +138,26 @@ func (s *Store) AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, 
 		case err != nil:
 			return dbErr("append audit", err)
 		}
-		rec.ID = lastID + 1
-		rec.PrevHash = last
-		rec.Hash = auditHash(rec.PrevHash, rec.ID, at, rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit
+		for i := range out {
+			rec := &out[i]
+			rec.ID = lastID + 1
+			rec.PrevHash = last
+			rec.Hash = auditHash(rec.PrevHash, rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit
 			(id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			rec.ID, at, rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result,
-			rec.PrevHash, rec.Hash); err != nil {
-			return dbErr("append audit", err)
+				rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result,
+				rec.PrevHash, rec.Hash); err != nil {
+				return dbErr("append audit", err)
+			}
+			lastID, last = rec.ID, rec.Hash
 		}
 		return nil
 	})
 	if err != nil {
-		return AuditRecord{}, err
+		return nil, err
 	}
-	return rec, nil
+	return out, nil
 }
 
 const auditColumns = `id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash`

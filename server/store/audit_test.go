@@ -312,3 +312,37 @@ func TestAuditConcurrentProcesses(t *testing.T) {
 		t.Errorf("distinct actors = %d, %v; want %d", actors, err, procs+1)
 	}
 }
+
+// TestAuditBatch appends a batch in one transaction: the chain continues
+// through it, and a batch with one invalid record records nothing.
+func TestAuditBatch(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	appendN(t, s, "before", 2)
+	recs := make([]AuditRecord, 5)
+	for i := range recs {
+		recs[i] = AuditRecord{Actor: "robot", Operation: "sign-rpms", KeyName: "k", Detail: fmt.Sprintf("pkg-%d", i), Result: "ok"}
+	}
+	out, err := s.AppendAudits(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range out {
+		if r.ID != int64(3+i) {
+			t.Errorf("record %d has id %d, want %d", i, r.ID, 3+i)
+		}
+		if i > 0 && !bytes.Equal(r.PrevHash, out[i-1].Hash) {
+			t.Errorf("record %d does not chain to the one before", i)
+		}
+	}
+	if n, err := s.VerifyAudit(ctx); n != 7 || err != nil {
+		t.Fatalf("VerifyAudit = %d, %v; want 7, nil", n, err)
+	}
+	bad := append(recs[:2:2], AuditRecord{Actor: "robot"}) // no operation
+	if _, err := s.AppendAudits(ctx, bad); err == nil {
+		t.Fatal("a batch with an invalid record was accepted")
+	}
+	if last, err := s.LastAudit(ctx); err != nil || last.ID != 7 {
+		t.Fatalf("after a refused batch LastAudit = %d, %v; want 7", last.ID, err)
+	}
+}
