@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -301,6 +302,7 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 	var mu sync.Mutex
 	ids := map[string]bool{}
 	keep := returnData(h)
+	head := headSigning(h)
 	return both(closeAll, func() error {
 		in := cm.Reader(protocol.Outer)
 		var total uint64
@@ -336,6 +338,26 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 				return drop(ResultDroppedInvalid, "sub-request %d repeats an id", n)
 			}
 			r.subReqs.Add(1)
+			if head {
+				// §7.8: only the headers go on; the payload MAC is
+				// forwarded unchanged (it still matches when the client
+				// sent just the headers, as signet's client does).
+				prefix, err := rpmHeadPrefix(p, p.Len())
+				if err != nil {
+					return drop(ResultDroppedInvalid, "sub-request %d (head signing): %w", n, err)
+				}
+				if err := p.Finish(); err != nil {
+					return fmt.Errorf("sub-request %d: %w", n, err)
+				}
+				cw := sm.ChunkWriter()
+				if err := cw.WriteChunk(protocol.Outer, q.Bytes()); err != nil {
+					return fmt.Errorf("forwarding sub-request %d: %w", n, err)
+				}
+				if err := protocol.WriteCanonicalPayload(cw, uint64(len(prefix)), bytes.NewReader(prefix), p.MAC()); err != nil {
+					return fmt.Errorf("forwarding sub-request %d: %w", n, err)
+				}
+				continue
+			}
 			if err := protocol.WriteCanonicalItem(sm.ChunkWriter(), q.Bytes(), p); err != nil {
 				return fmt.Errorf("forwarding sub-request %d: %w", n, err)
 			}
