@@ -1,6 +1,10 @@
 // Package openpgp makes OpenPGP (RFC 4880) v4 keys, certificates, detached
-// signatures and cleartext signed messages from a crypto.Signer, and imports
-// secret keys exported by gpg.
+// signatures, cleartext signed messages and signed messages from a
+// crypto.Signer, decrypts messages encrypted to an RSA key with a
+// crypto.Decrypter, and imports secret keys exported by gpg. It also holds
+// the formats of Sigul's signing operations built on them: git tag
+// signatures, container image signatures and OSTree detached commit
+// metadata.
 //
 // The private key never has to leave its crypto.Signer: a Key is the public
 // half plus a fixed creation time (which is part of the fingerprint), and

@@ -53,13 +53,23 @@ const (
 	subIssuerFP     = 33
 )
 
+// Key flags (RFC 4880 section 5.2.3.21).
+const (
+	keyFlagCertify        = 0x01
+	keyFlagSign           = 0x02
+	keyFlagEncryptComms   = 0x04
+	keyFlagEncryptStorage = 0x08
+)
+
 // hashIDs maps the hashes this package signs with to OpenPGP hash ids.
 var hashIDs = map[crypto.Hash]byte{crypto.SHA256: 8, crypto.SHA384: 9, crypto.SHA512: 10}
 
 // Certificate returns a binary transferable public key: the public key
 // packet and, for each user id, a user id packet with a positive
 // certification (0x13) self-signature made at sigTime (now if zero) with
-// key flags certify+sign and SHA-256/SHA-512/SHA-384 as preferred hashes.
+// key flags certify+sign (and, for RSA keys only, encrypt communications
+// and storage, so that messages can be encrypted to the key for Decrypt) and
+// SHA-256/SHA-512/SHA-384 as preferred hashes.
 // It refuses an empty list, an empty or non-UTF-8 user id, and a sigTime
 // before the key's creation time.
 func (k *Key) Certificate(userIDs []string, sigTime time.Time) ([]byte, error) {
@@ -77,7 +87,11 @@ func (k *Key) CertificateExpiring(userIDs []string, sigTime, expires time.Time) 
 		sigTime = time.Now() // one time for all user ids
 	}
 	out := appendPacket(nil, 6, k.body)
-	extra := appendSubpacket(nil, subKeyFlags, []byte{0x03})
+	flags := byte(keyFlagCertify | keyFlagSign)
+	if k.algo == algoRSA { // ECDSA and EdDSA keys cannot encrypt
+		flags |= keyFlagEncryptComms | keyFlagEncryptStorage
+	}
+	extra := appendSubpacket(nil, subKeyFlags, []byte{flags})
 	extra = appendSubpacket(extra, subPrefHash, []byte{8, 10, 9})
 	if !expires.IsZero() {
 		d := expires.Unix() - k.created.Unix()
