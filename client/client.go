@@ -154,6 +154,11 @@ type Request struct {
 	// request (key-user-info's KEY_USER_NOT_FOUND): Do then returns the
 	// reply without an error after checking its empty payload.
 	Expect []protocol.ErrorCode
+	// SubKeys and Sub serve sign-rpms (§7): the base keys go in the inner
+	// message, and after an OK reply Sub runs the sub-phase on the
+	// connection.
+	SubKeys *protocol.SubKeys
+	Sub     func(m *protocol.Mux) error
 }
 
 // Reply is a verified reply.
@@ -261,7 +266,7 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 		return nil, err
 	}
 	defer keys.Zero()
-	if err := c.sendInner(inner, h, psum, keys, req.Secrets); err != nil {
+	if err := c.sendInner(inner, h, psum, keys, req.Secrets, req.SubKeys); err != nil {
 		return nil, fmt.Errorf("%s: sending the inner message: %w", req.Op, err)
 	}
 
@@ -303,18 +308,30 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 		}
 		return nil, fmt.Errorf("%s: reading the reply payload: %w", req.Op, err)
 	}
+	if req.Sub != nil && reply.Code == protocol.CodeOK {
+		// No deadline: a batch takes as long as it takes; ctx still
+		// cancels it.
+		if err := req.Sub(m); err != nil {
+			return reply, fmt.Errorf("%s: %w", req.Op, err)
+		}
+	}
 	c.teardown(conn, m)
 	return reply, nil
 }
 
 // sendInner writes the inner message (§5.2) and closes the inner session at
 // once (§5.5): close_notify, then the inner EOF.
-func (c *Client) sendInner(inner *tls.Conn, h *protocol.RequestHeader, psum []byte, keys protocol.ReplyKeys, secrets protocol.Fields) error {
+func (c *Client) sendInner(inner *tls.Conn, h *protocol.RequestHeader, psum []byte, keys protocol.ReplyKeys, secrets protocol.Fields, sub *protocol.SubKeys) error {
 	msg, err := protocol.NewInnerMessage(h, psum, keys)
 	if err != nil {
 		return err
 	}
 	defer msg.Zero()
+	if sub != nil {
+		if err := msg.SetSubKeys(*sub); err != nil {
+			return err
+		}
+	}
 	for _, s := range secrets {
 		if err := msg.Fields.Set(s.Key, s.Value); err != nil {
 			return err

@@ -365,3 +365,64 @@ func (c *Client) sign(ctx context.Context, op string, fl *fieldList, passphrase 
 	_, err = c.Do(ctx, &Request{Op: op, Fields: fl.f, Secrets: sec, Payload: in, PayloadSize: size}, out)
 	return err
 }
+
+// CertificateRequest describes a certificate for sign-certificate: which
+// key issues it (with its certificate IssuerCertificate, or self-signed
+// when that is empty), for which key, and what it says.
+type CertificateRequest struct {
+	IssuerKey, IssuerCertificate   string
+	SubjectKey, SubjectCertificate string
+	// Subject is an RFC 4514 distinguished name ("CN=Secure Boot
+	// signer,O=Example"); Validity is "<N>y"; Type is "ca",
+	// "codesigning" or "sslserver".
+	Subject, Validity, Type string
+}
+
+// SignCertificate issues an X.509 certificate (KEY-USER of the issuer key)
+// and writes it, PEM-encoded, to out. The server stores it under the
+// subject key as SubjectCertificate, for sign-pe.
+func (c *Client) SignCertificate(ctx context.Context, req CertificateRequest, passphrase []byte, out io.Writer) error {
+	sec, err := secrets("passphrase", passphrase)
+	fl := (&fieldList{}).str("issuer-key", req.IssuerKey).optStr("issuer-certificate-name", req.IssuerCertificate).
+		str("subject-key", req.SubjectKey).str("subject-certificate-name", req.SubjectCertificate).
+		str("subject", req.Subject).str("validity", req.Validity).str("certificate-type", req.Type)
+	_, err = c.simple(ctx, "sign-certificate", fl, sec, err, out)
+	return err
+}
+
+// SignPE writes to out the PE/EFI image read from in (size bytes), signed
+// with Authenticode by key with its stored certificate certName. The
+// image's existing signatures are kept unless replace.
+func (c *Client) SignPE(ctx context.Context, key, certName string, replace bool, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	fl := (&fieldList{}).str("key", key).str("cert-name", certName)
+	if replace {
+		fl.boolean("replace-signatures", true)
+	}
+	return c.sign(ctx, "sign-pe", fl, passphrase, in, size, out)
+}
+
+// Decrypt writes the plaintext of the OpenPGP message read from in (size
+// bytes), encrypted to key, to out (KEY-USER). A message the server cannot
+// decrypt gives DECRYPT_FAILED.
+func (c *Client) Decrypt(ctx context.Context, key string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	return c.sign(ctx, "decrypt", (&fieldList{}).str("key", key), passphrase, in, size, out)
+}
+
+// SignGitTag writes an armored detached signature of an annotated tag
+// object (as git cat-file tag prints it, without a signature) to out.
+func (c *Client) SignGitTag(ctx context.Context, key string, passphrase []byte, tag []byte, out io.Writer) error {
+	return c.sign(ctx, "sign-git-tag", (&fieldList{}).str("key", key), passphrase, bytes.NewReader(tag), int64(len(tag)), out)
+}
+
+// SignContainer writes to out an "atomic container signature" for the
+// image manifest read from in, for dockerReference (an OpenPGP signed
+// message, as containers/image verifies).
+func (c *Client) SignContainer(ctx context.Context, key, dockerReference string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	return c.sign(ctx, "sign-container", (&fieldList{}).str("key", key).str("docker-reference", dockerReference), passphrase, in, size, out)
+}
+
+// SignOSTree writes to out the .commitmeta of an OSTree commit object
+// read from in, whose checksum is hash, holding a detached signature.
+func (c *Client) SignOSTree(ctx context.Context, key, hash string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
+	return c.sign(ctx, "sign-ostree", (&fieldList{}).str("key", key).str("ostree-hash", hash), passphrase, in, size, out)
+}

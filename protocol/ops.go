@@ -200,7 +200,10 @@ var opTable = []OpSpec{
 		reqStr("subject-key"), reqStr("subject-certificate-name"), reqStr("subject"), reqStr("validity"),
 		{Name: "certificate-type", Type: TypeEnum, Required: true, Values: []string{"ca", "codesigning", "sslserver"}},
 	}, BridgeMaxPayload: 1 * GiB, ServerPayload: PayloadNone},
-	{Name: "sign-pe", Auth: AuthKeyUser, Fields: []FieldSpec{reqStr("key"), reqStr("cert-name")}, BridgeMaxPayload: 1 * GiB, ServerPayload: PayloadFile},
+	// replace-signatures is a signet extension (a Sigul bridge drops a
+	// request that carries it): replace the image's signatures instead of
+	// adding one.
+	{Name: "sign-pe", Auth: AuthKeyUser, Fields: []FieldSpec{reqStr("key"), reqStr("cert-name"), boolean("replace-signatures")}, BridgeMaxPayload: 1 * GiB, ServerPayload: PayloadFile},
 	{Name: "list-binding-methods", Auth: AuthAdmin},
 }
 

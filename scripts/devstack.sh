@@ -105,9 +105,21 @@ export SOFTHSM2_CONF=$dir/token/softhsm2.conf
 if [ ! -f "$dir/signet.db" ]; then
 	"${S[@]}" user add admin --admin --password-file "$dir/secrets/admin-password" >/dev/null
 	"${S[@]}" user add alice >/dev/null
-	"${S[@]}" --pin-file "$dir/token/pin" key generate demo-rsa --type rsa4096 \
-		--uid 'signet devstack (demo-rsa) <demo@example.org>' \
-		--owner alice --passphrase-file "$dir/secrets/alice-passphrase" >/dev/null
+	# OpenPGP keys for RPMs and files (RSA-4096 and Ed25519), an ECC key
+	# for IMA file signatures, and RSA and ECC keys for Secure Boot (a CA
+	# and two code-signing keys, certified below through the service).
+	# alice may use all of them, with the same dev-only passphrase.
+	gen() {
+		"${S[@]}" --pin-file "$dir/token/pin" key generate "$@" \
+			--owner alice --passphrase-file "$dir/secrets/alice-passphrase" >/dev/null
+	}
+	gen demo-rsa --type rsa4096 --uid 'signet devstack (demo-rsa) <demo@example.org>'
+	gen demo-ed25519 --type ed25519 --uid 'signet devstack (demo-ed25519) <demo@example.org>'
+	gen demo-ima --type ecdsa-p256
+	gen demo-sb-ca --type rsa4096
+	gen demo-sb --type rsa2048
+	gen demo-sb-ec --type ecdsa-p256
+	new_db=1
 fi
 
 # Client and bridge configurations.
@@ -149,9 +161,27 @@ for i in $(seq 100); do
 	[ "$i" = 100 ] && { echo "devstack: no request succeeded within 20 s; see $dir/log" >&2; exit 1; }
 	sleep 0.2
 done
+# The Secure Boot chain, made through the service as a distribution would:
+# a self-signed CA on demo-sb-ca, and code-signing certificates for
+# demo-sb and demo-sb-ec, stored on the server under the name "signer".
+if [ "${new_db:-0}" = 1 ]; then
+	A=("$dir/bin/signet" -c "$dir/alice.toml" --batch)
+	pass=$(cat "$dir/secrets/alice-passphrase")
+	printf '%s\0' "$pass" | "${A[@]}" sign-certificate --certificate-type ca --validity 10y \
+		--subject-certificate ca --subject 'CN=signet devstack Secure Boot CA,O=signet' \
+		-o "$pki/sb-ca.pem" demo-sb-ca demo-sb-ca
+	for k in demo-sb demo-sb-ec; do
+		printf '%s\0' "$pass" | "${A[@]}" sign-certificate --certificate-type codesigning --validity 5y \
+			--issuer-certificate ca --subject-certificate signer --subject "CN=signet devstack Secure Boot signer ($k),O=signet" \
+			-o "$pki/$k-signer.pem" demo-sb-ca "$k"
+	done
+fi
+
 cat <<EOF
 devstack: running in $dir (bridge 127.0.0.1:$client_port for clients, 127.0.0.1:$server_port for servers)
   $dir/bin/signet -c $dir/alice.toml sign-data -o file.sig demo-rsa FILE     # passphrase: $dir/secrets/alice-passphrase
+  $dir/bin/signet -c $dir/alice.toml sign-rpms --head-signing -o OUTDIR demo-rsa RPM...
+  $dir/bin/signet -c $dir/alice.toml sign-pe -o signed.efi demo-sb signer IMAGE.efi   # chain: $pki/sb-ca.pem
   $dir/bin/signet -c $dir/admin.toml list-keys                              # password: $dir/secrets/admin-password
   $0 down $dir
 EOF

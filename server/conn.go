@@ -39,8 +39,18 @@ type ConnServer struct {
 	// the connection (default 30 minutes), so a stalled peer cannot hold
 	// a connection, and a token session, forever.
 	RequestTimeout time.Duration
-	Log            *slog.Logger
+	// BatchWorkers is how many sign-rpms items of one connection are
+	// signed at once (default DefaultBatchWorkers); MaxRPMsPayloads
+	// bounds the sum of one connection's sub-request payloads, each
+	// rounded up to 4 KiB (default DefaultMaxRPMsPayloads, §7.11).
+	BatchWorkers    int
+	MaxRPMsPayloads uint64
+	Log             *slog.Logger
 }
+
+// DefaultMaxRPMsPayloads is the server's default bound on one sign-rpms
+// connection's payloads, as in Sigul (§7.11).
+const DefaultMaxRPMsPayloads = 10 << 30
 
 func (s *ConnServer) log() *slog.Logger {
 	if s.Log != nil {
@@ -112,7 +122,8 @@ func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error)
 	if err := inner.Close(); err != nil {
 		return op, err
 	}
-	if _, err := msg.Verify(h, payload.SHA512()); err != nil {
+	authenticated, err := msg.Verify(h, payload.SHA512())
+	if err != nil {
 		return op, err
 	}
 	keys, err := msg.ReplyKeys()
@@ -124,7 +135,15 @@ func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error)
 		cn = state.PeerCertificates[0].Subject.CommonName
 	}
 	req := &Request{Op: op, User: h.User(), CN: cn, Fields: map[string][]byte{}, Secrets: map[string][]byte{},
-		Payload: spool, PayloadSize: int64(h.PayloadLen()), PayloadSHA512: payload.SHA512()}
+		Payload: spool, PayloadAt: spool, PayloadSize: int64(h.PayloadLen()), PayloadSHA512: payload.SHA512(),
+		PayloadAuthenticated: authenticated}
+	var subKeys protocol.SubKeys
+	if op == "sign-rpms" {
+		// §7.1 step 2: all four base keys, each at least 64 bytes, or drop.
+		if subKeys, err = msg.SubKeys(); err != nil {
+			return op, err
+		}
+	}
 	for _, f := range h.Fields() {
 		req.Fields[f.Key] = f.Value
 	}
@@ -142,15 +161,34 @@ func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error)
 		}
 	}
 	out := m.Writer(protocol.Outer)
-	if err := protocol.WriteReply(out, keys, protocol.ErrorCode(resp.Status), fields, uint64(resp.PayloadSize), resp.Payload); err != nil {
+	err = protocol.WriteReply(out, keys, protocol.ErrorCode(resp.Status), fields, uint64(resp.PayloadSize), resp.Payload)
+	closePayload(resp.Payload)
+	if err != nil {
+		if resp.Batch != nil {
+			resp.Batch.Close()
+		}
 		return op, err
 	}
+	if resp.Batch != nil {
+		if err := s.subPhase(ctx, m, subKeys, resp.Batch); err != nil {
+			return op, err
+		}
+	}
 	return op, out.Close()
+}
+
+// closePayload closes a reply payload that is a file (a signed RPM or PE
+// image written by the handler).
+func closePayload(r io.Reader) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // spooled is a request payload held in memory or in an unlinked file.
 type spooled struct {
 	io.ReadSeeker
+	io.ReaderAt
 	f *os.File
 }
 
@@ -173,7 +211,8 @@ func (s *ConnServer) spool(r io.Reader, n uint64) (*spooled, error) {
 		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, err
 		}
-		return &spooled{ReadSeeker: bytes.NewReader(b)}, nil
+		br := bytes.NewReader(b)
+		return &spooled{ReadSeeker: br, ReaderAt: br}, nil
 	}
 	f, err := os.CreateTemp(s.SpoolDir, "signet-payload-*")
 	if err != nil {
@@ -188,7 +227,7 @@ func (s *ConnServer) spool(r io.Reader, n uint64) (*spooled, error) {
 		f.Close()
 		return nil, err
 	}
-	return &spooled{ReadSeeker: f, f: f}, nil
+	return &spooled{ReadSeeker: f, ReaderAt: f, f: f}, nil
 }
 
 // deadlineOnFirstRead sets the connection's deadline when its first bytes

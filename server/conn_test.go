@@ -202,10 +202,16 @@ func TestConnServer(t *testing.T) {
 			t.Fatalf("tampered reply %s: err = %v, want ErrIntegrity", name, err)
 		}
 	}
-	// An operation signet does not serve yet says so.
+	// An operation signet does not serve says so.
+	r, err = f.request("alice", map[string]string{"op": "list-binding-methods", "user": "alice"}, alicePass, nil, nil)
+	if err != nil || r.code != protocol.ErrorCode(server.StatusUnknownError) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("does not serve list-binding-methods")) {
+		t.Fatalf("list-binding-methods: %+v, %v", r, err)
+	}
+	// sign-pe with an OpenPGP key is refused with UNSUPPORTED_KEYTYPE and
+	// a message.
 	r, err = f.request("alice", map[string]string{"op": "sign-pe", "user": "alice", "key": "fedora", "cert-name": "x"}, alicePass, []byte("MZ"), nil)
-	if err != nil || r.code != protocol.ErrorCode(server.StatusUnknownError) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("does not serve sign-pe")) {
-		t.Fatalf("sign-pe: %+v, %v", r, err)
+	if err != nil || r.code != protocol.ErrorCode(server.StatusUnsupportedKeyType) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("OpenPGP")) {
+		t.Fatalf("sign-pe with a gnupg key: %+v, %v", r, err)
 	}
 }
 

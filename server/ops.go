@@ -35,8 +35,11 @@ const (
 	StatusKeyNotFound        Status = 8
 	StatusUnknownError       Status = 9
 	StatusOnlyOneKeyUser     Status = 10
+	StatusCorruptRPM         Status = 11
+	StatusUnauthenticatedRPM Status = 12
 	StatusInvalidImport      Status = 13
 	StatusImportPassphrase   Status = 14
+	StatusDecryptFailed      Status = 15
 	StatusUnsupportedKeyType Status = 16
 )
 
@@ -56,6 +59,12 @@ type Request struct {
 	Payload       io.Reader
 	PayloadSize   int64
 	PayloadSHA512 []byte
+	// PayloadAt, when set, reads the same payload at any offset (the
+	// connection spools every payload); PayloadAuthenticated says the
+	// client sent the payload's hash and it matched (optional for
+	// sign-rpm, §7.10).
+	PayloadAt            io.ReaderAt
+	PayloadAuthenticated bool
 }
 
 // Field is one reply field, in order.
@@ -68,8 +77,15 @@ type Field struct {
 type Response struct {
 	Status      Status
 	Fields      []Field
-	Payload     io.Reader
+	Payload     io.Reader // closed after sending if it is an io.Closer
 	PayloadSize int64
+	// Audit is what the audit record says of the request besides its
+	// size and digest: what was signed (an RPM's NEVRA and header digest,
+	// a PE image's digest, machine and certificate).
+	Audit string
+	// Batch, set on an OK reply to sign-rpms, serves the sub-phase that
+	// follows the reply (§7).
+	Batch Batch
 }
 
 // Drop is returned when the request must be answered with no reply at all
@@ -108,6 +124,9 @@ type Handlers struct {
 	Metrics *Metrics
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+	// SpoolDir holds signed outputs (RPMs, PE images) while they are
+	// sent, as unlinked files (default: the system's temporary directory).
+	SpoolDir string
 
 	// keys caches token keys by database row, so that a request does not
 	// search the token (slow on SoftHSM2, which rescans its files); an
@@ -143,6 +162,14 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 	"change-key-expiration": (*Handlers).changeKeyExpiration,
 	"new-key":               (*Handlers).newKey,
 	"import-key":            (*Handlers).importKey,
+	"sign-rpm":              (*Handlers).signRPM,
+	"sign-rpms":             (*Handlers).signRPMs,
+	"sign-certificate":      (*Handlers).signCertificate,
+	"sign-pe":               (*Handlers).signPE,
+	"decrypt":               (*Handlers).decrypt,
+	"sign-git-tag":          (*Handlers).signGitTag,
+	"sign-container":        (*Handlers).signContainer,
+	"sign-ostree":           (*Handlers).signOSTree,
 }
 
 // Serve runs one request and returns its reply. It returns ErrDrop when
@@ -197,14 +224,27 @@ func (h *Handlers) finish(ctx context.Context, r *Request, resp *Response, err e
 		resp, result = &Response{Status: StatusUnknownError}, "error: "+err.Error()
 	}
 	key := string(r.Fields["key"])
+	if key == "" {
+		key = string(r.Fields["issuer-key"]) // sign-certificate
+	}
 	digest := ""
 	if r.PayloadSize > 0 && len(r.PayloadSHA512) > 0 {
 		digest = fmt.Sprintf("sha512:%x", r.PayloadSHA512)
 	}
+	detail := fmt.Sprintf("cn=%s size=%d", r.CN, r.PayloadSize)
+	if resp != nil && resp.Audit != "" {
+		detail += " " + resp.Audit
+	}
 	if _, aerr := h.Store.AppendAudit(ctx, store.AuditRecord{
-		Actor: r.User, Operation: r.Op, KeyName: key, Detail: fmt.Sprintf("cn=%s size=%d", r.CN, r.PayloadSize),
+		Actor: r.User, Operation: r.Op, KeyName: key, Detail: detail,
 		Digest: digest, Result: result,
 	}); aerr != nil {
+		if resp != nil {
+			closePayload(resp.Payload)
+			if resp.Batch != nil {
+				resp.Batch.Close()
+			}
+		}
 		h.log().Error("audit record could not be written; dropping the reply", "op", r.Op, "err", aerr)
 		return nil, fmt.Errorf("%w: audit: %v", ErrDrop, aerr)
 	}

@@ -46,7 +46,10 @@ request a bridge pairs with one of them. Configuration (TOML, --config):
   [server]  pin_file (optional: lets new-key and import-key run over the
             network), unwrap_cache = "5m", max_file_payload (bytes),
             spool_dir, metrics_file (node-exporter textfile),
-            lenient_username_check, proxy_usernames
+            lenient_username_check, proxy_usernames, batch_workers
+            (sign-rpms packages signed at once per connection; default
+            the CPU count, at least 2), max_rpms_payloads (bytes per
+            sign-rpms connection, default 10 GiB)
 
 The token PIN, which only new-key and import-key need, comes from --pin-file,
 --pin-fd, server.pin_file, or a prompt without echo with --ask-pin; it is
@@ -130,9 +133,10 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	}
 	auth.LenientUsernames = v.GetBool("server.lenient_username_check")
 	auth.ProxyUsernames = v.GetStringSlice("server.proxy_usernames")
-	h := &server.Handlers{Store: st, Token: tok, Auth: auth, TokenName: a.tokenName(), PIN: pin, KDF: kdf, Log: log}
+	spool := v.GetString("server.spool_dir")
+	h := &server.Handlers{Store: st, Token: tok, Auth: auth, TokenName: a.tokenName(), PIN: pin, KDF: kdf, Log: log, SpoolDir: spool}
 	cs := &server.ConnServer{Handlers: h, Log: log, MaxFilePayload: uint64(v.GetInt64("server.max_file_payload")),
-		SpoolDir: v.GetString("server.spool_dir"),
+		SpoolDir: spool, BatchWorkers: v.GetInt("server.batch_workers"), MaxRPMsPayloads: uint64(v.GetInt64("server.max_rpms_payloads")),
 		InnerTLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.RequireAndVerifyClientCert,
 			ClientCAs: pool, MinVersion: tls.VersionTLS12}}
 

@@ -216,27 +216,33 @@ func (a *app) adminPassword() ([]byte, error) { return a.readSecret("Administrat
 // given (one trailing newline is dropped), else asked for.
 func (a *app) keyPassphrase() ([]byte, error) {
 	if a.passphraseFile != "" {
-		b, err := os.ReadFile(a.passphraseFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading the passphrase file: %w", err)
-		}
-		n := len(b)
-		if n > 0 && b[n-1] == '\n' {
-			n--
-			if n > 0 && b[n-1] == '\r' {
-				n--
-			}
-		}
-		if n == 0 {
-			clear(b)
-			return nil, errors.New("no passphrase in file")
-		}
-		p := make([]byte, n)
-		copy(p, b)
-		clear(b)
-		return p, nil
+		return readPassphraseFile(a.passphraseFile)
 	}
 	return a.readSecret("Key passphrase: ")
+}
+
+// readPassphraseFile reads a passphrase from a file; one trailing newline
+// is dropped.
+func readPassphraseFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the passphrase file: %w", err)
+	}
+	n := len(b)
+	if n > 0 && b[n-1] == '\n' {
+		n--
+		if n > 0 && b[n-1] == '\r' {
+			n--
+		}
+	}
+	if n == 0 {
+		clear(b)
+		return nil, errors.New("no passphrase in file")
+	}
+	p := make([]byte, n)
+	copy(p, b)
+	clear(b)
+	return p, nil
 }
 
 // keyAuth is Sigul's "--password" choice: an administrator's password

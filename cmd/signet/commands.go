@@ -377,6 +377,9 @@ func (a *app) commands() []*cobra.Command {
 	sd.Flags().StringVarP(&sdOut, "output", "o", "", "Write output to this file")
 	sd.Flags().BoolVarP(&sdArmor, "armor", "a", false, "Enable GnuPG armoring of the result")
 
+	for _, c := range append(append(a.rpmCommands(), a.peCommands()...), a.pgpCommands()...) {
+		add(c)
+	}
 	return cmds
 }
 

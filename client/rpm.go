@@ -1,0 +1,305 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/signet-project/signet/formats/rpm"
+	"github.com/signet-project/signet/protocol"
+)
+
+// RPMFile is one package to sign: the file read and where the signed
+// package is written (the same path replaces the package, atomically).
+type RPMFile struct {
+	Path   string
+	Output string
+}
+
+// RPMResult is the outcome for one package of a batch: Err is nil when
+// Output holds the signed package, verified.
+type RPMResult struct {
+	RPMFile
+	Err error
+}
+
+// SignRPMOptions are the options of sign-rpm and sign-rpms (§7.10).
+type SignRPMOptions struct {
+	Key        string
+	Passphrase []byte
+	// FileSigningKey, if set, adds IMA signatures of every file, made
+	// with that key (FileSigningPassphrase is the user's passphrase for
+	// it).
+	FileSigningKey        string
+	FileSigningPassphrase []byte
+	// V3Signature adds the header+payload signature.
+	V3Signature bool
+	// HeadSigning (sign-rpms only) sends only each package's headers and
+	// splices the returned signature header into a copy of the package.
+	HeadSigning bool
+	// Progress, if set, is called once per package of a batch, in the
+	// order the results arrive.
+	Progress func(done, total int, r RPMResult)
+}
+
+// MaxSignatureHeader bounds a signature header returned by head signing.
+const MaxSignatureHeader = 64 << 20
+
+func (o *SignRPMOptions) fields(op string) (*fieldList, protocol.Fields, error) {
+	fl := (&fieldList{}).str("key", o.Key)
+	sec, err := secrets("passphrase", o.Passphrase)
+	if o.FileSigningKey != "" {
+		fl.str("file-signing-key", o.FileSigningKey)
+		if err == nil {
+			err = sec.Set("file-signing-key-passphrase", o.FileSigningPassphrase)
+		}
+	}
+	if o.V3Signature {
+		fl.boolean("v3-signature", true)
+	}
+	if op == "sign-rpms" && o.HeadSigning {
+		fl.boolean("head-signing", true)
+		if o.V3Signature && err == nil {
+			err = errors.New("--v3-signature needs the whole package: it cannot be combined with --head-signing")
+		}
+	}
+	if err == nil {
+		err = fl.err
+	}
+	return fl, sec, err
+}
+
+// SignRPM signs one package with sign-rpm (§7.10): the whole file goes to
+// the server, which checks it and returns it signed; it is written to
+// in.Output only once the reply verified.
+func (c *Client) SignRPM(ctx context.Context, opts SignRPMOptions, in RPMFile) error {
+	fl, sec, err := opts.fields("sign-rpm")
+	defer sec.Zero()
+	if err != nil {
+		return fmt.Errorf("sign-rpm: %w", err)
+	}
+	f, fi, err := openRPM(in.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return WriteFileAtomic(in.Output, fi.Mode().Perm(), func(w io.Writer) error {
+		_, err := c.Do(ctx, &Request{Op: "sign-rpm", Fields: fl.f, Secrets: sec, Payload: f, PayloadSize: fi.Size()}, w)
+		return err
+	})
+}
+
+// openRPM opens an RPM and checks that it parses, so that what is not a
+// package is reported here with its file name.
+func openRPM(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	if err == nil {
+		_, err = rpm.Read(f, fi.Size())
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, fi, nil
+}
+
+// SignRPMs signs many packages over one connection with sign-rpms (§7):
+// the packages are sent back to back while the replies are read, and each
+// signed package is written as soon as its reply verified. A package that
+// fails does not stop the others: its result carries the error. The
+// returned error is about the batch as a whole (authentication, the
+// connection); results are returned in files' order either way.
+func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMFile) ([]RPMResult, error) {
+	results := make([]RPMResult, len(files))
+	for i, f := range files {
+		results[i].RPMFile = f
+	}
+	fl, sec, err := opts.fields("sign-rpms")
+	defer sec.Zero()
+	if err != nil {
+		return results, fmt.Errorf("sign-rpms: %w", err)
+	}
+	keys, err := protocol.GenerateSubKeys(nil)
+	if err != nil {
+		return results, err
+	}
+	defer keys.Zero()
+	b := &rpmBatch{c: c, opts: &opts, keys: keys, files: files, results: results,
+		answered: make([]bool, len(files)), pkgs: make([]*rpm.Package, len(files))}
+	_, err = c.Do(ctx, &Request{Op: "sign-rpms", Fields: fl.f, Secrets: sec, SubKeys: &keys, Sub: b.run}, nil)
+	for i := range results {
+		if !b.answered[i] && results[i].Err == nil {
+			results[i].Err = errors.New("no reply from server received")
+			if err != nil {
+				results[i].Err = err
+			}
+		}
+	}
+	return results, err
+}
+
+type rpmBatch struct {
+	c       *Client
+	opts    *SignRPMOptions
+	keys    protocol.SubKeys
+	files   []RPMFile
+	results []RPMResult
+
+	mu       sync.Mutex
+	answered []bool
+	pkgs     []*rpm.Package // parsed when sent
+	done     int
+}
+
+func (b *rpmBatch) finish(i int, err error) {
+	b.mu.Lock()
+	b.answered[i] = true
+	b.results[i].Err = err
+	b.done++
+	done := b.done
+	b.mu.Unlock()
+	if b.opts.Progress != nil {
+		b.opts.Progress(done, len(b.files), b.results[i])
+	}
+}
+
+// run is the sub-phase: send and receive at the same time (§7.12).
+func (b *rpmBatch) run(m *protocol.Mux) error {
+	sent := make(chan error, 1)
+	go func() { sent <- b.send(m) }()
+	rerr := b.receive(m)
+	serr := <-sent
+	return errors.Join(serr, rerr)
+}
+
+// send writes one sub-request per package, then the outer EOF. A package
+// that cannot be read is reported and skipped: it uses up no number
+// (§7.5).
+func (b *rpmBatch) send(m *protocol.Mux) error {
+	out := m.Writer(protocol.Outer)
+	w := protocol.NewSubRequestWriter(out, b.keys)
+	for i, file := range b.files {
+		f, fi, err := openRPM(file.Path)
+		if err != nil {
+			b.finish(i, err)
+			continue
+		}
+		p, _ := rpm.Read(f, fi.Size())
+		n := fi.Size()
+		if b.opts.HeadSigning {
+			n = p.PayloadOffset
+		}
+		b.mu.Lock()
+		b.pkgs[i] = p
+		b.mu.Unlock()
+		fields, err := subRequestFields(uint32(i), p.NEVRA())
+		if err == nil {
+			_, err = w.Write(fields, uint64(n), io.NewSectionReader(f, 0, n))
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sending %s: %w", file.Path, err)
+		}
+	}
+	return out.Close()
+}
+
+func subRequestFields(id uint32, n rpm.NEVRA) (protocol.Fields, error) {
+	var f protocol.Fields
+	err := errors.Join(
+		f.Set("id", binary.BigEndian.AppendUint32(nil, id)),
+		f.SetStr("rpm-name", n.Name), f.SetStr("rpm-epoch", n.Epoch), f.SetStr("rpm-version", n.Version),
+		f.SetStr("rpm-release", n.Release), f.SetStr("rpm-arch", n.Arch))
+	return f, err
+}
+
+// receive reads sub-replies until the bridge's outer EOF and writes each
+// signed package once its MACs verified (§7.9).
+func (b *rpmBatch) receive(m *protocol.Mux) error {
+	max := b.c.MaxReplyPayload
+	if max == 0 {
+		max = 1 << 40
+	}
+	if b.opts.HeadSigning {
+		max = MaxSignatureHeader
+	}
+	rr := protocol.NewSubReplyReader(m.Reader(protocol.Outer), b.keys, max)
+	for {
+		r, err := rr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the replies: %w", noReply(err))
+		}
+		id := r.Header.ID()
+		if len(id) != 4 {
+			return fmt.Errorf("sub-reply %d has an id of %d bytes", r.Seq, len(id))
+		}
+		i := int(binary.BigEndian.Uint32(id))
+		b.mu.Lock()
+		bad := i >= len(b.files) || b.answered[i] || b.pkgs[i] == nil
+		b.mu.Unlock()
+		if bad {
+			return fmt.Errorf("sub-reply %d answers id %d, which was not sent or is already answered", r.Seq, i)
+		}
+		if code := r.Header.Status(); code != protocol.CodeOK {
+			err := &Error{Op: "sign-rpms", Code: code, Message: r.Header.Message()}
+			if ferr := r.Payload.Finish(); ferr != nil {
+				return fmt.Errorf("sub-reply %d: %w", r.Seq, ferr)
+			}
+			b.finish(i, err)
+			continue
+		}
+		err = b.write(i, r.Payload)
+		if errors.Is(err, protocol.ErrIntegrity) {
+			// The reply stream cannot be trusted any further.
+			b.finish(i, err)
+			return err
+		}
+		b.finish(i, err)
+	}
+}
+
+// write stores package i from a verified sub-reply payload: the whole
+// signed package, or the signature header to splice into a copy.
+func (b *rpmBatch) write(i int, payload *protocol.PayloadReader) error {
+	file := b.files[i]
+	fi, err := os.Stat(file.Path)
+	if err != nil {
+		return err
+	}
+	if !b.opts.HeadSigning {
+		return WriteFileAtomic(file.Output, fi.Mode().Perm(), func(w io.Writer) error {
+			_, err := io.Copy(w, payload)
+			return err
+		})
+	}
+	hdr, err := io.ReadAll(payload)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(file.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b.mu.Lock()
+	p := b.pkgs[i]
+	b.mu.Unlock()
+	return WriteFileAtomic(file.Output, fi.Mode().Perm(), func(w io.Writer) error {
+		return rpm.Splice(w, f, p, bytes.Clone(hdr))
+	})
+}

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	sx509 "github.com/signet-project/signet/formats/x509"
+	"github.com/signet-project/signet/server/store"
+)
+
+// lettersOnly is Sigul's rule for certificate names (§8.3 sign-certificate).
+func lettersOnly(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseValidity reads Sigul's validity, "<N>y", N×365 days.
+func parseValidity(s string) (time.Duration, error) {
+	n, err := strconv.Atoi(strings.TrimSuffix(s, "y"))
+	if !strings.HasSuffix(s, "y") || err != nil || n < 1 || n > 100 {
+		return 0, fmt.Errorf("validity %q is not <N>y with N from 1 to 100 years", s)
+	}
+	return time.Duration(n) * 365 * 24 * time.Hour, nil
+}
+
+// signCertificate issues an X.509 certificate for subject-key, signed by
+// issuer-key with its certificate issuer-certificate-name (or self-signed
+// when that is absent), and stores it as subject-certificate-name of the
+// subject key, where sign-pe finds it.
+func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, error) {
+	var f [6]string
+	for i, name := range []string{"issuer-key", "subject-key", "subject-certificate-name", "subject", "validity", "certificate-type"} {
+		v, err := str(r, name)
+		if err != nil {
+			return nil, err
+		}
+		f[i] = v
+	}
+	issuerKey, subjectKey, certName, subject, validity, certType := f[0], f[1], f[2], f[3], f[4], f[5]
+	issuerCert := string(r.Fields["issuer-certificate-name"])
+	_, named := r.Fields["issuer-certificate-name"]
+	if !lettersOnly(certName) || named && !lettersOnly(issuerCert) {
+		return nil, fmt.Errorf("%w: certificate names must be ASCII letters only", ErrDrop)
+	}
+	ka, err := h.Auth.KeyUser(ctx, r.User, issuerKey, r.Secrets["passphrase"], false)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(ka.PIN)
+	sk, err := h.Store.GetKey(ctx, subjectKey)
+	if err != nil {
+		return nil, storeStatus(err)
+	}
+	for _, k := range []store.Key{ka.Key, sk} {
+		if len(k.PGPCertificate) > 0 {
+			return nil, &refusal{status: StatusUnsupportedKeyType, message: fmt.Sprintf("key %s is an OpenPGP (gnupg) key: X.509 certificates need an RSA or ECC key", k.Name)}
+		}
+	}
+	if _, err := h.Store.GetCertificate(ctx, subjectKey, certName); err == nil {
+		return nil, fmt.Errorf("%w: key %s already has a certificate named %s", ErrDrop, subjectKey, certName)
+	}
+	kind, err := sx509.ParseKind(certType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDrop, err)
+	}
+	req := sx509.Request{Kind: kind}
+	if req.Validity, err = parseValidity(validity); err != nil {
+		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+	}
+	if req.Subject, err = sx509.ParseSubject(subject); err != nil {
+		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+	}
+	if kind == sx509.TLSServer && req.Subject.CommonName != "" {
+		req.DNSNames = []string{req.Subject.CommonName}
+	}
+	issuer, err := h.signer(ka)
+	if err != nil {
+		return nil, err
+	}
+	var cert *x509.Certificate
+	if !named {
+		if issuerKey != subjectKey || kind != sx509.CA {
+			return nil, &refusal{status: StatusUnknownError, message: "without issuer-certificate-name the certificate is self-signed: it must be a ca certificate of the issuer key itself"}
+		}
+		cert, err = sx509.SelfSignedCA(issuer, req)
+	} else {
+		ic, gerr := h.Store.GetCertificate(ctx, issuerKey, issuerCert)
+		var nf *store.NotFoundError
+		if errors.As(gerr, &nf) {
+			return nil, fmt.Errorf("%w: key %s has no certificate named %s", ErrDrop, issuerKey, issuerCert)
+		}
+		if gerr != nil {
+			return nil, gerr
+		}
+		icert, perr := x509.ParseCertificate(ic.DER)
+		if perr != nil {
+			return nil, fmt.Errorf("stored certificate %s/%s: %w", issuerKey, issuerCert, perr)
+		}
+		pub, perr := x509.ParsePKIXPublicKey(sk.PublicKey)
+		if perr != nil {
+			return nil, fmt.Errorf("key %s: %w", subjectKey, perr)
+		}
+		cert, err = sx509.Issue(icert, issuer, pub, req)
+	}
+	if err != nil {
+		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+	}
+	if _, err := h.Store.PutCertificate(ctx, subjectKey, certName, cert.Raw, false); err != nil {
+		return nil, storeStatus(err)
+	}
+	resp := withPayload(sx509.EncodeCertificatePEM(cert))
+	resp.Audit = fmt.Sprintf("certificate=%s/%s type=%s subject=%q serial=%x issuer=%s/%s", subjectKey, certName, certType,
+		cert.Subject.String(), cert.SerialNumber, issuerKey, issuerCert)
+	return resp, nil
+}

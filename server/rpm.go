@@ -1,0 +1,254 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/signet-project/signet/formats/openpgp"
+	"github.com/signet-project/signet/formats/rpm"
+	"github.com/signet-project/signet/server/store"
+)
+
+// errKoji answers the requests that need Koji, which signet does not talk
+// to: the client sends the packages itself.
+var errKoji = &refusal{status: StatusUnknownError,
+	message: "signet does not talk to Koji: send the RPM files themselves (no --store-in-koji, --koji-only or -k)"}
+
+// rpmSigner signs packages for one sign-rpm or sign-rpms request: the
+// OpenPGP key, the optional IMA file-signing key, and the options.
+type rpmSigner struct {
+	h        *Handlers
+	user     string
+	op       string
+	key      string
+	pk       *openpgp.Key
+	fileKey  string
+	file     crypto.Signer
+	v3, head bool
+	pins     [][]byte
+}
+
+// newRPMSigner authenticates the request's user for its key and, if one
+// is named, for its file-signing key (§7.10 steps 1-2), and refuses what
+// signet cannot do.
+func (h *Handlers) newRPMSigner(ctx context.Context, r *Request) (s *rpmSigner, err error) {
+	for _, f := range []string{"import-signature"} {
+		if v, err := optBool(r, f, false); err != nil || v {
+			return nil, errors.Join(err, errKoji)
+		}
+	}
+	if v, err := optBool(r, "return-data", true); err != nil || !v {
+		return nil, errors.Join(err, errKoji)
+	}
+	if _, ok := r.Fields["koji-instance"]; ok {
+		return nil, errKoji
+	}
+	v3, err := optBool(r, "v3-signature", false)
+	if err != nil {
+		return nil, err
+	}
+	head := false
+	if r.Op == "sign-rpms" {
+		if head, err = optBool(r, "head-signing", false); err != nil {
+			return nil, err
+		}
+	}
+	ka, err := h.keyAuth(ctx, r, false)
+	if err != nil {
+		return nil, err
+	}
+	s = &rpmSigner{h: h, user: r.User, op: r.Op, key: ka.Key.Name, v3: v3, head: head, pins: [][]byte{ka.PIN}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.pk, err = h.openpgpKey(ka); err != nil {
+		return nil, err
+	}
+	if fk, ok := r.Fields["file-signing-key"]; ok {
+		fka, err := h.Auth.KeyUser(ctx, r.User, string(fk), r.Secrets["file-signing-key-passphrase"], false)
+		if err != nil {
+			return nil, err
+		}
+		s.pins = append(s.pins, fka.PIN)
+		s.fileKey = fka.Key.Name
+		if s.file, err = h.signer(fka); err != nil {
+			return nil, err
+		}
+	}
+	if v3 && head {
+		return nil, &refusal{status: StatusUnknownError, message: "--v3-signature needs the whole package: it cannot be combined with --head-signing"}
+	}
+	return s, nil
+}
+
+// Close forgets the PINs.
+func (s *rpmSigner) Close() {
+	for _, p := range s.pins {
+		clear(p)
+	}
+}
+
+// signed is one signed package (or, with head signing, its signature
+// header) and what the audit record says of it.
+type signed struct {
+	payload io.Reader
+	size    int64
+	audit   string
+	digest  string
+}
+
+// sign checks one package against the request's fields and its own
+// digests and signs it (§7.6 steps 4-7, §7.10). Refusals carry the codes
+// of §6.3: CORRUPT_RPM, UNAUTHENTICATED_RPM, or UNKNOWN_ERROR with a
+// message for a field that does not match the package.
+func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, authenticated bool) (*signed, error) {
+	if size == 0 {
+		return nil, errKoji
+	}
+	p, err := rpm.Read(ra, size)
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	nevra := p.NEVRA()
+	audit := fmt.Sprintf("nevra=%s header-sha256=%x", nevra, p.HeaderSHA256())
+	for name, got := range map[string]string{"rpm-name": nevra.Name, "rpm-epoch": nevra.Epoch,
+		"rpm-version": nevra.Version, "rpm-release": nevra.Release, "rpm-arch": nevra.Arch} {
+		if want, ok := fields[name]; ok && string(want) != got {
+			return nil, &refusal{status: StatusUnknownError, message: fmt.Sprintf("%s %q does not match the package (%q)", name, want, got)}
+		}
+	}
+	sigmd5, hasMD5 := fields["rpm-sigmd5"]
+	if hasMD5 && !bytes.Equal(sigmd5, p.SigMD5()) {
+		return nil, &refusal{status: StatusUnknownError, message: fmt.Sprintf("rpm-sigmd5 %x does not match the package (%x)", sigmd5, p.SigMD5())}
+	}
+	if !hasMD5 && !authenticated {
+		return nil, &refusal{status: StatusUnauthenticatedRPM, message: "the package's payload MAC does not verify and no rpm-sigmd5 was sent"}
+	}
+	opts := rpm.SignOptions{Key: s.pk, Time: s.h.now(), V3: s.v3, FileSigner: s.file}
+	if s.head {
+		// Only the headers came (§7.8): the payload digest is checked by
+		// whoever installs the package, against the signed header.
+		if err := p.VerifyHeader(); err != nil {
+			return nil, corrupt(err)
+		}
+		hdr, err := p.SignatureHeader(ra, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &signed{payload: bytes.NewReader(hdr), size: int64(len(hdr)), audit: audit + " head-signing",
+			digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
+	}
+	if err := p.Verify(ra); err != nil {
+		return nil, corrupt(err)
+	}
+	f, err := os.CreateTemp(s.h.SpoolDir, "signet-rpm-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 256<<10)
+	err = rpm.Sign(bw, ra, p, opts)
+	if err == nil {
+		err = bw.Flush()
+	}
+	var n int64
+	if err == nil {
+		n, err = f.Seek(0, io.SeekCurrent)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &signed{payload: f, size: n, audit: audit, digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
+}
+
+func corrupt(err error) error {
+	if errors.Is(err, rpm.ErrCorrupt) {
+		return &refusal{status: StatusCorruptRPM, message: err.Error()}
+	}
+	return err
+}
+
+func (h *Handlers) signRPM(ctx context.Context, r *Request) (*Response, error) {
+	s, err := h.newRPMSigner(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	ra, err := payloadAt(r)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.sign(r.Fields, ra, r.PayloadSize, r.PayloadAuthenticated)
+	if err != nil {
+		return nil, err
+	}
+	return &Response{Payload: out.payload, PayloadSize: out.size, Audit: out.audit}, nil
+}
+
+// payloadAt returns the request payload as an io.ReaderAt.
+func payloadAt(r *Request) (io.ReaderAt, error) {
+	if r.PayloadAt != nil {
+		return r.PayloadAt, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Payload, r.PayloadSize))
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(b), nil
+}
+
+func (h *Handlers) signRPMs(ctx context.Context, r *Request) (*Response, error) {
+	s, err := h.newRPMSigner(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	audit := ""
+	if s.head {
+		audit = "head-signing"
+	}
+	return &Response{Batch: s, Audit: audit}, nil
+}
+
+// Sign implements Batch: one sub-request of sign-rpms.
+func (s *rpmSigner) Sign(ctx context.Context, it *BatchItem) *BatchResult {
+	res := &BatchResult{Audit: store.AuditRecord{Actor: s.user, Operation: s.op, KeyName: s.key}}
+	detail := fmt.Sprintf("item=%d id=%x size=%d", it.Seq, it.ID, it.Size)
+	out, err := s.sign(it.Fields, it.Payload, it.Size, it.Authenticated)
+	var ref *refusal
+	switch {
+	case err == nil:
+		res.Payload, res.Size = out.payload, out.size
+		res.Audit.Detail, res.Audit.Digest, res.Audit.Result = detail+" "+out.audit, out.digest, "ok"
+		return res
+	case errors.As(err, &ref):
+		res.Status, res.Message = ref.status, ref.message
+	default:
+		s.h.log().Error("sign-rpms item failed", "user", s.user, "key", s.key, "item", it.Seq, "err", err)
+		res.Status, res.Message = StatusUnknownError, err.Error()
+	}
+	res.Audit.Detail, res.Audit.Result = detail, err.Error()
+	return res
+}
+
+// Record implements Batch: the items' audit records, in one transaction.
+func (s *rpmSigner) Record(ctx context.Context, results []*BatchResult) error {
+	recs := make([]store.AuditRecord, len(results))
+	for i, r := range results {
+		recs[i] = r.Audit
+	}
+	_, err := s.h.Store.AppendAudits(ctx, recs)
+	return err
+}
