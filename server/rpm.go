@@ -142,7 +142,7 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 		}
 		hdr, err := p.SignatureHeader(ra, opts)
 		if err != nil {
-			return nil, err
+			return nil, corrupt(err)
 		}
 		return &signed{payload: bytes.NewReader(hdr), size: int64(len(hdr)), audit: audit + " head-signing",
 			digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
@@ -169,14 +169,20 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, corrupt(err)
 	}
 	return &signed{payload: f, size: n, audit: audit, digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
 }
 
+// corrupt gives format errors their reply: CORRUPT_RPM, or a message for
+// a package that head signing cannot sign (it needs a header+payload
+// signature).
 func corrupt(err error) error {
-	if errors.Is(err, rpm.ErrCorrupt) {
+	switch {
+	case errors.Is(err, rpm.ErrCorrupt):
 		return &refusal{status: StatusCorruptRPM, message: err.Error()}
+	case errors.Is(err, rpm.ErrIncomplete):
+		return &refusal{status: StatusUnknownError, message: err.Error() + "; sign it without --head-signing"}
 	}
 	return err
 }
