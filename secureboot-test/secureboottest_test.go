@@ -1,0 +1,326 @@
+package secureboottest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// unavailable skips the test, or fails it in CI, where everything the
+// boots need is installed by scripts/install-deps.sh.
+func unavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+var (
+	fetchOnce sync.Once
+	fetchDir  string
+	fetchErr  error
+)
+
+// images runs scripts/fetch-efi-images.sh once per test process and returns
+// the directory holding Debian's unsigned <arch>/{shim,grub,kernel}.efi.
+func images(t *testing.T) string {
+	t.Helper()
+	fetchOnce.Do(func() {
+		root, err := filepath.Abs("..")
+		if err != nil {
+			fetchErr = err
+			return
+		}
+		script := filepath.Join(root, "scripts", "fetch-efi-images.sh")
+		cmd := exec.Command("bash", script)
+		cmd.Dir = root
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			fetchErr = &fetchError{err: err, stderr: stderr.String()}
+			return
+		}
+		lines := strings.Fields(strings.TrimSpace(string(out)))
+		if len(lines) == 0 {
+			fetchErr = &fetchError{stderr: "no directory printed"}
+			return
+		}
+		fetchDir = lines[len(lines)-1]
+	})
+	if fetchErr != nil {
+		unavailable(t, "scripts/fetch-efi-images.sh: %v", fetchErr)
+	}
+	return fetchDir
+}
+
+type fetchError struct {
+	err    error
+	stderr string
+}
+
+func (e *fetchError) Error() string {
+	if e.err == nil {
+		return e.stderr
+	}
+	return e.err.Error() + ": " + strings.TrimSpace(e.stderr)
+}
+
+// signer is a throwaway CA and a code-signing certificate it issued, with
+// the signing certificate and key written as PEM files for sbsign.
+type signer struct {
+	ca       *x509.Certificate
+	certFile string
+	keyFile  string
+}
+
+func newSigner(t *testing.T, name string) *signer {
+	t.Helper()
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name + " test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: name + " test EFI signing"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &signer{ca: ca, certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
+	if err := os.WriteFile(s.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// sign returns a copy of image signed with sbsign.
+func (s *signer) sign(t *testing.T, image string) string {
+	t.Helper()
+	if _, err := exec.LookPath("sbsign"); err != nil {
+		unavailable(t, "sbsign not found (install sbsigntool)")
+	}
+	out := filepath.Join(t.TempDir(), "signed-"+filepath.Base(image))
+	cmd := exec.Command("sbsign", "--key", s.keyFile, "--cert", s.certFile, "--output", out, image)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sbsign %s: %v\n%s", image, err, b)
+	}
+	return out
+}
+
+const (
+	grubBanner   = "Welcome to GRUB!"
+	kernelBanner = "EFI stub: UEFI Secure Boot is enabled."
+	shimRefusal  = "Verification failed: (0x1A) Security Violation"
+)
+
+// TestBoot boots Debian's real GRUB, kernel and shim on both
+// architectures: setup mode boots anything; in user mode with our CA in db,
+// images signed under it boot and anything else is refused, by the
+// firmware and by shim.
+func TestBoot(t *testing.T) {
+	dir := images(t)
+	ours := newSigner(t, "ours")
+	other := newSigner(t, "other")
+	t.Cleanup(func() {
+		if left := qemuChildren(t); len(left) > 0 {
+			t.Errorf("QEMU left running: %v", left)
+		}
+	})
+	for _, arch := range []Arch{AMD64, ARM64} {
+		t.Run(string(arch), func(t *testing.T) {
+			t.Parallel() // one QEMU per architecture at a time
+			if err := Available(arch); err != nil {
+				unavailable(t, "%v", err)
+			}
+			grub := filepath.Join(dir, string(arch), "grub.efi")
+			kernel := filepath.Join(dir, string(arch), "kernel.efi")
+			setup, err := Vars(arch, Keys{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			user, err := Vars(arch, Keys{PK: ours.ca, KEK: ours.ca, DB: []*x509.Certificate{ours.ca}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// bootFiles boots files and checks the verdict and, when given,
+			// the payload's banner.
+			bootFiles := func(t *testing.T, vars []byte, files map[string]string, want Verdict, banner string) Result {
+				t.Helper()
+				var wait []string
+				if banner != "" {
+					wait = []string{banner}
+				}
+				start := time.Now()
+				r, err := BootFiles(context.Background(), arch, vars, files, wait...)
+				t.Logf("%v %q, verdict after %v, boot %v", r.Verdict, r.Status, r.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+				if err != nil {
+					t.Fatalf("Boot: %v\n%s", err, r.Log)
+				}
+				if r.Verdict != want {
+					t.Fatalf("verdict %v (%q), want %v; log:\n%s", r.Verdict, r.Status, want, r.Log)
+				}
+				if banner != "" && !r.Saw(banner) {
+					t.Fatalf("accepted, but %q never appeared; log:\n%s", banner, r.Log)
+				}
+				return r
+			}
+			boot := func(t *testing.T, vars []byte, image string, want Verdict, banner string) {
+				t.Helper()
+				bootFiles(t, vars, map[string]string{arch.Loader(): image}, want, banner)
+			}
+			t.Run("SetupModeUnsigned", func(t *testing.T) {
+				boot(t, setup, grub, Accepted, grubBanner)
+			})
+			t.Run("SignedGRUB", func(t *testing.T) {
+				boot(t, user, ours.sign(t, grub), Accepted, grubBanner)
+			})
+			t.Run("SignedKernel", func(t *testing.T) {
+				boot(t, user, ours.sign(t, kernel), Accepted, kernelBanner)
+			})
+			// shim, signed for the firmware, checks the GRUB beside it
+			// against db too (Debian's unsigned shim trusts only Debian's
+			// CA besides).
+			grubOnESP := map[Arch]string{AMD64: "EFI/BOOT/grubx64.efi", ARM64: "EFI/BOOT/grubaa64.efi"}[arch]
+			shim := ours.sign(t, filepath.Join(dir, string(arch), "shim.efi"))
+			t.Run("ShimSignedGRUB", func(t *testing.T) {
+				bootFiles(t, user, map[string]string{arch.Loader(): shim, grubOnESP: ours.sign(t, grub)}, Accepted, grubBanner)
+			})
+			t.Run("ShimUnsignedGRUB", func(t *testing.T) {
+				r := bootFiles(t, user, map[string]string{arch.Loader(): shim, grubOnESP: grub}, Accepted, shimRefusal)
+				if r.Saw(grubBanner) {
+					t.Errorf("shim started an unsigned GRUB; log:\n%s", r.Log)
+				}
+			})
+			t.Run("Unsigned", func(t *testing.T) {
+				boot(t, user, grub, Refused, "")
+			})
+			t.Run("OtherKey", func(t *testing.T) {
+				boot(t, user, other.sign(t, grub), Refused, "")
+			})
+		})
+	}
+}
+
+// qemuChildren lists this process's QEMU children that are still alive.
+func qemuChildren(t *testing.T) []string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // gone
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		fields := strings.Fields(s[end+1:]) // state, ppid, ...
+		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) && strings.HasPrefix(s[open+1:end], "qemu-system") && fields[0] != "Z" {
+			left = append(left, strings.TrimSpace(s[:end+1]))
+		}
+	}
+	return left
+}
+
+// TestBootCancel ends a boot with its context: Boot returns the context's
+// error and leaves no QEMU behind.
+func TestBootCancel(t *testing.T) {
+	if err := Available(AMD64); err != nil {
+		unavailable(t, "%v", err)
+	}
+	grub := filepath.Join(images(t), "amd64", "grub.efi")
+	vars, err := Vars(AMD64, Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	r, err := Boot(ctx, AMD64, vars, grub)
+	if err != context.DeadlineExceeded || r.Verdict != NoVerdict {
+		t.Errorf("Boot = %v, %v; want no verdict, %v", r.Verdict, err, context.DeadlineExceeded)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("Boot took %v after its context ended", d)
+	}
+	if left := qemuChildren(t); len(left) > 0 {
+		t.Errorf("QEMU left running: %v", left)
+	}
+}
+
+func TestBootBadInput(t *testing.T) {
+	if err := Available(AMD64); err != nil {
+		unavailable(t, "%v", err)
+	}
+	ctx := context.Background()
+	if _, err := Boot(ctx, "riscv64", nil, "x.efi"); err == nil {
+		t.Error("Boot accepted an unknown architecture")
+	}
+	if _, err := Boot(ctx, AMD64, make([]byte, 4096), "x.efi"); err == nil {
+		t.Error("Boot accepted a variable store of the wrong size")
+	}
+	vars, err := Vars(AMD64, Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Boot(ctx, AMD64, vars, filepath.Join(t.TempDir(), "missing.efi")); err == nil {
+		t.Error("Boot accepted a missing image")
+	}
+	if _, err := BootFiles(ctx, AMD64, vars, map[string]string{"EFI/BOOT/grubx64.efi": "x"}); err == nil {
+		t.Error("BootFiles accepted files without the loader")
+	}
+}
