@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -68,6 +69,12 @@ func (s *ConnServer) Serve(ctx context.Context, conn net.Conn) {
 	// Idle connections wait at the bridge without a deadline; the clock
 	// starts with the request's first byte.
 	conn = &deadlineOnFirstRead{Conn: conn, timeout: timeout}
+	// A bug in one handler drops its request; the server goes on serving.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log().Error("request handler panicked; request dropped", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
 	m := protocol.NewMux(conn, nil)
 	op, err := s.serve(ctx, m)
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 )
 
 // signPE signs a PE/EFI image with Authenticode: the key, and its stored
-// certificate cert-name with the certificates that issued it (as stored
-// under any key) as the chain. The image's existing signatures are kept
+// certificate cert-name with the intermediate certificates that issued it
+// (as stored under any key) as the chain. The image's existing signatures are kept
 // (shim accepts an image if any signature verifies) unless the signet
 // extension field replace-signatures is set.
 func (h *Handlers) signPE(ctx context.Context, r *Request) (*Response, error) {
@@ -97,7 +97,7 @@ func (h *Handlers) signPE(ctx context.Context, r *Request) (*Response, error) {
 }
 
 // issuerChain returns the stored certificates that issued cert, nearest
-// first, up to a self-signed root (included), looked up by subject and
+// first, up to a self-signed root (left out), looked up by subject and
 // authority key identifier among every stored certificate.
 func (h *Handlers) issuerChain(ctx context.Context, cert *x509.Certificate) ([]*x509.Certificate, error) {
 	keys, err := h.Store.ListKeys(ctx)
@@ -128,7 +128,11 @@ func (h *Handlers) issuerChain(ctx context.Context, cert *x509.Certificate) ([]*
 				break
 			}
 		}
-		if next == nil {
+		if next == nil || isSelfSigned(next) {
+			// The root is the verifier's trust anchor (db, or sbverify
+			// --cert): embedding it would only make verifiers that are
+			// given the signer's certificate as anchor build a chain to
+			// an untrusted root.
 			break
 		}
 		chain = append(chain, next)

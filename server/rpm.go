@@ -64,10 +64,11 @@ func (h *Handlers) newRPMSigner(ctx context.Context, r *Request) (s *rpmSigner, 
 	if err != nil {
 		return nil, err
 	}
-	s = &rpmSigner{h: h, user: r.User, op: r.Op, key: ka.Key.Name, v3: v3, head: head, pins: [][]byte{ka.PIN}}
+	signer := &rpmSigner{h: h, user: r.User, op: r.Op, key: ka.Key.Name, v3: v3, head: head, pins: [][]byte{ka.PIN}}
+	s = signer
 	defer func() {
 		if err != nil {
-			s.Close()
+			signer.Close() // s is nil by now
 		}
 	}()
 	if s.pk, err = h.openpgpKey(ka); err != nil {

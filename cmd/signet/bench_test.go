@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,4 +86,95 @@ func BenchmarkServiceSignData(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
+}
+
+// BenchmarkServiceSignRPMs signs every RPM in SIGNET_BENCH_RPMS with one
+// sign-rpms connection per iteration, through a running stack
+// (SIGNET_DEVSTACK), with demo-rsa (SIGNET_BENCH_KEY), with head signing
+// unless SIGNET_BENCH_HEAD=0. It reports packages per second and the
+// bytes the bridge forwarded to the server per package (from the
+// bridge's metrics at SIGNET_BENCH_METRICS, a host:port). Outputs go to a
+// temporary directory. scripts/bench-rpms.sh runs it next to the token's
+// raw sign rate.
+func BenchmarkServiceSignRPMs(b *testing.B) {
+	dir, rpmDir := os.Getenv("SIGNET_DEVSTACK"), os.Getenv("SIGNET_BENCH_RPMS")
+	if dir == "" || rpmDir == "" {
+		b.Skip("set SIGNET_DEVSTACK and SIGNET_BENCH_RPMS (scripts/bench-rpms.sh does)")
+	}
+	key := os.Getenv("SIGNET_BENCH_KEY")
+	if key == "" {
+		key = "demo-rsa"
+	}
+	cfg, err := client.LoadConfig(filepath.Join(dir, "alice.toml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "secrets/alice-passphrase"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pass := []byte(strings.TrimSpace(string(raw)))
+	paths, _ := filepath.Glob(filepath.Join(rpmDir, "*.rpm"))
+	if len(paths) == 0 {
+		b.Fatalf("no RPMs in %s", rpmDir)
+	}
+	out := b.TempDir()
+	var files []client.RPMFile
+	for _, p := range paths {
+		files = append(files, client.RPMFile{Path: p, Output: filepath.Join(out, filepath.Base(p))})
+	}
+	head := os.Getenv("SIGNET_BENCH_HEAD") != "0"
+	metrics := os.Getenv("SIGNET_BENCH_METRICS")
+	before := forwardedToServer(b, metrics)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		results, err := c.SignRPMs(context.Background(), client.SignRPMOptions{Key: key, Passphrase: bytes.Clone(pass), HeadSigning: head}, files)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range results {
+			if r.Err != nil {
+				b.Fatalf("%s: %v", r.Path, r.Err)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	n := float64(b.N * len(files))
+	b.ReportMetric(n/elapsed.Seconds(), "rpms/s")
+	if metrics != "" {
+		b.ReportMetric((forwardedToServer(b, metrics)-before)/n, "bytes_to_server/rpm")
+	}
+}
+
+// forwardedToServer reads the bridge's client-to-server byte counter.
+func forwardedToServer(b *testing.B, addr string) float64 {
+	if addr == "" {
+		return 0
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, `signet_bridge_forwarded_bytes_total{direction="client_to_server"}`) {
+			v, err := strconv.ParseFloat(strings.Fields(l)[1], 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return v
+		}
+	}
+	b.Fatalf("no client_to_server byte counter at %s", addr)
+	return 0
 }

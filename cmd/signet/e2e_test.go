@@ -20,74 +20,28 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and starts the whole stack")
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
+	s := startStack(t)
+	dir, env := s.dir, s.env
+	adminPW, alicePass := s.adminPW, s.alicePass
+	signet := func(as string, secrets []string, args ...string) invocation {
+		t.Helper()
+		return s.signet(t, as, secrets, args...)
 	}
-	dir := t.TempDir()
-	ports := freePorts(t, 3)
-	env := append(os.Environ(), "SIGNET_CLIENT_PORT="+ports[0], "SIGNET_SERVER_PORT="+ports[1], "SIGNET_METRICS_PORT="+ports[2])
-	devstack := func(action string) {
-		cmd := exec.Command(filepath.Join(root, "scripts/devstack.sh"), action, dir)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("devstack.sh %s: %v\n%s", action, err, out)
-		}
+	ok := func(r invocation, what string) invocation {
+		t.Helper()
+		return s.ok(t, r, what)
 	}
-	devstack("up")
-	t.Cleanup(func() { devstack("down") })
+	fails := func(r invocation, what, want string) {
+		t.Helper()
+		s.fails(t, r, what, want)
+	}
 
-	secret := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(dir, "secrets", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	adminPW, alicePass := secret("admin-password"), secret("alice-passphrase")
-	type run struct {
-		stdout, stderr string
-		code           int
-	}
-	signet := func(as string, secrets []string, args ...string) run {
-		t.Helper()
-		cmd := exec.Command(filepath.Join(dir, "bin/signet"), append([]string{"-c", filepath.Join(dir, as+".toml"), "--batch"}, args...)...)
-		cmd.Dir = dir
-		var in bytes.Buffer
-		for _, s := range secrets {
-			in.WriteString(s)
-			in.WriteByte(0)
-		}
-		cmd.Stdin = &in
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range secrets {
-			if s != "" && (strings.Contains(out.String(), s) || strings.Contains(errb.String(), s)) {
-				t.Fatalf("signet %v printed a secret", args)
-			}
-		}
-		return run{out.String(), errb.String(), code}
-	}
-	ok := func(r run, what string) run {
-		t.Helper()
-		if r.code != 0 {
-			t.Fatalf("%s: exit %d: %s", what, r.code, r.stderr)
-		}
-		return r
-	}
-	fails := func(r run, what, want string) {
-		t.Helper()
-		if r.code == 0 || !strings.Contains(r.stderr, want) {
-			t.Fatalf("%s: exit %d, stderr %q; want a failure naming %q", what, r.code, r.stderr, want)
-		}
-	}
+	// The signing operations of the package and Secure Boot issues, on
+	// the same stack (each subtest leaves the keys and passphrases as it
+	// found them).
+	t.Run("rpm", func(t *testing.T) { testRPMs(t, s) })
+	t.Run("openpgp", func(t *testing.T) { testOpenPGPOps(t, s) })
+	t.Run("secureboot", func(t *testing.T) { testSecureBoot(t, s) })
 
 	// Administration.
 	if out := ok(signet("admin", []string{adminPW}, "list-users"), "list-users").stdout; out != "admin\nalice\n" {

@@ -19,4 +19,11 @@
 // certificate table (or the end of the file). Like sbsign, Sign pads the
 // image to 8 bytes before the table and hashes the padding, so an image
 // whose length is not a multiple of 8 gets the digest of its padded form.
+//
+// ECDSA P-256 signatures are well formed (sbverify, osslsigncode and pesign
+// accept them) but UEFI firmware and shim may not take them: Debian 12's
+// OVMF and AAVMF (edk2) refuse an ECDSA-signed GRUB with Access Denied even
+// with the signer's own certificate in db, and its shim refuses one
+// (Security Violation) where the RSA-signed GRUB boots. Sign with RSA for
+// Secure Boot.
 package authenticode

@@ -200,7 +200,7 @@ func Parse(r io.ReaderAt, size int64) (*Image, error) {
 		case end > size:
 			return nil, notPE("truncated image: the certificate table (%#x bytes at %#x) runs past the end of the file (%#x)", img.certSize, certVA, size)
 		case end != size:
-			return nil, notPE("the certificate table is not at the end of the file (it ends at %#x, the file at %#x): the %d bytes after it would be neither hashed nor signed; strip them or re-link the image", end, size, size-end)
+			return nil, notPE("the certificate table is not at the end of the file (it ends at %#x, the file at %#x): the %d bytes after it would be neither hashed nor signed: remove them, or sign the image as it was before they were appended", end, size, size-end)
 		case certVA < img.sizeOfHeaders:
 			return nil, notPE("malformed image: the certificate table at %#x overlaps the headers (which end at %#x)", certVA, img.sizeOfHeaders)
 		}
