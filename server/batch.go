@@ -235,7 +235,7 @@ func writeSubReply(w *protocol.SubReplyWriter, r *BatchResult) error {
 		return err
 	}
 	if r.Message != "" {
-		if err := fields.Set("message", []byte(truncate(r.Message, 255))); err != nil {
+		if err := fields.Set("message", []byte(safeMessage(r.Message))); err != nil {
 			return err
 		}
 	}

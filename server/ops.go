@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
@@ -217,7 +218,7 @@ func (h *Handlers) finish(ctx context.Context, r *Request, resp *Response, err e
 	case errors.As(err, &ref):
 		resp, result = &Response{Status: ref.status}, err.Error()
 		if ref.message != "" {
-			resp.Fields = []Field{{"message", []byte(truncate(ref.message, 255))}}
+			resp.Fields = []Field{{"message", []byte(safeMessage(ref.message))}}
 		}
 	default:
 		h.log().Error("request failed", "op", r.Op, "user", r.User, "err", err)
@@ -262,6 +263,25 @@ func (h *Handlers) log() *slog.Logger {
 		return h.Log
 	}
 	return slog.Default()
+}
+
+// safeMessage makes text fit a reply's message field (§6.4): printable
+// ASCII (the protocol's safe strings), at most 255 bytes. Other characters
+// become '?', an ellipsis "...", line breaks "; ".
+func safeMessage(s string) string {
+	s = strings.NewReplacer("\u2026", "...", "\r\n", "; ", "\n", "; ", "\t", " ").Replace(s)
+	b := []byte(s)
+	out := b[:0]
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r >= 0x20 && r < 0x7f {
+			out = append(out, byte(r))
+		} else {
+			out = append(out, '?')
+		}
+		i += size
+	}
+	return truncate(string(out), 255)
 }
 
 func truncate(s string, n int) string {
