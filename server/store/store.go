@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -217,9 +218,20 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
 	s := &Store{db: db, path: abs, writeSem: make(chan struct{}, 1)}
-	if err := s.checkConn(ctx); err != nil {
-		db.Close()
-		return nil, err
+	// Turning a fresh file to WAL needs an exclusive lock, and SQLite
+	// answers SQLITE_BUSY at once, without the busy handler, when another
+	// process is doing the same: try again for up to BusyTimeout.
+	deadline := time.Now().Add(BusyTimeout)
+	for {
+		err := s.checkConn(ctx)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			db.Close()
+			return nil, err
+		}
+		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
@@ -256,13 +268,16 @@ func createFile(path string) error {
 // The path is URI-escaped so that '?', '#' and '%' in it are not taken for
 // URI syntax.
 func dsn(abs string) string {
+	// The pragmas run in this order on every new connection: the busy
+	// timeout first, so that switching a fresh file to WAL while another
+	// process does the same waits instead of failing with SQLITE_BUSY.
 	q := url.Values{}
-	q.Set("_busy_timeout", strconv.FormatInt(BusyTimeout.Milliseconds(), 10))
-	q.Set("_foreign_keys", "1")
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "FULL")
-	q.Set("_txlock", "immediate")
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "secure_delete(1)")
+	q.Set("_txlock", "immediate")
 	return "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 }
 
@@ -357,4 +372,10 @@ func nullBytes(b []byte) any {
 		return nil
 	}
 	return b
+}
+
+// isBusy reports SQLITE_BUSY (5) from the driver.
+func isBusy(err error) bool {
+	var c interface{ Code() int }
+	return errors.As(err, &c) && c.Code()&0xff == 5
 }
