@@ -11,10 +11,10 @@ import (
 // message field, whatever characters the error carried.
 func TestSafeMessage(t *testing.T) {
 	cases := map[string]string{
-		"plain":                         "plain",
+		"plain":                        "plain",
 		"file starts with 23 21 2f …)": "file starts with 23 21 2f ...)",
-		"line one\nline two":            "line one; line two",
-		"caf\u00e9\x00\x7f":             "caf???",
+		"line one\nline two":           "line one; line two",
+		"caf\u00e9\x00\x7f":            "caf???",
 	}
 	for in, want := range cases {
 		if got := safeMessage(in); got != want || !protocol.IsSafeString(got) {
