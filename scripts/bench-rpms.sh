@@ -7,6 +7,10 @@
 #
 #   scripts/bench-rpms.sh            600 packages (go-rpmutils' test RPMs, copied)
 #   PACKAGES=1000 scripts/bench-rpms.sh
+#
+# go-rpmutils' packages are small (6 KB, mostly header), so the bytes to the
+# server are also measured on 20 copies of a 4 MiB package built here with
+# rpmbuild (incompressible content).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -35,7 +39,7 @@ raw=$(SIGNET_HSM_KEYTYPES=rsa4096 go test -run '^$' -bench 'BenchmarkSign/rsa409
 r1=$(echo "$raw" | awk '$1 ~ /^g1/ {print $2}')
 r2=$(echo "$raw" | awk '$1 ~ /^g2/ {print $2}')
 printf 'token raw RSA-4096 C_Sign: %.1f/s (1 goroutine), %.1f/s (2 goroutines)\n' "$r1" "$r2"
-printf '%-16s %9s %10s %10s %16s\n' mode packages "rpms/s" "of raw(2)" "bytes to server"
+printf '%-24s %9s %10s %10s %16s\n' mode packages "rpms/s" "of raw(2)" "bytes to server"
 for head in 1 0; do
 	line=$(SIGNET_DEVSTACK=$dir SIGNET_BENCH_RPMS=$dir/rpms SIGNET_BENCH_HEAD=$head \
 		SIGNET_BENCH_METRICS=127.0.0.1:$SIGNET_METRICS_PORT go test -run '^$' -bench BenchmarkServiceSignRPMs \
@@ -44,5 +48,38 @@ for head in 1 0; do
 	bytes=$(echo "$line" | awk '{for (i = 1; i <= NF; i++) if ($i == "bytes_to_server/rpm") print $(i-1)}')
 	mode=--head-signing
 	[ "$head" = 1 ] || mode="whole packages"
-	printf '%-16s %9d %10.1f %9.0f%% %16.0f\n' "$mode" "$n" "$rps" "$(echo "$rps $r2" | awk '{print 100*$1/$2}')" "$bytes"
+	printf '%-24s %9d %10.1f %9.0f%% %16.0f\n' "$mode" "$n" "$rps" "$(echo "$rps $r2" | awk '{print 100*$1/$2}')" "$bytes"
+done
+
+# The same for a 4 MiB package.
+top=$dir/rpmbuild
+mkdir -p "$top"
+cat >"$top/big.spec" <<'SPEC'
+Name: signet-bench-big
+Version: 1
+Release: 1
+Summary: A 4 MiB package for signet's benchmark
+License: MIT
+BuildArch: noarch
+%description
+Incompressible content.
+%install
+mkdir -p %{buildroot}/usr/share/signet-bench
+head -c 4194304 /dev/urandom > %{buildroot}/usr/share/signet-bench/blob
+%files
+/usr/share/signet-bench
+SPEC
+rpmbuild --define "_topdir $top" --define '_binary_payload w1.gzdio' -bb "$top/big.spec" >/dev/null 2>&1
+mkdir -p "$dir/big"
+for i in $(seq 20); do cp "$top"/RPMS/noarch/signet-bench-big-1-1.noarch.rpm "$dir/big/$i-big.rpm"; done
+size=$(stat -c %s "$dir/big/1-big.rpm")
+for head in 1 0; do
+	line=$(SIGNET_DEVSTACK=$dir SIGNET_BENCH_RPMS=$dir/big SIGNET_BENCH_HEAD=$head \
+		SIGNET_BENCH_METRICS=127.0.0.1:$SIGNET_METRICS_PORT go test -run '^$' -bench BenchmarkServiceSignRPMs \
+		-benchtime 1x ./cmd/signet/ | grep '^BenchmarkServiceSignRPMs')
+	rps=$(echo "$line" | awk '{for (i = 1; i <= NF; i++) if ($i == "rpms/s") print $(i-1)}')
+	bytes=$(echo "$line" | awk '{for (i = 1; i <= NF; i++) if ($i == "bytes_to_server/rpm") print $(i-1)}')
+	mode="--head-signing $size B"
+	[ "$head" = 1 ] || mode="whole $size B"
+	printf '%-24s %9d %10.1f %9.0f%% %16.0f\n' "$mode" 20 "$rps" "$(echo "$rps $r2" | awk '{print 100*$1/$2}')" "$bytes"
 done
