@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,6 +135,11 @@ func (p KDFParams) aead(passphrase, salt []byte) (cipher.AEAD, error) {
 	kdfRuns.Add(1)
 	key := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, 32)
 	defer zero(key)
+	// Argon2id's memory (64 MiB by default, per run) is garbage now; give
+	// it back to the system at once rather than keep a long-running
+	// server's footprint at the peak of its busiest KDF moment. A run
+	// costs far more than the collection.
+	debug.FreeOSMemory()
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
