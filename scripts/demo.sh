@@ -4,9 +4,13 @@
 # imported from gpg; their public parts are exported as PEM, OpenPGP
 # certificates and an X.509 chain (CA, code-signing and TLS certificates, a
 # request); files are signed in the ceremony; then scripts/devstack.sh starts
-# signet-bridge and signet-server on 127.0.0.1 and the signet client signs a
-# file with sign-data and sign-text through them. Every output is checked by
-# gpg, sq, rpmkeys and openssl, not by signet.
+# signet-bridge and signet-server on 127.0.0.1 and the signet client signs
+# through them: a file (sign-data, sign-text), real RPM packages (sign-rpms,
+# with and without head signing) and Debian's real unsigned shim, GRUB and
+# kernel for arm64 and amd64 (sign-pe, with a chain made by
+# sign-certificate). Every output is checked by gpg, sq, rpmkeys, sbverify,
+# osslsigncode and openssl, not by signet. (The firmware's own verdict, QEMU
+# with OVMF/AAVMF and Secure Boot on, is in the test suite.)
 #
 #   scripts/demo.sh                 work in a fresh temporary directory
 #   SIGNET_DEMO_DIR=DIR scripts/demo.sh    work in DIR (must not exist yet)
@@ -33,10 +37,13 @@ check() { # check "what" command...
 		failed=$((failed + 1)); printf '  FAIL  %s\n' "$what"; sed 's/^/        /' "$work/check.log"
 	fi
 }
-refused() { # refused "what" command...: the command must fail
-	local what=$1; shift
+refused() { # refused "what" [--saying PATTERN] command...: the command must fail (saying PATTERN)
+	local what=$1 pattern=; shift
+	if [ "$1" = --saying ]; then pattern=$2; shift 2; fi
 	if "$@" >"$work/check.log" 2>&1; then
 		failed=$((failed + 1)); printf '  FAIL  %s (was accepted)\n' "$what"
+	elif [ -n "$pattern" ] && ! grep -q -- "$pattern" "$work/check.log"; then
+		failed=$((failed + 1)); printf '  FAIL  %s (refused, but not for saying %s)\n' "$what" "$pattern"; sed 's/^/        /' "$work/check.log"
 	else
 		passed=$((passed + 1)); printf '  ok    %s: %s\n' "$what" "$(tail -1 "$work/check.log")"
 	fi
@@ -143,6 +150,7 @@ trap 'for h in "$work/gnupg" "$work/gnupg-verify"; do [ -d "$h" ] && GNUPGHOME=$
 "$root/scripts/devstack.sh" up "$stack" | sed 's/^/  /'
 SIGNET=("$stack/bin/signet" -c "$stack/alice.toml" --batch)
 alice_pass() { printf '%s\0' "$(cat "$stack/secrets/alice-passphrase")"; }
+as_alice() { alice_pass | "${SIGNET[@]}" "$@"; }
 printf 'signet demo release notes\n- signed through client, bridge and server\n' >notes.txt
 alice_pass | "${SIGNET[@]}" get-public-key demo-rsa >demo-rsa.asc
 alice_pass | "${SIGNET[@]}" sign-data -o payload.bin.demo.sig demo-rsa payload.bin
@@ -155,11 +163,48 @@ check "sign-data through the service: gpg --verify accepts it" gpg --batch --ver
 check "sign-data --armor through the service: gpg --verify accepts it" gpg --batch --verify payload.bin.demo.asc payload.bin
 check "sign-text through the service: gpg --verify accepts the cleartext message" gpg --batch --verify notes.txt.asc
 check "sign-data through the service: sq verify accepts it" sq verify --signer-cert demo-rsa.asc --detached payload.bin.demo.sig payload.bin
-refused "sign-data with a wrong passphrase" sh -c "printf 'wrong\0' | '$stack/bin/signet' -c '$stack/alice.toml' --batch sign-data -o wrong.sig demo-rsa payload.bin"
+refused "sign-data with a wrong passphrase" --saying AUTHENTICATION_FAILED sh -c "printf 'wrong\0' | '$stack/bin/signet' -c '$stack/alice.toml' --batch sign-data -o wrong.sig demo-rsa payload.bin"
 check "the refused request wrote no file" test ! -e wrong.sig
 refused "admin operation with alice's certificate for user admin" sh -c "printf 'x\0' | '$stack/bin/signet' -c '$stack/alice.toml' -u admin --batch list-users"
-check "the audit chain verifies" "$stack/bin/signet-server" --config "$stack/server.toml" audit verify
 GNUPGHOME=$work/gnupg-service gpgconf --kill all 2>/dev/null || true
+
+echo "== RPM packages through the service (go-rpmutils' test packages, every payload compression)"
+rpmsrc=$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json github.com/sassoftware/go-rpmutils@v0.4.0 |
+	awk -F'"' '$2 == "Dir" {print $4}')/testdata
+mkdir -p rpms signed-rpms head-rpms
+cp "$rpmsrc"/*.rpm rpms/ && chmod u+w rpms/*.rpm
+alice_pass | "${SIGNET[@]}" get-public-key demo-ed25519 >demo-ed25519.asc
+mkdir -p service-rpmdb
+rpmkeys --dbpath "$work/service-rpmdb" --import demo-rsa.asc
+rpmkeys --dbpath "$work/service-rpmdb" --import demo-ed25519.asc
+check "sign-rpms demo-rsa (whole packages, one connection)" as_alice sign-rpms -o signed-rpms demo-rsa rpms/*.rpm
+for f in signed-rpms/*.rpm; do
+	check "rpmkeys --checksig: $(basename "$f")" sh -c "rpmkeys --dbpath '$work/service-rpmdb' --checksig -v '$f' | grep -q 'Header V4 RSA/SHA256 Signature, key ID [0-9a-f]*: OK' && rpmkeys --dbpath '$work/service-rpmdb' --checksig '$f' >/dev/null"
+done
+alice_pass | "${SIGNET[@]}" sign-rpms --head-signing -o head-rpms demo-ed25519 $(ls rpms/*.rpm | grep -v simple-1.0.1)
+check "sign-rpms --head-signing demo-ed25519: rpmkeys accepts every package" \
+	sh -c "for f in head-rpms/*.rpm; do rpmkeys --dbpath '$work/service-rpmdb' --checksig -v \"\$f\" | grep -q 'EdDSA/SHA256 Signature.*OK' && rpmkeys --dbpath '$work/service-rpmdb' --checksig \"\$f\" >/dev/null || exit 1; done"
+cp rpms/payload-test-0.1-w9.gzdio.x86_64.rpm corrupt.rpm
+printf '\377' | dd of=corrupt.rpm bs=1 seek=$(($(stat -c %s corrupt.rpm) - 100)) conv=notrunc 2>/dev/null
+refused "sign-rpm of a package with a flipped payload byte" --saying CORRUPT_RPM as_alice sign-rpm -o corrupt-signed.rpm demo-rsa corrupt.rpm
+check "the corrupt package was not signed" test ! -e corrupt-signed.rpm
+
+echo "== Secure Boot through the service (Debian's unsigned shim, GRUB and kernel)"
+if efi=$("$root/scripts/fetch-efi-images.sh" 2>/dev/null); then
+	for arch in arm64 amd64; do
+		for img in shim grub kernel; do
+			alice_pass | "${SIGNET[@]}" sign-pe -o "$arch-$img.efi" demo-sb signer "$efi/$arch/$img.efi"
+			check "sign-pe $arch $img: sbverify --cert (the Secure Boot CA)" sbverify --cert "$stack/pki/sb-ca.pem" "$arch-$img.efi"
+			check "sign-pe $arch $img: osslsigncode verify -CAfile" sh -c "osslsigncode verify -CAfile '$stack/pki/sb-ca.pem' -in '$arch-$img.efi' | grep -q Succeeded"
+		done
+	done
+	gzip -c "$efi/arm64/kernel.efi" >Image.gz
+	refused "sign-pe of a gzip-compressed kernel (Image.gz)" --saying gzip as_alice sign-pe -o Image.gz.signed demo-sb signer Image.gz
+	check "nothing was written for Image.gz" test ! -e Image.gz.signed
+else
+	echo "  (no EFI images: scripts/fetch-efi-images.sh needs Debian's archive)"
+fi
+check "the audit chain verifies" "$stack/bin/signet-server" --config "$stack/server.toml" audit verify
 
 echo "== the ceremony transcript ($work/ceremony.log)"
 sed 's/^/  /' ceremony.log | cut -c1-160
