@@ -103,6 +103,14 @@ func TestDecryptGPGMessages(t *testing.T) {
 		return msg
 	}
 	to := []string{"-r", k.FingerprintHex()}
+	// The certificate asks for AES (gpg would otherwise pick 3DES), as gpg
+	// reads it.
+	for i := range 2 {
+		pk := gpg(t, home, "--list-packets", filepath.Join(home, fmt.Sprintf("cert%d.asc", i)))
+		if !strings.Contains(pk, "pref-sym-algos: 9 8 7") || !strings.Contains(pk, "features: 01") {
+			t.Errorf("certificate %d: no AES preferences or MDC feature in\n%s", i, pk)
+		}
+	}
 	toBoth := []string{"-r", other.FingerprintHex(), "-r", k.FingerprintHex()}
 	msgs := map[string][]byte{}
 	for _, c := range []struct {

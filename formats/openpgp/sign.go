@@ -45,12 +45,14 @@ const sigPositiveCert = 0x13
 
 // Signature subpacket types (RFC 4880 section 5.2.3.1, RFC 9580 for 33).
 const (
-	subCreationTime = 2
-	subKeyExpiry    = 9
-	subIssuerKeyID  = 16
-	subPrefHash     = 21
-	subKeyFlags     = 27
-	subIssuerFP     = 33
+	subCreationTime  = 2
+	subKeyExpiry     = 9
+	subPrefSymmetric = 11
+	subIssuerKeyID   = 16
+	subPrefHash      = 21
+	subKeyFlags      = 27
+	subFeatures      = 30
+	subIssuerFP      = 33
 )
 
 // Key flags (RFC 4880 section 5.2.3.21).
@@ -92,6 +94,13 @@ func (k *Key) CertificateExpiring(userIDs []string, sigTime, expires time.Time) 
 		flags |= keyFlagEncryptComms | keyFlagEncryptStorage
 	}
 	extra := appendSubpacket(nil, subKeyFlags, []byte{flags})
+	if k.algo == algoRSA {
+		// Without a cipher preference, gpg encrypts to the key with
+		// 3DES; ask for AES-256, AES-192, AES-128, and say the key
+		// holder reads integrity-protected (MDC) data.
+		extra = appendSubpacket(extra, subPrefSymmetric, []byte{9, 8, 7})
+		extra = appendSubpacket(extra, subFeatures, []byte{0x01})
+	}
 	extra = appendSubpacket(extra, subPrefHash, []byte{8, 10, 9})
 	if !expires.IsZero() {
 		d := expires.Unix() - k.created.Unix()
