@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 
@@ -250,3 +252,32 @@ func writeSubReply(w *protocol.SubReplyWriter, r *BatchResult) error {
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// spoolOutput writes a signed output (a package, an image, a plaintext)
+// with fn to an unlinked temporary file in dir and returns the file,
+// positioned at its start, and its size. Nothing is left on disk, whatever
+// happens; on error the file is closed.
+func spoolOutput(dir string, fn func(w io.Writer) error) (*os.File, int64, error) {
+	f, err := os.CreateTemp(dir, "signet-out-*")
+	if err != nil {
+		return nil, 0, err
+	}
+	os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 256<<10)
+	err = fn(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	var n int64
+	if err == nil {
+		n, err = f.Seek(0, io.SeekCurrent)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
+}

@@ -1,14 +1,12 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/signet-project/signet/formats/authenticode"
 	"github.com/signet-project/signet/server/store"
@@ -67,25 +65,13 @@ func (h *Handlers) signPE(ctx context.Context, r *Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(h.SpoolDir, "signet-pe-*")
+	var digest []byte
+	f, n, err := spoolOutput(h.SpoolDir, func(w io.Writer) error {
+		var err error
+		digest, err = authenticode.Sign(w, img, signer, authenticode.SignOptions{Certificate: cert, Chain: chain, Replace: replace, Time: h.now()})
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	os.Remove(f.Name())
-	bw := bufio.NewWriterSize(f, 256<<10)
-	digest, err := authenticode.Sign(bw, img, signer, authenticode.SignOptions{Certificate: cert, Chain: chain, Replace: replace, Time: h.now()})
-	if err == nil {
-		err = bw.Flush()
-	}
-	var n int64
-	if err == nil {
-		n, err = f.Seek(0, io.SeekCurrent)
-	}
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
 		if errors.Is(err, authenticode.ErrNotPE) {
 			return nil, &refusal{status: StatusUnknownError, message: err.Error()}
 		}

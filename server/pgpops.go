@@ -1,13 +1,11 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/signet-project/signet/formats/openpgp"
 )
@@ -61,28 +59,12 @@ func (h *Handlers) decrypt(ctx context.Context, r *Request) (*Response, error) {
 	if !hk.Type().IsRSA() {
 		return nil, &refusal{status: StatusUnsupportedKeyType, message: fmt.Sprintf("key %s is %v: only RSA keys decrypt", ka.Key.Name, hk.Type())}
 	}
-	f, err := os.CreateTemp(h.SpoolDir, "signet-plain-*")
-	if err != nil {
-		return nil, err
-	}
-	os.Remove(f.Name())
 	// Compressed data may expand without bound: the plaintext may not be
 	// larger than the largest payload the server accepts.
-	bw := bufio.NewWriter(f)
-	lw := &limitedWriter{w: bw, n: maxPlaintext}
-	err = openpgp.Decrypt(lw, r.Payload, pk, hk)
-	if err == nil {
-		err = bw.Flush()
-	}
-	var n int64
-	if err == nil {
-		n, err = f.Seek(0, io.SeekCurrent)
-	}
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
+	f, n, err := spoolOutput(h.SpoolDir, func(w io.Writer) error {
+		return openpgp.Decrypt(&limitedWriter{w: w, n: maxPlaintext}, r.Payload, pk, hk)
+	})
 	if err != nil {
-		f.Close()
 		if errors.Is(err, openpgp.ErrDecrypt) || errors.Is(err, errTooMuchPlaintext) {
 			return nil, &refusal{status: StatusDecryptFailed, message: err.Error()}
 		}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/formats/rpm"
@@ -151,25 +149,8 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 	if err := p.Verify(ra); err != nil {
 		return nil, corrupt(err)
 	}
-	f, err := os.CreateTemp(s.h.SpoolDir, "signet-rpm-*")
+	f, n, err := spoolOutput(s.h.SpoolDir, func(w io.Writer) error { return rpm.Sign(w, ra, p, opts) })
 	if err != nil {
-		return nil, err
-	}
-	os.Remove(f.Name())
-	bw := bufio.NewWriterSize(f, 256<<10)
-	err = rpm.Sign(bw, ra, p, opts)
-	if err == nil {
-		err = bw.Flush()
-	}
-	var n int64
-	if err == nil {
-		n, err = f.Seek(0, io.SeekCurrent)
-	}
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		f.Close()
 		return nil, corrupt(err)
 	}
 	return &signed{payload: f, size: n, audit: audit, digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil

@@ -28,23 +28,7 @@ func BenchmarkServiceSignData(b *testing.B) {
 	if dir == "" {
 		b.Skip("set SIGNET_DEVSTACK to a directory where scripts/devstack.sh up runs (scripts/bench-service.sh does)")
 	}
-	key := os.Getenv("SIGNET_BENCH_KEY")
-	if key == "" {
-		key = "demo-rsa"
-	}
-	cfg, err := client.LoadConfig(filepath.Join(dir, "alice.toml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := client.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "secrets/alice-passphrase"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pass := []byte(strings.TrimSpace(string(raw)))
+	c, key, pass := benchClient(b, dir)
 	data := bytes.Repeat([]byte("signet benchmark payload\n"), 40) // 1 KB
 	const clients = 64
 	var (
@@ -101,23 +85,7 @@ func BenchmarkServiceSignRPMs(b *testing.B) {
 	if dir == "" || rpmDir == "" {
 		b.Skip("set SIGNET_DEVSTACK and SIGNET_BENCH_RPMS (scripts/bench-rpms.sh does)")
 	}
-	key := os.Getenv("SIGNET_BENCH_KEY")
-	if key == "" {
-		key = "demo-rsa"
-	}
-	cfg, err := client.LoadConfig(filepath.Join(dir, "alice.toml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := client.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "secrets/alice-passphrase"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pass := []byte(strings.TrimSpace(string(raw)))
+	c, key, pass := benchClient(b, dir)
 	paths, _ := filepath.Glob(filepath.Join(rpmDir, "*.rpm"))
 	if len(paths) == 0 {
 		b.Fatalf("no RPMs in %s", rpmDir)
@@ -187,4 +155,26 @@ func forwardedToServer(b *testing.B, addr string) float64 {
 	}
 	b.Fatalf("no client_to_server byte counter at %s", addr)
 	return 0
+}
+
+// benchClient returns a client for alice on the devstack in dir, the key
+// to use (SIGNET_BENCH_KEY, default demo-rsa) and alice's passphrase.
+func benchClient(b *testing.B, dir string) (*client.Client, string, []byte) {
+	key := os.Getenv("SIGNET_BENCH_KEY")
+	if key == "" {
+		key = "demo-rsa"
+	}
+	cfg, err := client.LoadConfig(filepath.Join(dir, "alice.toml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "secrets/alice-passphrase"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, key, []byte(strings.TrimSpace(string(raw)))
 }
