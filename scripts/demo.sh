@@ -50,7 +50,7 @@ refused() { # refused "what" [--saying PATTERN] command...: the command must fai
 }
 
 echo "== a throwaway SoftHSM2 token"
-eval "$(SIGNET_SERVER=$work/signet-server scripts/softhsm-token.sh "$work/token" signet-demo)"
+eval "$(SIGNET_SERVER=$work/signet-server SIGNET_TRANSCRIPT=$work/ceremony.log scripts/softhsm-token.sh "$work/token" signet-demo)"
 cd "$work"
 umask 077
 printf 'releng admin password\n' >admin-password

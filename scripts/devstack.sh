@@ -99,7 +99,7 @@ unwrap_cache = "5m"
 metrics_file = "$dir/run/server.prom"
 EOF
 if [ ! -f "$dir/token/softhsm2.conf" ]; then
-	SIGNET_SERVER="$dir/bin/signet-server" "$root/scripts/softhsm-token.sh" "$dir/token" signet-devstack >/dev/null
+	SIGNET_SERVER="$dir/bin/signet-server" SIGNET_TRANSCRIPT="$dir/ceremony.log" "$root/scripts/softhsm-token.sh" "$dir/token" signet-devstack >/dev/null
 fi
 export SOFTHSM2_CONF=$dir/token/softhsm2.conf
 if [ ! -f "$dir/signet.db" ]; then

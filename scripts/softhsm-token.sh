@@ -6,6 +6,9 @@
 #
 #   scripts/softhsm-token.sh DIR [LABEL]      then: export SOFTHSM2_CONF=DIR/softhsm2.conf
 #   rm -rf DIR                                 removes it all
+#
+# The token initialisation is recorded in DIR/ceremony.log, or in the
+# transcript named by SIGNET_TRANSCRIPT.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 DIR [LABEL]" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +32,6 @@ mkdir -p "$dir/tokens"
 chmod 700 "$dir"
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir" >"$dir/softhsm2.conf"
 (umask 077; od -An -tx1 -N8 /dev/urandom | tr -d ' \n' >"$dir/pin"; od -An -tx1 -N8 /dev/urandom | tr -d ' \n' >"$dir/so-pin")
-SOFTHSM2_CONF=$dir/softhsm2.conf "$server" --batch --module "$module" token init --label "$label" \
+SOFTHSM2_CONF=$dir/softhsm2.conf "$server" --batch --module "$module" --transcript "${SIGNET_TRANSCRIPT:-$dir/ceremony.log}" token init --label "$label" \
 	--so-pin-file "$dir/so-pin" --pin-file "$dir/pin" >&2
 echo "export SOFTHSM2_CONF=$dir/softhsm2.conf   # token \"$label\", PIN in $dir/pin"
