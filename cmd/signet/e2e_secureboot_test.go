@@ -203,16 +203,23 @@ func testSecureBoot(t *testing.T, s *stack) {
 	}, "Welcome to GRUB!", "Verification failed"); r.Verdict != secureboottest.Accepted || !r.Saw("Welcome to GRUB!") {
 		t.Fatalf("shim and GRUB: verdict %v\n%s", r.Verdict, r.Log)
 	}
-	for _, c := range []struct {
-		arch secureboottest.Arch
-		img  string
-	}{
-		{"arm64", filepath.Join(images, "arm64/grub.efi")},
-		{"amd64", filepath.Join(images, "amd64/grub.efi")},
-		{"arm64", s.path("replaced.efi")},
-	} {
-		if r := boot(c.arch, c.img); r.Verdict != secureboottest.Refused {
-			t.Fatalf("%s: verdict %v, want Refused\n%s", c.img, r.Verdict, r.Log)
+	// Refused: the same GRUB unsigned; signed (RSA, through the service)
+	// by a key whose certificate does not chain to db (demo-sb with a
+	// self-signed certificate); and an ECDSA signature even though its
+	// certificate chains to db: Debian 12's OVMF and AAVMF verify only
+	// RSA Authenticode signatures (sbverify and osslsigncode accept
+	// both), which is why Secure Boot keys should be RSA.
+	s.ok(t, s.alice(t, "sign-certificate", "--certificate-type", "ca", "--subject-certificate", "rogue",
+		"--subject", "CN=a certificate the firmware does not trust", "-o", "rogue.pem", "demo-sb", "demo-sb"), "sign-certificate (rogue)")
+	for _, arch := range []string{"arm64", "amd64"} {
+		in := filepath.Join(images, arch, "grub.efi")
+		s.ok(t, s.alice(t, "sign-pe", "-o", arch+"-grub.rogue.efi", "demo-sb", "rogue", in), "sign-pe with the rogue certificate")
+		s.ok(t, s.alice(t, "sign-pe", "-o", arch+"-grub.ecdsa.efi", "demo-sb-ec", "signer", in), "sign-pe with the ECDSA key")
+		tool(t, s.dir, nil, "sbverify", "--cert", ca, arch+"-grub.ecdsa.efi")
+		for _, img := range []string{in, s.path(arch + "-grub.rogue.efi"), s.path(arch + "-grub.ecdsa.efi")} {
+			if r := boot(secureboottest.Arch(arch), img); r.Verdict != secureboottest.Refused {
+				t.Fatalf("%s: verdict %v, want Refused\n%s", img, r.Verdict, r.Log)
+			}
 		}
 	}
 }
