@@ -41,15 +41,22 @@ type Broker struct {
 	Port, DistPort, EPMDPort int
 	// Node is the Erlang node name (name@localhost).
 	Node string
+	// TLS, with StartTLS: the AMQPS port on 127.0.0.1, the CA that issued
+	// the broker's certificate (for 127.0.0.1 and localhost) and a client
+	// certificate and key for SASL EXTERNAL as user ExternalUser.
+	TLSPort                 int
+	CAFile, ClientCert      string
+	ClientKey, ExternalUser string
 
 	bin  string
 	cred *syscall.Credential
 
-	mu     sync.Mutex
-	server *exec.Cmd
-	sdone  chan struct{}
-	epmd   *exec.Cmd
-	edone  chan struct{}
+	mu       sync.Mutex
+	server   *exec.Cmd
+	sdone    chan struct{}
+	epmd     *exec.Cmd
+	edone    chan struct{}
+	watchers []*exec.Cmd
 }
 
 // binDir returns where the RabbitMQ scripts live. Debian's /usr/sbin
@@ -71,6 +78,20 @@ func binDir() (string, error) {
 // ends.
 func Start(t testing.TB) *Broker {
 	t.Helper()
+	return start(t, "")
+}
+
+// StartTLS starts a broker that also listens for AMQPS, requires client
+// certificates there and accepts SASL EXTERNAL (rabbitmq_auth_mechanism_ssl,
+// the login is the certificate's common name) for user, whom it creates
+// with full permissions on the default virtual host.
+func StartTLS(t testing.TB, user string) *Broker {
+	t.Helper()
+	return start(t, user)
+}
+
+func start(t testing.TB, externalUser string) *Broker {
+	t.Helper()
 	bin, err := binDir()
 	if err == nil {
 		_, err = exec.LookPath("epmd")
@@ -85,7 +106,7 @@ func Start(t testing.TB) *Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Broker{Dir: dir, bin: bin}
+	b := &Broker{Dir: dir, bin: bin, ExternalUser: externalUser}
 	t.Cleanup(func() {
 		b.Stop()
 		os.RemoveAll(dir)
@@ -96,7 +117,23 @@ func Start(t testing.TB) *Broker {
 	if err := b.start(); err != nil {
 		t.Fatalf("starting RabbitMQ: %v", err)
 	}
+	if externalUser != "" {
+		// EXTERNAL checks no password; the user must exist.
+		var pw [16]byte
+		rand.Read(pw[:])
+		for _, args := range [][]string{{"add_user", externalUser, hex.EncodeToString(pw[:])},
+			{"set_permissions", "-p", "/", externalUser, ".*", ".*", ".*"}} {
+			if _, err := b.Ctl(append([]string{"-q"}, args...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	return b
+}
+
+// AMQPSURL is the AMQPS URL for SASL EXTERNAL (no user or password).
+func (b *Broker) AMQPSURL() string {
+	return fmt.Sprintf("amqps://127.0.0.1:%d/", b.TLSPort)
 }
 
 // URL is the AMQP URL for the default guest user (allowed from loopback).
@@ -120,7 +157,7 @@ func freePorts(n int) ([]int, error) {
 // prepare chooses ports and a node name and writes the configuration. As
 // root the node runs as the rabbitmq user, which must own the directory.
 func (b *Broker) prepare() error {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
@@ -134,7 +171,26 @@ func (b *Broker) prepare() error {
 		}
 	}
 	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nlog.file.level = info\nlog.console = false\n", b.Port)
-	files := map[string]string{"rabbitmq.conf": conf, "enabled_plugins": "[].\n"}
+	plugins := "[].\n"
+	if b.ExternalUser != "" {
+		b.TLSPort = ports[3]
+		if err := b.writePKI(); err != nil {
+			return err
+		}
+		conf += fmt.Sprintf(`listeners.ssl.default = 127.0.0.1:%d
+ssl_options.cacertfile = %s
+ssl_options.certfile = %s
+ssl_options.keyfile = %s
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+auth_mechanisms.1 = EXTERNAL
+auth_mechanisms.2 = PLAIN
+auth_mechanisms.3 = AMQPLAIN
+ssl_cert_login_from = common_name
+`, b.TLSPort, b.CAFile, filepath.Join(b.Dir, "pki", "server.pem"), filepath.Join(b.Dir, "pki", "server-key.pem"))
+		plugins = "[rabbitmq_auth_mechanism_ssl].\n"
+	}
+	files := map[string]string{"rabbitmq.conf": conf, "enabled_plugins": plugins}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(b.Dir, name), []byte(body), 0o644); err != nil {
 			return err
@@ -211,6 +267,7 @@ func (b *Broker) start() error {
 		}
 		b.epmd, b.edone = e, make(chan struct{})
 		go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(e, b.edone)
+		b.watch(e)
 	}
 	s := b.command(context.Background(), filepath.Join(b.bin, "rabbitmq-server"))
 	s.Stdout, s.Stderr = logf, logf
@@ -219,6 +276,7 @@ func (b *Broker) start() error {
 	}
 	b.server, b.sdone = s, make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(s, b.sdone)
+	b.watch(s)
 
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
@@ -248,6 +306,19 @@ func (b *Broker) start() error {
 			return fmt.Errorf("rabbitmq-diagnostics check_running: %v: %s\n%s", err, out, b.tail())
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// watch starts a watchdog that kills c's process group if this test
+// process dies without stopping the broker (killed, or a timeout panic):
+// the node runs in a group of its own, which a signal to the test's group
+// does not reach. Stop ends the watchdogs.
+func (b *Broker) watch(c *exec.Cmd) {
+	w := exec.Command("sh", "-c", `while kill -0 "$0" 2>/dev/null; do sleep 1; done; env kill -KILL -- "-$1" 2>/dev/null`,
+		strconv.Itoa(os.Getpid()), strconv.Itoa(c.Process.Pid))
+	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if w.Start() == nil {
+		b.watchers = append(b.watchers, w)
 	}
 }
 
@@ -315,6 +386,11 @@ func (b *Broker) Stop() {
 		<-b.edone
 		b.epmd = nil
 	}
+	for _, w := range b.watchers {
+		w.Process.Kill()
+		w.Wait()
+	}
+	b.watchers = nil
 }
 
 func (b *Broker) stopNode() {

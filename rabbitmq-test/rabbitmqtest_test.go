@@ -3,6 +3,7 @@ package rabbitmqtest
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func TestStartRestartStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "probe"; !contains(out, want) {
+	if want := "probe"; !strings.Contains(out, want) {
 		t.Fatalf("list_vhosts after a restart: %q, want %q", out, want)
 	}
 	if _, err := b.Queues(); err != nil {
@@ -36,13 +37,4 @@ func TestStartRestartStop(t *testing.T) {
 		c.Close()
 		t.Fatal("epmd still runs after Stop")
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
