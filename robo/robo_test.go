@@ -4,20 +4,19 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/artifacts"
 	rabbitmqtest "github.com/signet-project/signet/rabbitmq-test"
 )
 
@@ -245,38 +244,6 @@ func testMalformed(t *testing.T, w *world) {
 	}
 }
 
-// efiImages runs scripts/fetch-efi-images.sh and returns its directory.
-func efiImages(t *testing.T, root string) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(root, "scripts/fetch-efi-images.sh")).CombinedOutput()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fetch-efi-images.sh: %v\n%s", err, out)
-		}
-		t.Skipf("no EFI images to sign: fetch-efi-images.sh: %v\n%s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
-}
-
-// rpmutilsTestdata returns the RPMs shipped with go-rpmutils, packages no
-// one here wrote.
-func rpmutilsTestdata(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/sassoftware/go-rpmutils@v0.4.0")
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download go-rpmutils: %v", err)
-	}
-	var m struct{ Dir string }
-	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
-		t.Fatalf("go mod download: %v %s", err, out)
-	}
-	return filepath.Join(m.Dir, "testdata")
-}
-
 func fileRef(t *testing.T, path string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -312,14 +279,14 @@ cert_name = "signer"
 	// RPMs: one sign-rpms batch with head signing.
 	var rpms []any
 	var names []string
-	paths, _ := filepath.Glob(filepath.Join(rpmutilsTestdata(t), "*.rpm"))
+	paths, _ := filepath.Glob(filepath.Join(artifacts.RPMUtilsTestdata(t), "*.rpm"))
 	for _, pth := range paths {
 		rpms = append(rpms, fileRef(t, pth))
 		names = append(names, filepath.Base(pth))
 	}
 	p.publish(msg{key: rk, body: jsonBody(t, map[string]any{"key": "demo-rsa", "destination": "f43/updates", "rpms": rpms})})
 	// EFI images: sign-pe with the stored certificate.
-	efi := efiImages(t, w.root)
+	efi := artifacts.EFIImages(t)
 	images := []any{fileRef(t, filepath.Join(efi, "amd64", "shim.efi")), fileRef(t, filepath.Join(efi, "arm64", "grub.efi"))}
 	p.publish(msg{key: rk, body: jsonBody(t, map[string]any{"key": "demo-sb", "destination": "efi", "images": images})})
 

@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/artifacts"
 )
 
 // unavailable skips the test, or fails it in CI, where everything the
@@ -28,56 +29,9 @@ func unavailable(t *testing.T, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-var (
-	fetchOnce sync.Once
-	fetchDir  string
-	fetchErr  error
-)
-
-// images runs scripts/fetch-efi-images.sh once per test process and returns
-// the directory holding Debian's unsigned <arch>/{shim,grub,kernel}.efi.
-func images(t *testing.T) string {
-	t.Helper()
-	fetchOnce.Do(func() {
-		root, err := filepath.Abs("..")
-		if err != nil {
-			fetchErr = err
-			return
-		}
-		script := filepath.Join(root, "scripts", "fetch-efi-images.sh")
-		cmd := exec.Command("bash", script)
-		cmd.Dir = root
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			fetchErr = &fetchError{err: err, stderr: stderr.String()}
-			return
-		}
-		lines := strings.Fields(strings.TrimSpace(string(out)))
-		if len(lines) == 0 {
-			fetchErr = &fetchError{stderr: "no directory printed"}
-			return
-		}
-		fetchDir = lines[len(lines)-1]
-	})
-	if fetchErr != nil {
-		unavailable(t, "scripts/fetch-efi-images.sh: %v", fetchErr)
-	}
-	return fetchDir
-}
-
-type fetchError struct {
-	err    error
-	stderr string
-}
-
-func (e *fetchError) Error() string {
-	if e.err == nil {
-		return e.stderr
-	}
-	return e.err.Error() + ": " + strings.TrimSpace(e.stderr)
-}
+// images returns the directory holding Debian's unsigned
+// <arch>/{shim,grub,kernel}.efi (skipped without them, except in CI).
+func images(t *testing.T) string { return artifacts.EFIImages(t) }
 
 // signer is a throwaway CA and a code-signing certificate it issued, with
 // the signing certificate and key written as PEM files for sbsign.

@@ -3,33 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-)
 
-// rpmutilsTestdata returns the directory of RPMs that ship with the Go
-// module github.com/sassoftware/go-rpmutils (every payload compression),
-// packages no one here wrote.
-func rpmutilsTestdata(t *testing.T) string {
-	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/sassoftware/go-rpmutils@v0.4.0")
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download go-rpmutils: %v", err)
-	}
-	var m struct{ Dir string }
-	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
-		t.Fatalf("go mod download: %v %s", err, out)
-	}
-	return filepath.Join(m.Dir, "testdata")
-}
+	"github.com/signet-project/signet/internal/artifacts"
+)
 
 // copyRPMs copies the test packages into dir/name, writable, and returns
 // their base names.
@@ -77,7 +59,7 @@ var keyIDLine = regexp.MustCompile(`Header V4 (RSA|EdDSA)/SHA256 Signature, key 
 // testRPMs: sign-rpm and sign-rpms through client, bridge and server, on
 // real packages, checked by rpmkeys (and evmctl for IMA signatures).
 func testRPMs(t *testing.T, s *stack) {
-	src := rpmutilsTestdata(t)
+	src := artifacts.RPMUtilsTestdata(t)
 	names := copyRPMs(t, src, s.path("rpms"))
 	db := s.path("rpmdb")
 	os.MkdirAll(db, 0o755)

@@ -8,31 +8,15 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/artifacts"
 	secureboottest "github.com/signet-project/signet/secureboot-test"
 )
-
-// efiImages returns the directory where scripts/fetch-efi-images.sh put
-// Debian's unsigned shim, GRUB and kernel for arm64 and amd64. Outside CI
-// the test is skipped when they cannot be fetched.
-func efiImages(t *testing.T, root string) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(root, "scripts/fetch-efi-images.sh")).CombinedOutput()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fetch-efi-images.sh: %v\n%s", err, out)
-		}
-		t.Skipf("no EFI images to sign: fetch-efi-images.sh: %v\n%s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
-}
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
@@ -80,7 +64,7 @@ func osslVerify(t *testing.T, dir, ca, img string) {
 // osslsigncode and pesign, and by UEFI firmware with Secure Boot on and
 // only the devstack's CA enrolled.
 func testSecureBoot(t *testing.T, s *stack) {
-	images := efiImages(t, s.root)
+	images := artifacts.EFIImages(t)
 	ca := s.path("pki/sb-ca.pem")
 	type signedImage struct{ arch, name, path string }
 	var signed []signedImage
@@ -199,7 +183,7 @@ func testSecureBoot(t *testing.T, s *stack) {
 	// the service beside it (shim checks it against db too).
 	if r := bootFiles(secureboottest.ARM64, map[string]string{
 		secureboottest.ARM64.Loader(): s.path("arm64-shim.signed.efi"),
-		"EFI/BOOT/grubaa64.efi":        s.path("arm64-grub.signed.efi"),
+		"EFI/BOOT/grubaa64.efi":       s.path("arm64-grub.signed.efi"),
 	}, "Welcome to GRUB!", "Verification failed"); r.Verdict != secureboottest.Accepted || !r.Saw("Welcome to GRUB!") {
 		t.Fatalf("shim and GRUB: verdict %v\n%s", r.Verdict, r.Log)
 	}

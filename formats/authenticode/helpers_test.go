@@ -23,52 +23,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/artifacts"
 )
 
 // The real images, extracted from Debian's archive by the project's script.
 var imageNames = []string{"arm64/shim.efi", "arm64/grub.efi", "arm64/kernel.efi", "amd64/shim.efi", "amd64/grub.efi", "amd64/kernel.efi"}
 
-var (
-	fetchOnce sync.Once
-	fetchDir  string
-	fetchErr  error
-	fetchOut  []byte
-)
+// efiDir returns the directory holding Debian's unsigned EFI images
+// (skipped without them, except in CI).
+func efiDir(t testing.TB) string { return artifacts.EFIImages(t) }
 
-// efiDir returns the directory holding Debian's unsigned EFI images,
-// running scripts/fetch-efi-images.sh once. Without them the test is
-// skipped, except in CI (CI=true), where it fails.
-func efiDir(t testing.TB) string {
-	t.Helper()
-	fetchOnce.Do(func() {
-		script, err := filepath.Abs("../../scripts/fetch-efi-images.sh")
-		if err != nil {
-			fetchErr = err
-			return
-		}
-		cmd := exec.Command("bash", script)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		fetchOut = stderr.Bytes()
-		if err != nil {
-			fetchErr = err
-			return
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fetchDir = lines[len(lines)-1]
-	})
-	if fetchErr != nil {
-		msg := "scripts/fetch-efi-images.sh failed: " + fetchErr.Error() + "\n" + string(fetchOut)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return fetchDir
-}
-
-// needTools skips (or, in CI, fails) a test when a verifier is missing.
 func needTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {

@@ -1,0 +1,103 @@
+// Package artifacts finds the real artifacts tests sign: packages and
+// images no one here wrote, fetched from where their makers publish them.
+//
+//   - RPMUtilsTestdata: the test RPMs of the Go module
+//     github.com/sassoftware/go-rpmutils (every payload compression),
+//     through the Go module proxy.
+//   - EFIImages: Debian's unsigned shim, GRUB and kernel for arm64 and
+//     amd64, extracted by scripts/fetch-efi-images.sh from Debian's
+//     archive.
+//
+// When they cannot be had, the test is skipped, except in CI (CI=true),
+// where it fails: CI must never pass by skipping.
+package artifacts
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// RPMUtilsVersion is the go-rpmutils release whose test packages are used.
+const RPMUtilsVersion = "v0.4.0"
+
+var (
+	rpmOnce sync.Once
+	rpmDir  string
+	rpmErr  string
+	efiOnce sync.Once
+	efiDir  string
+	efiErr  string
+)
+
+// RPMUtilsTestdata returns the directory holding go-rpmutils' test RPMs
+// (read-only, in the module cache).
+func RPMUtilsTestdata(t testing.TB) string {
+	t.Helper()
+	rpmOnce.Do(func() {
+		tmp, err := os.MkdirTemp("", "signet-gomod-")
+		if err != nil {
+			rpmErr = err.Error()
+			return
+		}
+		defer os.RemoveAll(tmp)
+		cmd := exec.Command("go", "mod", "download", "-json", "github.com/sassoftware/go-rpmutils@"+RPMUtilsVersion)
+		cmd.Dir = tmp
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+		out, err := cmd.Output()
+		var m struct{ Dir string }
+		if err == nil {
+			err = json.Unmarshal(out, &m)
+		}
+		if err != nil || m.Dir == "" {
+			rpmErr = "go mod download github.com/sassoftware/go-rpmutils: " + strings.TrimSpace(string(out))
+			if err != nil {
+				rpmErr += ": " + err.Error()
+			}
+			return
+		}
+		rpmDir = filepath.Join(m.Dir, "testdata")
+	})
+	if rpmErr != "" {
+		unavailable(t, rpmErr)
+	}
+	return rpmDir
+}
+
+// EFIImages returns the directory where scripts/fetch-efi-images.sh put
+// arm64/ and amd64/{shim,grub,kernel}.efi.
+func EFIImages(t testing.TB) string {
+	t.Helper()
+	efiOnce.Do(func() {
+		out, err := exec.Command("bash", filepath.Join(Root(), "scripts/fetch-efi-images.sh")).CombinedOutput()
+		if err != nil {
+			efiErr = "scripts/fetch-efi-images.sh: " + err.Error() + "\n" + string(out)
+			return
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		efiDir = lines[len(lines)-1]
+	})
+	if efiErr != "" {
+		unavailable(t, efiErr)
+	}
+	return efiDir
+}
+
+// Root returns the repository's top directory.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "../..")
+}
+
+func unavailable(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
