@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/signet-project/signet/client"
 )
@@ -154,7 +155,28 @@ func (r *Robo) fetch(ctx context.Context, kc *KindConfig, a *artifactRef, privat
 	return s, nil
 }
 
+// stallTimeout ends a download that has received nothing for this long
+// (the transport bounds the dial and the wait for the response header; a
+// server that stops sending mid-body would otherwise hold a worker
+// forever). The attempt counts as a transient failure.
+const stallTimeout = 2 * time.Minute
+
+// progressReader calls progress before each read.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	p.progress()
+	return p.r.Read(b)
+}
+
 func (r *Robo) download(ctx context.Context, a *artifactRef) (*source, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stall := time.AfterFunc(stallTimeout, cancel)
+	defer stall.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url.String(), nil)
 	if err != nil {
 		return nil, failf("%s: %v", a.File, err)
@@ -167,7 +189,7 @@ func (r *Robo) download(ctx context.Context, a *artifactRef) (*source, error) {
 	if err := httpStatus("fetching "+a.File, resp); err != nil {
 		return nil, err
 	}
-	s, err := r.tempCopy(resp.Body, a.name())
+	s, err := r.tempCopy(progressReader{resp.Body, func() { stall.Reset(stallTimeout) }}, a.name())
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", a.File, err)
 	}
