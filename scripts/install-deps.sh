@@ -34,12 +34,12 @@ have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done
 # signatures); qemu with OVMF/AAVMF, mtools and mkfs.vfat boot signed EFI
 # images under Secure Boot.
 need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool sq sbverify sbsign osslsigncode pesign evmctl git ostree skopeo
-	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio zstd xz rabbitmq-server)
+	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server)
 if [ -r /etc/debian_version ]; then
 	softhsm_mod=/usr/lib/softhsm/libsofthsm2.so
 	pkgs=(softhsm2 gnupg openssl rpm opensc sq ca-certificates gcc
 		sbsigntool osslsigncode pesign ima-evm-utils git ostree skopeo
-		qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 mtools dosfstools cpio zstd xz-utils
+		qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 mtools dosfstools cpio rpm2cpio zstd xz-utils time
 		rabbitmq-server)
 	firmware=(/usr/share/OVMF/OVMF_CODE_4M.secboot.fd /usr/share/AAVMF/AAVMF_CODE.fd)
 	have_fw() { for f in "${firmware[@]}"; do [ -e "$f" ] || return 1; done; }
@@ -78,7 +78,7 @@ if [ -r /etc/debian_version ]; then
 	fi
 elif [ -r /etc/fedora-release ]; then
 	softhsm_mod=/usr/lib64/pkcs11/libsofthsm2.so
-	pkgs=(softhsm gnupg2 openssl rpm opensc sequoia-sq gcc
+	pkgs=(softhsm gnupg2 openssl rpm rpm-build opensc sequoia-sq gcc
 		sbsigntools osslsigncode pesign ima-evm-utils git ostree skopeo
 		qemu-system-x86-core qemu-system-aarch64-core edk2-ovmf edk2-aarch64 mtools dosfstools cpio zstd xz
 		rabbitmq-server)
