@@ -14,11 +14,13 @@ import (
 
 	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/protocol"
+
+	"github.com/signet-project/signet/internal/servertest"
 )
 
-func newClient(t *testing.T, e *testEnv, user string) *client.Client {
+func newClient(t *testing.T, e *servertest.Env, user string) *client.Client {
 	t.Helper()
-	c, err := client.New(e.config(user))
+	c, err := client.New(e.Config(user))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +34,8 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func TestLoadConfig(t *testing.T) {
-	e := &testEnv{t: t, dir: t.TempDir()}
-	path := filepath.Join(e.dir, "c.toml")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.toml")
 	os.WriteFile(path, []byte("bridge-hostname = \"top\"\n[client]\nbridge-hostname = \"b.example\"\nserver-hostname = \"s.example\"\n"+
 		"ca-file = \"ca.pem\"\nclient-cert-file = \"/abs/c.pem\"\nclient-key-file = \"c.key\"\n"), 0o600)
 	c, err := client.LoadConfig(path)
@@ -41,7 +43,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := client.Config{BridgeHost: "b.example", BridgePort: client.DefaultBridgePort, ServerHost: "s.example",
-		CAFile: filepath.Join(e.dir, "ca.pem"), CertFile: "/abs/c.pem", KeyFile: filepath.Join(e.dir, "c.key")}
+		CAFile: filepath.Join(dir, "ca.pem"), CertFile: "/abs/c.pem", KeyFile: filepath.Join(dir, "c.key")}
 	if *c != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", *c, want)
 	}
@@ -52,26 +54,26 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestAdminOperations(t *testing.T) {
-	e := newTestEnv(t)
+	e := servertest.New(t)
 	ctx := ctxT(t)
 	root := newClient(t, e, "root")
 
-	users, err := root.ListUsers(ctx, []byte(rootPW))
+	users, err := root.ListUsers(ctx, []byte(servertest.RootPW))
 	if err != nil || !slices.Equal(users, []string{"alice", "bob", "root"}) {
 		t.Fatalf("ListUsers = %q, %v", users, err)
 	}
-	keys, err := root.ListKeys(ctx, []byte(rootPW))
+	keys, err := root.ListKeys(ctx, []byte(servertest.RootPW))
 	if err != nil || len(keys) != 1 || !strings.HasPrefix(keys[0], "fedora (") {
 		t.Fatalf("ListKeys = %q, %v", keys, err)
 	}
 	pw := []byte("carol pw")
-	if err := root.NewUser(ctx, "carol", true, []byte(rootPW), pw); err != nil {
+	if err := root.NewUser(ctx, "carol", true, []byte(servertest.RootPW), pw); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(pw, make([]byte, len(pw))) {
 		t.Fatal("NewUser did not zero the new password")
 	}
-	err = root.NewUser(ctx, "carol", false, []byte(rootPW), nil)
+	err = root.NewUser(ctx, "carol", false, []byte(servertest.RootPW), nil)
 	if code, ok := client.CodeOf(err); !ok || code != protocol.CodeAlreadyExists {
 		t.Fatalf("second new-user carol: %v", err)
 	}
@@ -83,14 +85,14 @@ func TestAdminOperations(t *testing.T) {
 			t.Fatalf("UserInfo(%s) = %v, %v", name, admin, err)
 		}
 	}
-	if _, err := root.UserInfo(ctx, "nobody", []byte(rootPW)); !errors.Is(err, &client.Error{Code: protocol.CodeUserNotFound}) {
+	if _, err := root.UserInfo(ctx, "nobody", []byte(servertest.RootPW)); !errors.Is(err, &client.Error{Code: protocol.CodeUserNotFound}) {
 		t.Fatalf("UserInfo(nobody): %v", err)
 	}
-	access, keyAdmin, err := root.KeyUserInfo(ctx, "alice", "fedora", []byte(rootPW))
+	access, keyAdmin, err := root.KeyUserInfo(ctx, "alice", "fedora", []byte(servertest.RootPW))
 	if err != nil || !access || !keyAdmin {
 		t.Fatalf("KeyUserInfo(alice) = %v %v %v", access, keyAdmin, err)
 	}
-	access, _, err = root.KeyUserInfo(ctx, "bob", "fedora", []byte(rootPW))
+	access, _, err = root.KeyUserInfo(ctx, "bob", "fedora", []byte(servertest.RootPW))
 	if err != nil || access {
 		t.Fatalf("KeyUserInfo(bob) = %v %v", access, err)
 	}
@@ -107,13 +109,13 @@ func TestAdminOperations(t *testing.T) {
 }
 
 func TestGrantAndSign(t *testing.T) {
-	e := newTestEnv(t)
+	e := servertest.New(t)
 	ctx := ctxT(t)
 	alice, bob := newClient(t, e, "alice"), newClient(t, e, "bob")
-	if err := alice.GrantKeyAccess(ctx, "fedora", "bob", []byte(alicePass), []byte("bob pass")); err != nil {
+	if err := alice.GrantKeyAccess(ctx, "fedora", "bob", []byte(servertest.AlicePass), []byte("bob pass")); err != nil {
 		t.Fatal(err)
 	}
-	users, err := alice.ListKeyUsers(ctx, "fedora", client.Auth{Passphrase: []byte(alicePass)})
+	users, err := alice.ListKeyUsers(ctx, "fedora", client.Auth{Passphrase: []byte(servertest.AlicePass)})
 	if err != nil || !slices.Equal(users, []string{"alice", "bob"}) {
 		t.Fatalf("ListKeyUsers = %q, %v", users, err)
 	}
@@ -142,16 +144,16 @@ func TestGrantAndSign(t *testing.T) {
 		if armored := bytes.HasPrefix(sig, []byte("-----BEGIN PGP SIGNATURE-----")); armored != armor {
 			t.Fatalf("armor=%v but signature starts %q", armor, sig[:min(len(sig), 30)])
 		}
-		gpgVerify(t, cert.Bytes(), sig, data)
+		servertest.GPGVerify(t, cert.Bytes(), sig, data)
 	}
 	text := []byte("signet signs this text\nsecond line\n")
 	var clear bytes.Buffer
 	if err := bob.SignText(ctx, "fedora", []byte("bob pass"), bytes.NewReader(text), int64(len(text)), &clear); err != nil {
 		t.Fatal(err)
 	}
-	gpgVerify(t, cert.Bytes(), clear.Bytes(), nil)
+	servertest.GPGVerify(t, cert.Bytes(), clear.Bytes(), nil)
 
-	if err := alice.RevokeKeyAccess(ctx, "fedora", "bob", client.Auth{Passphrase: []byte(alicePass)}); err != nil {
+	if err := alice.RevokeKeyAccess(ctx, "fedora", "bob", client.Auth{Passphrase: []byte(servertest.AlicePass)}); err != nil {
 		t.Fatal(err)
 	}
 	err = bob.SignData(ctx, "fedora", false, []byte("bob pass"), bytes.NewReader(data), int64(len(data)), io.Discard)
@@ -164,7 +166,7 @@ func TestGrantAndSign(t *testing.T) {
 // its way and a payload changed on its way all fail, and none leaves an
 // output file.
 func TestFailuresLeaveNoFile(t *testing.T) {
-	e := newTestEnv(t)
+	e := servertest.New(t)
 	ctx := ctxT(t)
 	alice := newClient(t, e, "alice")
 	dir := t.TempDir()
@@ -172,7 +174,7 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 	data := []byte("some data")
 	sign := func() error {
 		return client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-			return alice.SignData(ctx, "fedora", true, []byte(alicePass+"x"[:0]), bytes.NewReader(data), int64(len(data)), w)
+			return alice.SignData(ctx, "fedora", true, []byte(servertest.AlicePass+"x"[:0]), bytes.NewReader(data), int64(len(data)), w)
 		})
 	}
 	// Control: it works and the file appears; remove it again.
@@ -187,42 +189,38 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 	if code, ok := client.CodeOf(err); !ok || code != protocol.CodeAuthenticationFailed {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
-	if n := dirNames(t, dir); len(n) != 0 {
+	if n := servertest.DirNames(t, dir); len(n) != 0 {
 		t.Fatalf("files left after an error reply: %q", n)
 	}
 
 	// sign-data's reply: code (4), empty field block (1), MAC (64), length
 	// (8), then the payload.
 	for name, at := range map[string]int64{"header code": 2, "header MAC": 30, "payload": 4 + 1 + 64 + 8 + 5} {
-		e.relay.setTamper(flipAt(at))
+		e.Relay.SetTamper(servertest.FlipAt(at))
 		err := sign()
-		e.relay.setTamper(nil)
+		e.Relay.SetTamper(nil)
 		if !errors.Is(err, client.ErrIntegrity) {
 			t.Fatalf("%s changed: err = %v, want ErrIntegrity", name, err)
 		}
 		if _, ok := client.CodeOf(err); ok {
 			t.Fatalf("%s changed: integrity failure reported as a Sigul code: %v", name, err)
 		}
-		if n := dirNames(t, dir); len(n) != 0 {
+		if n := servertest.DirNames(t, dir); len(n) != 0 {
 			t.Fatalf("%s changed: files left: %q", name, n)
 		}
 	}
 	// A request payload changed on its way: the server's hash check fails
 	// and it drops the request; the client gets no reply and writes nothing.
 	big := bytes.Repeat([]byte("x"), 100000)
-	e.relay.mu.Lock()
-	e.relay.tamperUp = flipAt(50000) // inside the payload: the header is far shorter
-	e.relay.mu.Unlock()
+	e.Relay.SetTamperUp(servertest.FlipAt(50000)) // inside the payload: the header is far shorter
 	err = client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-		return alice.SignData(ctx, "fedora", true, []byte(alicePass), bytes.NewReader(big), int64(len(big)), w)
+		return alice.SignData(ctx, "fedora", true, []byte(servertest.AlicePass), bytes.NewReader(big), int64(len(big)), w)
 	})
-	e.relay.mu.Lock()
-	e.relay.tamperUp = nil
-	e.relay.mu.Unlock()
+	e.Relay.SetTamperUp(nil)
 	if !errors.Is(err, client.ErrNoReply) {
 		t.Fatalf("request payload changed: err = %v, want ErrNoReply", err)
 	}
-	if n := dirNames(t, dir); len(n) != 0 {
+	if n := servertest.DirNames(t, dir); len(n) != 0 {
 		t.Fatalf("request payload changed: files left: %q", n)
 	}
 	// The relay is transparent again.
@@ -232,10 +230,10 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 }
 
 func TestRefusedBeforeSending(t *testing.T) {
-	e := newTestEnv(t)
+	e := servertest.New(t)
 	c := newClient(t, e, "root")
 	// A field the bridge would refuse (not a safe string) is refused here.
-	if err := c.DeleteUser(ctxT(t), "bad\nname", []byte(rootPW)); err == nil {
+	if err := c.DeleteUser(ctxT(t), "bad\nname", []byte(servertest.RootPW)); err == nil {
 		t.Fatal("an unsafe user name was sent")
 	}
 	if _, err := c.Do(ctxT(t), &client.Request{Op: "no-such-op"}, nil); !errors.Is(err, protocol.ErrUnknownOp) {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/signet-project/signet/internal/servertest"
 )
 
 type result struct {
@@ -31,43 +33,43 @@ func (r result) ok(t *testing.T, what string) result {
 }
 
 func TestCLI(t *testing.T) {
-	e := newTestEnv(t)
-	rootCfg, aliceCfg, bobCfg := e.configFile("root"), e.configFile("alice"), e.configFile("bob")
+	e := servertest.New(t)
+	rootCfg, aliceCfg, bobCfg := e.ConfigFile("root"), e.ConfigFile("alice"), e.ConfigFile("bob")
 	dir := t.TempDir()
 
-	r := signet(t, rootPW+"\x00", "-c", rootCfg, "--batch", "list-users").ok(t, "list-users")
+	r := signet(t, servertest.RootPW+"\x00", "-c", rootCfg, "--batch", "list-users").ok(t, "list-users")
 	if r.stdout != "alice\nbob\nroot\n" {
 		t.Fatalf("list-users printed %q", r.stdout)
 	}
-	r = signet(t, rootPW+"\x00", "-c", rootCfg, "--batch", "list-keys").ok(t, "list-keys")
+	r = signet(t, servertest.RootPW+"\x00", "-c", rootCfg, "--batch", "list-keys").ok(t, "list-keys")
 	if !strings.HasPrefix(r.stdout, "fedora (") {
 		t.Fatalf("list-keys printed %q", r.stdout)
 	}
 	// new-user --admin asks for the admin password, then (once, in batch
 	// mode) the new user's password.
-	signet(t, rootPW+"\x00carol pw\x00", "-c", rootCfg, "--batch", "new-user", "--admin", "carol").ok(t, "new-user")
+	signet(t, servertest.RootPW+"\x00carol pw\x00", "-c", rootCfg, "--batch", "new-user", "--admin", "carol").ok(t, "new-user")
 	r = signet(t, "carol pw\x00", "-c", rootCfg, "-u", "carol", "--batch", "user-info", "carol")
 	// root's certificate names root, not carol: the server refuses.
 	if r.code == 0 || !strings.Contains(r.stderr, "signet: Error: Authentication failed (AUTHENTICATION_FAILED)") {
 		t.Fatalf("user-info with another user's certificate: %+v", r)
 	}
-	carolCfg := e.configFile("carol")
+	carolCfg := e.ConfigFile("carol")
 	r = signet(t, "carol pw\x00", "-c", carolCfg, "--batch", "user-info", "carol").ok(t, "user-info")
 	if r.stdout != "Administrator: yes\n" {
 		t.Fatalf("user-info printed %q", r.stdout)
 	}
-	r = signet(t, rootPW+"\x00", "-c", rootCfg, "--batch", "user-info", "bob").ok(t, "user-info bob")
+	r = signet(t, servertest.RootPW+"\x00", "-c", rootCfg, "--batch", "user-info", "bob").ok(t, "user-info bob")
 	if r.stdout != "Administrator: no\n" {
 		t.Fatalf("user-info bob printed %q", r.stdout)
 	}
-	r = signet(t, rootPW+"\x00", "-c", rootCfg, "--batch", "key-user-info", "bob", "fedora").ok(t, "key-user-info")
+	r = signet(t, servertest.RootPW+"\x00", "-c", rootCfg, "--batch", "key-user-info", "bob", "fedora").ok(t, "key-user-info")
 	if r.stdout != "No access defined\n" {
 		t.Fatalf("key-user-info printed %q", r.stdout)
 	}
 
 	// alice grants bob access: her passphrase, then bob's new one.
-	signet(t, alicePass+"\x00bob pass\x00", "-c", aliceCfg, "--batch", "grant-key-access", "fedora", "bob").ok(t, "grant-key-access")
-	r = signet(t, rootPW+"\x00", "-c", rootCfg, "--batch", "key-user-info", "bob", "fedora").ok(t, "key-user-info")
+	signet(t, servertest.AlicePass+"\x00bob pass\x00", "-c", aliceCfg, "--batch", "grant-key-access", "fedora", "bob").ok(t, "grant-key-access")
+	r = signet(t, servertest.RootPW+"\x00", "-c", rootCfg, "--batch", "key-user-info", "bob", "fedora").ok(t, "key-user-info")
 	if r.stdout != "Access defined, key administrator: no\n" {
 		t.Fatalf("key-user-info printed %q", r.stdout)
 	}
@@ -97,14 +99,14 @@ func TestCLI(t *testing.T) {
 		if armored := bytes.HasPrefix(sig, []byte("-----BEGIN PGP SIGNATURE-----")); armored != armor {
 			t.Fatalf("armor %v: signature starts %q", armor, sig[:min(20, len(sig))])
 		}
-		gpgVerify(t, cert, sig, data)
+		servertest.GPGVerify(t, cert, sig, data)
 		os.Remove(out)
 	}
 	// sign-text to standard output (-a style short options work too).
 	text := filepath.Join(dir, "text.txt")
 	os.WriteFile(text, []byte("signet was here\n"), 0o644)
 	r = signet(t, "bob pass\x00", "-c", bobCfg, "--batch", "sign-text", "fedora", text).ok(t, "sign-text")
-	gpgVerify(t, cert, []byte(r.stdout), nil)
+	servertest.GPGVerify(t, cert, []byte(r.stdout), nil)
 
 	// A wrong passphrase: non-zero exit, Sigul's error text, no output file.
 	outDir := t.TempDir()
@@ -119,10 +121,10 @@ func TestCLI(t *testing.T) {
 	// Replies changed on their way: integrity error, no output file, and
 	// nothing on standard output without -o.
 	for name, at := range map[string]int64{"header": 1, "payload": 4 + 1 + 64 + 8 + 3} {
-		e.relay.setTamper(flipAt(at))
+		e.Relay.SetTamper(servertest.FlipAt(at))
 		r = signet(t, "bob pass\x00", "-c", bobCfg, "--batch", "sign-data", "-o", out, "fedora", input)
 		r2 := signet(t, "bob pass\x00", "-c", bobCfg, "--batch", "sign-data", "-a", "fedora", input)
-		e.relay.setTamper(nil)
+		e.Relay.SetTamper(nil)
 		for _, r := range []result{r, r2} {
 			if r.code != 1 || !strings.Contains(r.stderr, "integrity check") || r.stdout != "" {
 				t.Fatalf("%s changed: %+v", name, r)
@@ -138,13 +140,13 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("unterminated batch input: %+v", r)
 	}
 	// Revocation by an administrator with --password.
-	signet(t, rootPW+"\x00", "-c", rootCfg, "--batch", "revoke-key-access", "--password", "fedora", "bob").ok(t, "revoke")
-	r = signet(t, alicePass+"\x00", "-c", aliceCfg, "--batch", "list-key-users", "fedora").ok(t, "list-key-users")
+	signet(t, servertest.RootPW+"\x00", "-c", rootCfg, "--batch", "revoke-key-access", "--password", "fedora", "bob").ok(t, "revoke")
+	r = signet(t, servertest.AlicePass+"\x00", "-c", aliceCfg, "--batch", "list-key-users", "fedora").ok(t, "list-key-users")
 	if r.stdout != "alice\n" {
 		t.Fatalf("list-key-users printed %q", r.stdout)
 	}
 	// change-key-expiration by the key administrator.
-	signet(t, alicePass+"\x00", "-c", aliceCfg, "--batch", "change-key-expiration", "--expire-date", "2030-01-02", "fedora").ok(t, "change-key-expiration")
+	signet(t, servertest.AlicePass+"\x00", "-c", aliceCfg, "--batch", "change-key-expiration", "--expire-date", "2030-01-02", "fedora").ok(t, "change-key-expiration")
 }
 
 func TestCLIUsage(t *testing.T) {
@@ -188,10 +190,10 @@ func TestBinaryExitStatus(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	e := newTestEnv(t)
-	cfg := e.configFile("root")
+	e := servertest.New(t)
+	cfg := e.ConfigFile("root")
 	cmd := exec.Command(bin, "-c", cfg, "--batch", "list-users")
-	cmd.Stdin = strings.NewReader(rootPW + "\x00")
+	cmd.Stdin = strings.NewReader(servertest.RootPW + "\x00")
 	out, err := cmd.Output()
 	if err != nil || string(out) != "alice\nbob\nroot\n" {
 		t.Fatalf("list-users: %v, %q", err, out)

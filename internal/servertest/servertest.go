@@ -1,9 +1,15 @@
-package main
+// Package servertest runs a real signet server for the client and CLI
+// tests: a SoftHSM2 token, a SQLite store, server.Handlers, ConnServer and
+// Dialer behind a minimal Relay that plays the bridge.
+//
+// It accepts one client TLS connection and one server connection and copies
+// bytes both ways, optionally changing bytes of the server's or the
+// client's outer stream. Real TLS on 127.0.0.1 with certificates made here.
+// Only tests import it: it imports server, which the client must not.
+package servertest
 
-// (A copy of client/env_test.go: test files cannot be shared between
-// packages, and client/ must not import server outside _test.go files.)
 // A real signet server (SoftHSM2 token, SQLite store, server.Handlers,
-// ConnServer, Dialer) behind a minimal in-test relay that plays the bridge:
+// ConnServer, Dialer) behind a minimal in-test Relay that plays the bridge:
 // it accepts one client TLS connection and one server connection and copies
 // bytes both ways, optionally changing bytes of the server's outer stream.
 // Real TLS on 127.0.0.1 with certificates made here.
@@ -38,29 +44,33 @@ import (
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
 
-func TestMain(m *testing.M) { os.Exit(softhsmtest.Main(m)) }
+// CheapKDF keeps the tests fast; production parameters are hsm.DefaultKDF.
+var CheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
 
-var cheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
-
+// The test users' secrets, and the server's certificate name.
 const (
-	rootPW    = "root pw"
-	alicePass = "alice pass"
-	serverCN  = "signet-server.test"
+	RootPW    = "root pw"
+	AlicePass = "alice pass"
+	ServerCN  = "signet-server.test"
 )
 
-type testEnv struct {
+// Env is a running server with users root (an administrator, password
+// RootPW), alice and bob, and an Ed25519 OpenPGP key "fedora" that alice
+// may use with AlicePass, behind Relay.
+type Env struct {
 	t     *testing.T
-	dir   string
-	admin *server.Admin
-	relay *relay
+	Dir   string
+	Admin *server.Admin
+	Relay *Relay
 	ca    *x509.Certificate
 	caKey *ecdsa.PrivateKey
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+// New starts an Env for t; it stops when t ends.
+func New(t *testing.T) *Env {
 	t.Helper()
 	ctx := context.Background()
-	e := &testEnv{t: t, dir: t.TempDir()}
+	e := &Env{t: t, Dir: t.TempDir()}
 
 	// PKI: a CA, the bridge (IP SAN), the server (CN only, as Sigul's
 	// certutil recipe makes them), a client certificate per user.
@@ -73,11 +83,11 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	e.ca, _ = x509.ParseCertificate(der)
-	writePEM(t, filepath.Join(e.dir, "ca.pem"), "CERTIFICATE", der)
+	WritePEM(t, filepath.Join(e.Dir, "ca.pem"), "CERTIFICATE", der)
 	pool := x509.NewCertPool()
 	pool.AddCert(e.ca)
-	bridgeCert := e.leaf("127.0.0.1", true, x509.ExtKeyUsageServerAuth)
-	srvCert := e.leaf(serverCN, false, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	bridgeCert := e.Leaf("127.0.0.1", true, x509.ExtKeyUsageServerAuth)
+	srvCert := e.Leaf(ServerCN, false, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 
 	// Server: token, store, users and a key.
 	tk := softhsmtest.New(t)
@@ -87,59 +97,63 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e.admin = &server.Admin{Store: st, Token: tok, TokenName: tk.Label, PIN: tk.PIN, KDF: cheapKDF,
+	e.Admin = &server.Admin{Store: st, Token: tok, TokenName: tk.Label, PIN: tk.PIN, KDF: CheapKDF,
 		Actor: "tester@host", Transcript: io.Discard}
 	for _, u := range []struct {
 		name  string
 		admin bool
 		pw    string
-	}{{"root", true, rootPW}, {"alice", false, ""}, {"bob", false, ""}} {
+	}{{"root", true, RootPW}, {"alice", false, ""}, {"bob", false, ""}} {
 		var pw []byte
 		if u.pw != "" {
 			pw = []byte(u.pw)
 		}
-		if err := e.admin.AddUser(ctx, u.name, u.admin, pw); err != nil {
+		if err := e.Admin.AddUser(ctx, u.name, u.admin, pw); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.admin.GenerateKey(ctx, server.NewKeyRequest{Name: "fedora", Type: hsm.Ed25519,
-		UserIDs: []string{"Fedora <f@example.org>"}, Owner: "alice", OwnerPassphrase: []byte(alicePass)}); err != nil {
+	if _, err := e.Admin.GenerateKey(ctx, server.NewKeyRequest{Name: "fedora", Type: hsm.Ed25519,
+		UserIDs: []string{"Fedora <f@example.org>"}, Owner: "alice", OwnerPassphrase: []byte(AlicePass)}); err != nil {
 		t.Fatal(err)
 	}
-	au, err := server.NewAuthenticator(st, cheapKDF, time.Minute)
+	au, err := server.NewAuthenticator(st, CheapKDF, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &server.Handlers{Store: st, Token: tok, Auth: au, TokenName: tk.Label, PIN: tk.PIN, KDF: cheapKDF}
+	h := &server.Handlers{Store: st, Token: tok, Auth: au, TokenName: tk.Label, PIN: tk.PIN, KDF: CheapKDF}
 
-	// The relay ("bridge").
-	e.relay = startRelay(t, &tls.Config{Certificates: []tls.Certificate{bridgeCert}, ClientCAs: pool,
+	// The Relay ("bridge").
+	e.Relay = StartRelay(t, &tls.Config{Certificates: []tls.Certificate{bridgeCert}, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert})
 	cs := &server.ConnServer{Handlers: h, InnerTLS: &tls.Config{Certificates: []tls.Certificate{srvCert},
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}}
-	d := &server.Dialer{Addr: e.relay.serverLn.Addr().String(),
+	d := &server.Dialer{Addr: e.Relay.ServerLn.Addr().String(),
 		TLS:  &tls.Config{Certificates: []tls.Certificate{srvCert}, RootCAs: pool},
 		Idle: 2, Max: 4, Serve: cs.Serve}
 	dctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(dctx); close(done) }()
-	t.Cleanup(func() { cancel(); e.relay.stop(); <-done })
+	t.Cleanup(func() { cancel(); e.Relay.Stop(); <-done })
 	return e
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+// WritePEM writes one PEM block to path, mode 0600.
+func WritePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (e *testEnv) leaf(cn string, san bool, eku ...x509.ExtKeyUsage) tls.Certificate {
-	cert, _, _ := e.leafDER(cn, san, eku...)
+// Leaf returns a TLS certificate for cn issued by the Env's CA (with
+// localhost and 127.0.0.1 names if san).
+func (e *Env) Leaf(cn string, san bool, eku ...x509.ExtKeyUsage) tls.Certificate {
+	cert, _, _ := e.LeafDER(cn, san, eku...)
 	return cert
 }
 
-func (e *testEnv) leafDER(cn string, san bool, eku ...x509.ExtKeyUsage) (tls.Certificate, []byte, []byte) {
+// LeafDER is Leaf, with the certificate's and the key's DER.
+func (e *Env) LeafDER(cn string, san bool, eku ...x509.ExtKeyUsage) (tls.Certificate, []byte, []byte) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
@@ -157,26 +171,26 @@ func (e *testEnv) leafDER(cn string, san bool, eku ...x509.ExtKeyUsage) (tls.Cer
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, kder
 }
 
-// config returns a client configuration for user, with a client
+// Config returns a client configuration for user, with a client
 // certificate whose CN is user, written to files.
-func (e *testEnv) config(user string) *client.Config {
-	certPath := filepath.Join(e.dir, user+".pem")
-	keyPath := filepath.Join(e.dir, user+".key")
+func (e *Env) Config(user string) *client.Config {
+	certPath := filepath.Join(e.Dir, user+".pem")
+	keyPath := filepath.Join(e.Dir, user+".key")
 	if _, err := os.Stat(certPath); err != nil {
-		_, der, kder := e.leafDER(user, false, x509.ExtKeyUsageClientAuth)
-		writePEM(e.t, certPath, "CERTIFICATE", der)
-		writePEM(e.t, keyPath, "PRIVATE KEY", kder)
+		_, der, kder := e.LeafDER(user, false, x509.ExtKeyUsageClientAuth)
+		WritePEM(e.t, certPath, "CERTIFICATE", der)
+		WritePEM(e.t, keyPath, "PRIVATE KEY", kder)
 	}
-	_, port, _ := net.SplitHostPort(e.relay.clientLn.Addr().String())
+	_, port, _ := net.SplitHostPort(e.Relay.ClientLn.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &client.Config{BridgeHost: "127.0.0.1", BridgePort: p, ServerHost: serverCN, UserName: user,
-		CAFile: filepath.Join(e.dir, "ca.pem"), CertFile: certPath, KeyFile: keyPath}
+	return &client.Config{BridgeHost: "127.0.0.1", BridgePort: p, ServerHost: ServerCN, UserName: user,
+		CAFile: filepath.Join(e.Dir, "ca.pem"), CertFile: certPath, KeyFile: keyPath}
 }
 
-// configFile writes user's configuration as TOML and returns its path.
-func (e *testEnv) configFile(user string) string {
-	c := e.config(user)
-	path := filepath.Join(e.dir, user+".toml")
+// ConfigFile writes user's configuration as TOML and returns its path.
+func (e *Env) ConfigFile(user string) string {
+	c := e.Config(user)
+	path := filepath.Join(e.Dir, user+".toml")
 	body := fmt.Sprintf("[client]\nbridge-hostname = %q\nbridge-port = %d\nserver-hostname = %q\nuser-name = %q\n"+
 		"ca-file = %q\nclient-cert-file = %q\nclient-key-file = %q\n",
 		c.BridgeHost, c.BridgePort, c.ServerHost, c.UserName, "ca.pem", user+".pem", user+".key")
@@ -186,19 +200,24 @@ func (e *testEnv) configFile(user string) string {
 	return path
 }
 
-// relay is a transparent bridge: one client connection paired with one
+// Relay is a transparent bridge: one client connection paired with one
 // server connection, chunks copied both ways. tamper, if set, may change
 // the data of outer chunks from the server; off is the offset of data[0]
 // in the server's outer stream.
-type relay struct {
-	clientLn, serverLn net.Listener
+type Relay struct {
+	ClientLn, ServerLn net.Listener
 	cfg                *tls.Config
 	mu                 sync.Mutex
 	tamper             func(off int64, data []byte)
-	wg                 sync.WaitGroup
+	// tamperUp, if set, may change the client's outer stream (the request)
+	// on its way to the server.
+	tamperUp func(off int64, data []byte)
+	wg       sync.WaitGroup
 }
 
-func startRelay(t *testing.T, cfg *tls.Config) *relay {
+// StartRelay starts a relay with TLS configuration cfg on two loopback
+// listeners, for clients and for servers.
+func StartRelay(t *testing.T, cfg *tls.Config) *Relay {
 	cl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -207,53 +226,63 @@ func startRelay(t *testing.T, cfg *tls.Config) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{clientLn: cl, serverLn: sl, cfg: cfg}
+	r := &Relay{ClientLn: cl, ServerLn: sl, cfg: cfg}
 	r.wg.Add(1)
 	go r.run()
 	return r
 }
 
-func (r *relay) setTamper(f func(off int64, data []byte)) {
+// SetTamper sets (or, with nil, clears) the function that may change the
+// server's outer stream on its way to the client, for later connections.
+func (r *Relay) SetTamper(f func(off int64, data []byte)) {
 	r.mu.Lock()
 	r.tamper = f
 	r.mu.Unlock()
 }
 
+// SetTamperUp is SetTamper for the client's outer stream (the request).
+func (r *Relay) SetTamperUp(f func(off int64, data []byte)) {
+	r.mu.Lock()
+	r.tamperUp = f
+	r.mu.Unlock()
+}
+
 var stopOnce sync.Map
 
-func (r *relay) stop() {
+// Stop closes the listeners and waits for the relayed connections.
+func (r *Relay) Stop() {
 	if _, done := stopOnce.LoadOrStore(r, true); done {
 		return
 	}
-	r.clientLn.Close()
-	r.serverLn.Close()
+	r.ClientLn.Close()
+	r.ServerLn.Close()
 	r.wg.Wait()
 }
 
-func (r *relay) run() {
+func (r *Relay) run() {
 	defer r.wg.Done()
 	for {
-		cc, err := r.clientLn.Accept()
+		cc, err := r.ClientLn.Accept()
 		if err != nil {
 			return
 		}
-		sc, err := r.serverLn.Accept()
+		sc, err := r.ServerLn.Accept()
 		if err != nil {
 			cc.Close()
 			return
 		}
 		r.mu.Lock()
-		tp := r.tamper
+		tp, up := r.tamper, r.tamperUp
 		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.pair(cc, sc, tp)
+			r.pair(cc, sc, tp, up)
 		}()
 	}
 }
 
-func (r *relay) pair(cc, sc net.Conn, tamper func(int64, []byte)) {
+func (r *Relay) pair(cc, sc net.Conn, tamper, tamperUp func(int64, []byte)) {
 	deadline := time.Now().Add(60 * time.Second)
 	cc.SetDeadline(deadline)
 	sc.SetDeadline(deadline)
@@ -264,12 +293,20 @@ func (r *relay) pair(cc, sc net.Conn, tamper func(int64, []byte)) {
 		return
 	}
 	done := make(chan struct{})
-	go func() { // client -> server, verbatim
-		io.Copy(s, c)
+	go func() { // client -> server
+		relayChunks(c, s, tamperUp)
 		s.Close()
 		close(done)
 	}()
-	cr, cw := protocol.NewChunkReader(s), protocol.NewChunkWriter(c)
+	relayChunks(s, c, tamper)
+	c.Close()
+	<-done
+}
+
+// relayChunks copies chunks from src to dst, letting tamper change the
+// outer stream's bytes (off counts outer data bytes).
+func relayChunks(src io.Reader, dst io.Writer, tamper func(int64, []byte)) {
+	cr, cw := protocol.NewChunkReader(src), protocol.NewChunkWriter(dst)
 	var off int64
 	for {
 		ch, err := cr.ReadChunk(protocol.MaxChunkLen)
@@ -292,13 +329,11 @@ func (r *relay) pair(cc, sc net.Conn, tamper func(int64, []byte)) {
 			break
 		}
 	}
-	c.Close()
-	<-done
 }
 
-// flipAt returns a tamper function that flips one bit of the server's
+// FlipAt returns a tamper function that flips one bit of the server's
 // outer stream at offset at.
-func flipAt(at int64) func(int64, []byte) {
+func FlipAt(at int64) func(int64, []byte) {
 	return func(off int64, data []byte) {
 		if at >= off && at < off+int64(len(data)) {
 			data[at-off] ^= 0x01
@@ -306,9 +341,9 @@ func flipAt(at int64) func(int64, []byte) {
 	}
 }
 
-// gpgVerify imports cert into a throwaway GNUPGHOME (mode 0700) and checks
+// GPGVerify imports cert into a throwaway GNUPGHOME (mode 0700) and checks
 // sig over data (detached) or, with data nil, the cleartext-signed sig.
-func gpgVerify(t *testing.T, cert, sig, data []byte) {
+func GPGVerify(t *testing.T, cert, sig, data []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "gnupg")
@@ -351,8 +386,8 @@ func gpgVerify(t *testing.T, cert, sig, data []byte) {
 	}
 }
 
-// dirNames lists the names in dir.
-func dirNames(t *testing.T, dir string) []string {
+// DirNames lists the names in dir.
+func DirNames(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {

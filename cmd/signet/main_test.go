@@ -1,0 +1,10 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	softhsmtest "github.com/signet-project/signet/softhsm-test"
+)
+
+func TestMain(m *testing.M) { os.Exit(softhsmtest.Main(m)) }
