@@ -49,7 +49,10 @@ for arch in "${arches[@]}"; do
 	chmod 755 "$tmp" # apt downloads as _apt
 	pkgs=("shim-unsigned:$arch" "grub-efi-$arch-bin:$arch" "$kernel:$arch")
 	(cd "$tmp" && apt-get download -q "${pkgs[@]}" >/dev/null 2>&1) || {
+		# Stale package lists: the archive may have a newer kernel now.
 		update
+		kernel=$(kpkg)
+		pkgs=("shim-unsigned:$arch" "grub-efi-$arch-bin:$arch" "$kernel:$arch")
 		(cd "$tmp" && apt-get download -q "${pkgs[@]}" >/dev/null)
 	}
 	for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
