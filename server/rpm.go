@@ -146,6 +146,10 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 		return &signed{payload: bytes.NewReader(hdr), size: int64(len(hdr)), audit: audit + " head-signing",
 			digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
 	}
+	// Verified before anything is signed (a corrupt package costs no token
+	// operation); Sign checks the bytes again as it copies them, in case
+	// the spooled file changed in between. The second read comes from
+	// the page cache.
 	if err := p.Verify(ra); err != nil {
 		return nil, corrupt(err)
 	}
