@@ -24,6 +24,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,9 +48,14 @@ type Config struct {
 	// listeners (§1.2). It needs the serverAuth usage if it has EKUs.
 	Certificate tls.Certificate
 	// CA holds the certificates that client and server certificates must
-	// chain to. Both listeners require a certificate; the server listener
-	// accepts any certificate that chains to CA (§1.2, §15.2).
+	// chain to. Both listeners require a certificate (§1.2, §15.2).
 	CA *x509.CertPool
+	// ServerNames are the signing servers' identities. The server port
+	// accepts only a certificate whose CN or one of whose DNS names is in
+	// the list (without regard to case); the client port refuses such a
+	// certificate, so that a server's certificate cannot act as a client.
+	// Required: New refuses an empty list.
+	ServerNames []string
 
 	// PairingTimeout bounds how long a validated client request waits for
 	// an idle server connection before the client is dropped (default
@@ -119,6 +126,10 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.CA == nil {
 		return nil, errors.New("bridge: no CA configured: client and server certificates could not be checked")
 	}
+	cfg.ServerNames = slices.DeleteFunc(slices.Clone(cfg.ServerNames), func(n string) bool { return strings.TrimSpace(n) == "" })
+	if len(cfg.ServerNames) == 0 {
+		return nil, errors.New("bridge: no server names configured: list the signing servers' certificate names (CN or DNS name) in server_names; without them any certificate the CA issued could pose as a server")
+	}
 	for op, lim := range cfg.OpLimits {
 		spec, ok := protocol.LookupOp(op)
 		if !ok {
@@ -186,7 +197,8 @@ func (b *Bridge) Serve(clientLn, serverLn net.Listener) error {
 	}
 	b.listeners = append(b.listeners, clientLn, serverLn)
 	b.mu.Unlock()
-	b.log.Info("bridge listening", "client_listen", clientLn.Addr().String(), "server_listen", serverLn.Addr().String())
+	b.log.Info("bridge listening", "client_listen", clientLn.Addr().String(), "server_listen", serverLn.Addr().String(),
+		"server_names", b.cfg.ServerNames)
 	errc := make(chan error, 2)
 	go func() {
 		errc <- b.acceptLoop(clientLn, func(c net.Conn) bool { b.handleClient(c); return false })
@@ -263,20 +275,30 @@ func (b *Bridge) untrack(c net.Conn) {
 
 // handleServer completes a server's TLS handshake (the server checks the
 // bridge certificate; the bridge checks that the server's chains to the
-// CA) and puts the connection into the idle pool. The server's identity is
-// not checked further (§1.2). It returns true when the pool took the
-// connection; it stays tracked (for a forced Shutdown) until closed.
+// CA and names one of ServerNames) and puts the connection into the idle
+// pool. It returns true when the pool took the connection; it stays
+// tracked (for a forced Shutdown) until closed.
 func (b *Bridge) handleServer(raw net.Conn) bool {
 	tc := tls.Server(raw, b.tls)
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
+		b.m.serverRefused.WithLabelValues(RefusedHandshake).Inc()
 		b.log.Warn("server TLS handshake failed", "server_addr", raw.RemoteAddr().String(), "err", err)
 		return false
 	}
-	cn := tc.ConnectionState().PeerCertificates[0].Subject.CommonName
-	b.log.Debug("server connected", "server_addr", raw.RemoteAddr().String(), "server_cn", cn)
+	leaf := tc.ConnectionState().PeerCertificates[0]
+	name := matchServerName(leaf, b.cfg.ServerNames)
+	if name == "" {
+		b.m.serverRefused.WithLabelValues(RefusedIdentity).Inc()
+		b.log.Warn("server connection refused: its certificate names none of server_names",
+			"server_addr", raw.RemoteAddr().String(), "cert_cn", leaf.Subject.CommonName, "cert_dns_names", leaf.DNSNames,
+			"server_names", b.cfg.ServerNames)
+		tc.Close()
+		return false
+	}
+	b.log.Debug("server connected", "server_addr", raw.RemoteAddr().String(), "server_cn", leaf.Subject.CommonName, "server_name", name)
 	s := newServerConn(tc)
 	s.release = func() {
 		tc.Close()

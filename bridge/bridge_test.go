@@ -584,11 +584,14 @@ func TestMetricsAddressMustBeLoopback(t *testing.T) {
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	p := getPKI()
+	names := []string{"server.test"}
 	for name, cfg := range map[string]Config{
-		"no certificate":    {CA: p.pool},
-		"no CA":             {Certificate: p.bridge},
-		"limit above table": {Certificate: p.bridge, CA: p.pool, OpLimits: map[string]uint64{"import-key": 2 * protocol.MiB}},
-		"limit, unknown op": {Certificate: p.bridge, CA: p.pool, OpLimits: map[string]uint64{"frobnicate": 1}},
+		"no certificate":    {CA: p.pool, ServerNames: names},
+		"no CA":             {Certificate: p.bridge, ServerNames: names},
+		"no server names":   {Certificate: p.bridge, CA: p.pool},
+		"blank server name": {Certificate: p.bridge, CA: p.pool, ServerNames: []string{" "}},
+		"limit above table": {Certificate: p.bridge, CA: p.pool, ServerNames: names, OpLimits: map[string]uint64{"import-key": 2 * protocol.MiB}},
+		"limit, unknown op": {Certificate: p.bridge, CA: p.pool, ServerNames: names, OpLimits: map[string]uint64{"frobnicate": 1}},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -30,6 +30,7 @@ type testPKI struct {
 	pool                *x509.CertPool
 	bridge, server      tls.Certificate
 	alice, bob, robot   tls.Certificate
+	serverBySAN         tls.Certificate // CN node-7, DNS name signer.test
 	otherCA             tls.Certificate // chains to another CA
 	caCertPEM, caKeyPEM []byte
 }
@@ -80,6 +81,7 @@ func getPKI() *testPKI {
 		p.pool.AddCert(ca)
 		p.bridge = leaf(ca, caKey, "bridge.test", "bridge.test", x509.ExtKeyUsageServerAuth)
 		p.server = leaf(ca, caKey, "server.test", "server.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+		p.serverBySAN = leaf(ca, caKey, "node-7", "signer.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 		p.alice = leaf(ca, caKey, "alice", "", x509.ExtKeyUsageClientAuth)
 		p.bob = leaf(ca, caKey, "bob", "", x509.ExtKeyUsageClientAuth)
 		p.robot = leaf(ca, caKey, "robot", "", x509.ExtKeyUsageClientAuth)
@@ -132,6 +134,7 @@ func startBridge(t *testing.T, mod func(*Config)) *harness {
 	cfg := Config{
 		Certificate:    p.bridge,
 		CA:             p.pool,
+		ServerNames:    []string{"server.test", "SIGNER.test"},
 		PairingTimeout: 10 * time.Second,
 		ClientTimeout:  10 * time.Second,
 		ServerTimeout:  10 * time.Second,
@@ -246,6 +249,9 @@ type testServer struct {
 	// reply; started gets the op when a request header arrives.
 	hold    chan struct{}
 	started chan string
+	// cert, if set, replaces the server certificate on the outer
+	// connection (an impersonator's).
+	cert *tls.Certificate
 }
 
 func newTestServer(t *testing.T, addr string) *testServer {
@@ -259,7 +265,11 @@ func (ts *testServer) seen() []seenRequest {
 }
 
 func (ts *testServer) dial() (*tls.Conn, error) {
-	d := tls.Dialer{Config: getPKI().clientCfg("bridge.test", getPKI().server)}
+	cert := getPKI().server
+	if ts.cert != nil {
+		cert = *ts.cert
+	}
+	d := tls.Dialer{Config: getPKI().clientCfg("bridge.test", cert)}
 	c, err := d.Dial("tcp", ts.addr)
 	if err != nil {
 		return nil, err

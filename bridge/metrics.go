@@ -25,6 +25,15 @@ const (
 	ResultPairingTimeout    = "pairing_timeout"     // no server connection became free in time
 	ResultPeerError         = "peer_error"          // a peer failed, stalled or dropped mid-request
 	ResultShutdown          = "shutdown"            // the bridge shut down before pairing
+	ResultDroppedServerCert = "dropped_server_cert" // the client certificate names one of server_names
+)
+
+// Reasons a server connection was refused, the values of the reason label
+// of signet_bridge_server_connections_refused_total.
+const (
+	RefusedIdentity  = "identity"  // the certificate names none of server_names
+	RefusedPoolFull  = "pool_full" // max_idle_servers already wait
+	RefusedHandshake = "handshake" // the TLS handshake failed or timed out
 )
 
 type metrics struct {
@@ -36,6 +45,8 @@ type metrics struct {
 	toClient prometheus.Counter
 	idle     prometheus.Gauge
 	waiting  prometheus.Gauge
+
+	serverRefused *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -63,14 +74,21 @@ func newMetrics() *metrics {
 			Help: "Validated client requests waiting for a server connection.",
 		}),
 	}
+	m.serverRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_bridge_server_connections_refused_total",
+		Help: "Connections to the server port that were closed instead of joining the idle pool, by reason.",
+	}, []string{"reason"})
 	m.toServer = m.bytes.WithLabelValues("client_to_server")
 	m.toClient = m.bytes.WithLabelValues("server_to_client")
-	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting,
+	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting, m.serverRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value exists from the start, so that rates work
 	// before the first event.
-	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultPairingTimeout, ResultPeerError, ResultShutdown} {
+	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultPairingTimeout, ResultPeerError, ResultShutdown, ResultDroppedServerCert} {
 		m.requests.WithLabelValues(opUnknown, r)
+	}
+	for _, r := range []string{RefusedIdentity, RefusedPoolFull, RefusedHandshake} {
+		m.serverRefused.WithLabelValues(r)
 	}
 	return m
 }

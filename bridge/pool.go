@@ -110,6 +110,7 @@ func (p *pool) add(s *serverConn) {
 	}
 	if len(p.idle) >= p.max {
 		p.mu.Unlock()
+		p.m.serverRefused.WithLabelValues(RefusedPoolFull).Inc()
 		p.log.Warn("server connection refused: the idle pool is full", "server_addr", s.remote, "max_idle_servers", p.max)
 		s.release()
 		return

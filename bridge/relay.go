@@ -125,7 +125,12 @@ func (b *Bridge) handleClient(raw net.Conn) {
 			s.release()
 		}
 	}()
-	r.cn = tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+	leaf := tc.ConnectionState().PeerCertificates[0]
+	r.cn = leaf.Subject.CommonName
+	if name := matchServerName(leaf, b.cfg.ServerNames); name != "" {
+		r.finish(ResultDroppedServerCert, "request dropped: the client certificate is a signing server's (it names one of server_names); a server's certificate may not act as a client", nil, "server_name", name)
+		return
+	}
 	cc := &timedConn{Conn: tc, peer: "client", timeout: b.cfg.ClientTimeout, written: b.m.toClient}
 	cm := protocol.NewMux(cc, nil)
 

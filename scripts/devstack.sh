@@ -138,6 +138,9 @@ cat >"$dir/bridge.toml" <<EOF
 client_listen = "127.0.0.1:$client_port"
 server_listen = "127.0.0.1:$server_port"
 metrics_listen = "127.0.0.1:${SIGNET_METRICS_PORT:-44335}"
+# Only the server's certificate (CN server) may dial in as a server, and it
+# may not act as a client.
+server_names = ["server"]
 
 [tls]
 cert = "$pki/bridge.pem"

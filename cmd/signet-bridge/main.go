@@ -40,6 +40,10 @@ const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + `
   client_listen     = ":44334"          clients connect here (Sigul's default port)
   server_listen     = ":44333"          servers dial in here
   metrics_listen    = "127.0.0.1:9334"  Prometheus /metrics; loopback only; empty: off
+  server_names      = ["signer.example.org"]
+                                        required: the signing servers' certificate
+                                        names (CN or DNS name). Only these may dial
+                                        in as servers, and they may not act as clients
   pairing_timeout   = "30s"             a client waits this long for a free server
   max_idle_servers  = 64                idle server connections kept
   proxy_cns         = ["robosignatory"] certificate CNs that may name any user
@@ -151,6 +155,7 @@ the effective settings. It opens no port.`,
 			fmt.Fprintf(out, "client_listen     %s\n", s.clientListen)
 			fmt.Fprintf(out, "server_listen     %s\n", s.serverListen)
 			fmt.Fprintf(out, "metrics_listen    %s\n", orNone(s.metricsListen))
+			fmt.Fprintf(out, "server_names      %s\n", strings.Join(s.cfg.ServerNames, ", "))
 			fmt.Fprintf(out, "pairing_timeout   %s\n", s.cfg.PairingTimeout)
 			fmt.Fprintf(out, "max_idle_servers  %d\n", s.cfg.MaxIdleServers)
 			fmt.Fprintf(out, "proxy_cns         %s\n", orNone(strings.Join(s.cfg.ProxyCNs, ", ")))
@@ -202,7 +207,7 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 			return nil, err
 		}
 	}
-	s.cfg = bridge.Config{Certificate: cert, CA: pool, LenientCN: v.GetBool("lenient_cn"),
+	s.cfg = bridge.Config{Certificate: cert, CA: pool, ServerNames: v.GetStringSlice("server_names"), LenientCN: v.GetBool("lenient_cn"),
 		ProxyCNs: v.GetStringSlice("proxy_cns"), MaxIdleServers: v.GetInt("max_idle_servers"), Logger: log}
 	for key, dst := range map[string]*time.Duration{
 		"pairing_timeout": &s.cfg.PairingTimeout, "handshake_timeout": &s.cfg.HandshakeTimeout,

@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// writePKI writes a CA and a bridge certificate and key as PEM files.
+// writePKI writes a CA, the bridge's certificate and key, and those of a
+// server (CN server.test) and a user (CN alice), as PEM files in dir.
 func writePKI(t *testing.T, dir string) (cert, key, ca string) {
 	t.Helper()
 	now := time.Now()
@@ -44,15 +45,6 @@ func writePKI(t *testing.T, dir string) (cert, key, ca string) {
 		t.Fatal(err)
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bridge.test"}, DNSNames: []string{"bridge.test"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kDER, _ := x509.MarshalPKCS8PrivateKey(k)
 	write := func(name, typ string, b []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
@@ -60,7 +52,24 @@ func writePKI(t *testing.T, dir string) (cert, key, ca string) {
 		}
 		return p
 	}
-	return write("bridge.crt", "CERTIFICATE", der), write("bridge.key", "PRIVATE KEY", kDER), write("ca.crt", "CERTIFICATE", caDER)
+	serial := int64(1)
+	leaf := func(name, cn string, dns []string, eku ...x509.ExtKeyUsage) (string, string) {
+		serial++
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kDER, _ := x509.MarshalPKCS8PrivateKey(k)
+		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "PRIVATE KEY", kDER)
+	}
+	// Servers and users as Sigul's certutil recipe makes them: no EKU.
+	leaf("server", "server.test", nil)
+	leaf("alice", "alice", nil)
+	cert, key = leaf("bridge", "bridge.test", []string{"bridge.test"}, x509.ExtKeyUsageServerAuth)
+	return cert, key, write("ca.crt", "CERTIFICATE", caDER)
 }
 
 func freePort(t *testing.T) string {
@@ -80,6 +89,9 @@ func writeConfig(t *testing.T, extra string, tables string) string {
 	dir := t.TempDir()
 	cert, key, ca := writePKI(t, dir)
 	p := filepath.Join(dir, "bridge.toml")
+	if !strings.Contains(extra, "server_names") {
+		extra += "\nserver_names = [\"server.test\"]"
+	}
 	body := fmt.Sprintf("%s\n[tls]\ncert = %q\nkey = %q\nca = %q\n%s\n", extra, cert, key, ca, tables)
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,7 +118,7 @@ func TestHelp(t *testing.T) {
 	}
 	out, _ := execute(context.Background(), "run", "--help")
 	for _, key := range []string{"client_listen", "server_listen", "metrics_listen", "pairing_timeout", "max_idle_servers",
-		"proxy_cns", "lenient_cn", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
+		"proxy_cns", "lenient_cn", "server_names", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
 		if !strings.Contains(out, key) {
 			t.Errorf("run --help does not mention %s", key)
 		}
@@ -129,7 +141,7 @@ server_timeout = "30m"`, "[limits]\nsign-data = 1073741824\n")
 	}
 	for _, want := range []string{"client_listen     127.0.0.1:1", "metrics_listen    localhost:3", "pairing_timeout   5s",
 		"max_idle_servers  7", "proxy_cns         robosignatory, koji-builder", "server_timeout    30m0s",
-		"limit sign-data   1073741824", "configuration OK"} {
+		"limit sign-data   1073741824", "server_names      server.test", "configuration OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
@@ -154,6 +166,7 @@ func TestConfigRefusals(t *testing.T) {
 		{"limit for an unknown op", "", "[limits]\nfrobnicate = 1\n", "not a protocol v1 operation"},
 		{"negative limit", "", "[limits]\nsign-data = -1\n", "non-negative"},
 		{"bad log level", `log_level = "loud"`, "", "log_level"},
+		{"no server names", `server_names = []`, "", "server_names"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := writeConfig(t, tc.extra+"\nclient_listen = \"127.0.0.1:0\"\nserver_listen = \"127.0.0.1:0\"", tc.tables)
