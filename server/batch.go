@@ -44,7 +44,7 @@ type BatchItem struct {
 
 // BatchResult is the answer to one item.
 type BatchResult struct {
-	Status  Status
+	Status  protocol.ErrorCode
 	Message string
 	// Payload (closed after sending if it is an io.Closer) and its size.
 	Payload io.Reader
@@ -144,7 +144,7 @@ func (s *ConnServer) subPhase(ctx context.Context, m *protocol.Mux, keys protoco
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				sp.Close()
-				p.done <- &BatchResult{Status: StatusUnknownError, id: it.ID}
+				p.done <- &BatchResult{Status: protocol.CodeUnknownError, id: it.ID}
 				return
 			}
 			wg.Add(1)
@@ -232,7 +232,7 @@ func (s *ConnServer) subPhase(ctx context.Context, m *protocol.Mux, keys protoco
 }
 
 func writeSubReply(w *protocol.SubReplyWriter, r *BatchResult) error {
-	fields, err := protocol.SubReplyFields(r.id, protocol.ErrorCode(r.Status))
+	fields, err := protocol.SubReplyFields(r.id, r.Status)
 	if err != nil {
 		return err
 	}
@@ -242,7 +242,7 @@ func writeSubReply(w *protocol.SubReplyWriter, r *BatchResult) error {
 		}
 	}
 	payload, size := r.Payload, r.Size
-	if r.Status != StatusOK || payload == nil {
+	if r.Status != protocol.CodeOK || payload == nil {
 		payload, size = eofReader{}, 0
 	}
 	_, err = w.Write(fields, uint64(size), payload)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	sx509 "github.com/signet-project/signet/formats/x509"
+	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server/store"
 )
 
@@ -65,7 +66,7 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 	}
 	for _, k := range []store.Key{ka.Key, sk} {
 		if len(k.PGPCertificate) > 0 {
-			return nil, &refusal{status: StatusUnsupportedKeyType, message: fmt.Sprintf("key %s is an OpenPGP (gnupg) key: X.509 certificates need an RSA or ECC key", k.Name)}
+			return nil, &refusal{status: protocol.CodeUnsupportedKeytype, message: fmt.Sprintf("key %s is an OpenPGP (gnupg) key: X.509 certificates need an RSA or ECC key", k.Name)}
 		}
 	}
 	if _, err := h.Store.GetCertificate(ctx, subjectKey, certName); err == nil {
@@ -77,10 +78,10 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 	}
 	req := sx509.Request{Kind: kind}
 	if req.Validity, err = parseValidity(validity); err != nil {
-		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
 	if req.Subject, err = sx509.ParseSubject(subject); err != nil {
-		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
 	if kind == sx509.TLSServer && req.Subject.CommonName != "" {
 		req.DNSNames = []string{req.Subject.CommonName}
@@ -92,7 +93,7 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 	var cert *x509.Certificate
 	if !named {
 		if issuerKey != subjectKey || kind != sx509.CA {
-			return nil, &refusal{status: StatusUnknownError, message: "without issuer-certificate-name the certificate is self-signed: it must be a ca certificate of the issuer key itself"}
+			return nil, &refusal{status: protocol.CodeUnknownError, message: "without issuer-certificate-name the certificate is self-signed: it must be a ca certificate of the issuer key itself"}
 		}
 		cert, err = sx509.SelfSignedCA(issuer, req)
 	} else {
@@ -115,7 +116,7 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 		cert, err = sx509.Issue(icert, issuer, pub, req)
 	}
 	if err != nil {
-		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
 	if _, err := h.Store.PutCertificate(ctx, subjectKey, certName, cert.Raw, false); err != nil {
 		return nil, storeStatus(err)

@@ -168,7 +168,7 @@ func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error)
 		}
 	}
 	out := m.Writer(protocol.Outer)
-	err = protocol.WriteReply(out, keys, protocol.ErrorCode(resp.Status), fields, uint64(resp.PayloadSize), resp.Payload)
+	err = protocol.WriteReply(out, keys, resp.Status, fields, uint64(resp.PayloadSize), resp.Payload)
 	closePayload(resp.Payload)
 	if err != nil {
 		if resp.Batch != nil {

@@ -170,7 +170,7 @@ func TestConnServer(t *testing.T) {
 	// A wrong password, and a certificate for another user.
 	for _, c := range []struct{ cn, pw string }{{"root", "wrong"}, {"alice", "root pw"}} {
 		r, err := f.request(c.cn, map[string]string{"op": "list-users", "user": "root"}, map[string]string{"password": c.pw}, nil, nil)
-		if err != nil || r.code != protocol.ErrorCode(server.StatusAuthFailed) || len(r.fields) != 0 {
+		if err != nil || r.code != protocol.ErrorCode(protocol.CodeAuthenticationFailed) || len(r.fields) != 0 {
 			t.Fatalf("cn %s password %q: %+v, %v", c.cn, c.pw, r, err)
 		}
 	}
@@ -204,13 +204,13 @@ func TestConnServer(t *testing.T) {
 	}
 	// An operation signet does not serve says so.
 	r, err = f.request("alice", map[string]string{"op": "list-binding-methods", "user": "alice"}, alicePass, nil, nil)
-	if err != nil || r.code != protocol.ErrorCode(server.StatusUnknownError) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("does not serve list-binding-methods")) {
+	if err != nil || r.code != protocol.ErrorCode(protocol.CodeUnknownError) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("does not serve list-binding-methods")) {
 		t.Fatalf("list-binding-methods: %+v, %v", r, err)
 	}
 	// sign-pe with an OpenPGP key is refused with UNSUPPORTED_KEYTYPE and
 	// a message.
 	r, err = f.request("alice", map[string]string{"op": "sign-pe", "user": "alice", "key": "fedora", "cert-name": "x"}, alicePass, []byte("MZ"), nil)
-	if err != nil || r.code != protocol.ErrorCode(server.StatusUnsupportedKeyType) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("OpenPGP")) {
+	if err != nil || r.code != protocol.ErrorCode(protocol.CodeUnsupportedKeytype) || !bytes.Contains(mustLookup(r.fields, "message"), []byte("OpenPGP")) {
 		t.Fatalf("sign-pe with a gnupg key: %+v, %v", r, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/protocol"
 )
 
 // Metrics are the server's Prometheus metrics. The server listens on no
@@ -55,7 +56,7 @@ func NewMetrics(dialers ...*Dialer) *Metrics {
 }
 
 // observe records one request's outcome; a nil Metrics records nothing.
-func (m *Metrics) observe(op string, status Status, dropped bool, took time.Duration) {
+func (m *Metrics) observe(op string, status protocol.ErrorCode, dropped bool, took time.Duration) {
 	if m == nil {
 		return
 	}

@@ -21,29 +21,6 @@ import (
 	"github.com/signet-project/signet/server/store"
 )
 
-// Status is a Sigul reply code (PROTOCOL-v1 §6.3).
-type Status uint32
-
-// The reply codes the handlers use.
-const (
-	StatusOK                 Status = 0
-	StatusUnknownOp          Status = 2
-	StatusAuthFailed         Status = 3
-	StatusAlreadyExists      Status = 4
-	StatusUserNotFound       Status = 5
-	StatusUserHasKeyAccesses Status = 6
-	StatusKeyUserNotFound    Status = 7
-	StatusKeyNotFound        Status = 8
-	StatusUnknownError       Status = 9
-	StatusOnlyOneKeyUser     Status = 10
-	StatusCorruptRPM         Status = 11
-	StatusUnauthenticatedRPM Status = 12
-	StatusInvalidImport      Status = 13
-	StatusImportPassphrase   Status = 14
-	StatusDecryptFailed      Status = 15
-	StatusUnsupportedKeyType Status = 16
-)
-
 // Request is one request as the handlers see it, after the protocol layer
 // has checked its structure, its hashes and its MAC keys.
 type Request struct {
@@ -76,7 +53,7 @@ type Field struct {
 
 // Response is a handler's answer: a status, fields and a payload.
 type Response struct {
-	Status      Status
+	Status      protocol.ErrorCode
 	Fields      []Field
 	Payload     io.Reader // closed after sending if it is an io.Closer
 	PayloadSize int64
@@ -95,7 +72,7 @@ var ErrDrop = errors.New("request dropped")
 
 // refusal is an error reply with a code and, rarely, a message.
 type refusal struct {
-	status  Status
+	status  protocol.ErrorCode
 	message string
 }
 
@@ -106,7 +83,7 @@ func (r *refusal) Error() string {
 	return fmt.Sprintf("status %d", r.status)
 }
 
-func refuse(s Status) error { return &refusal{status: s} }
+func refuse(s protocol.ErrorCode) error { return &refusal{status: s} }
 
 // Handlers serve Sigul's operations over the store and the token.
 type Handlers struct {
@@ -178,7 +155,7 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err error) {
 	start := time.Now()
 	defer func() {
-		var st Status
+		var st protocol.ErrorCode
 		if resp != nil {
 			st = resp.Status
 		}
@@ -187,15 +164,15 @@ func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err e
 			op = "unknown" // bounded label values
 		}
 		h.Metrics.observe(op, st, err != nil, time.Since(start))
-		h.log().Info("request", "op", r.Op, "user", r.User, "key", string(r.Fields["key"]), "status", st, "dropped", err != nil, "took", time.Since(start))
+		h.log().Info("request", "op", r.Op, "user", r.User, "key", string(r.Fields["key"]), "status", uint32(st), "dropped", err != nil, "took", time.Since(start))
 	}()
 	fn, ok := handlers[r.Op]
 	if _, sigul := protocol.LookupOp(r.Op); !ok && sigul {
-		return h.finish(ctx, r, nil, &refusal{status: StatusUnknownError, message: "signet does not serve " + r.Op + " yet"})
+		return h.finish(ctx, r, nil, &refusal{status: protocol.CodeUnknownError, message: "signet does not serve " + r.Op + " yet"})
 	}
 	if !ok {
 		// Authenticates nobody (PROTOCOL-v1 §6.2).
-		return h.finish(ctx, r, nil, refuse(StatusUnknownOp))
+		return h.finish(ctx, r, nil, refuse(protocol.CodeUnknownOp))
 	}
 	if err := h.Auth.CheckIdentity(r.CN, r.User); err != nil {
 		return h.finish(ctx, r, nil, err)
@@ -214,7 +191,7 @@ func (h *Handlers) finish(ctx context.Context, r *Request, resp *Response, err e
 	case errors.Is(err, ErrDrop):
 		result = "dropped: " + err.Error()
 	case errors.Is(err, ErrAuthFailed):
-		resp, result = &Response{Status: StatusAuthFailed}, "authentication failed"
+		resp, result = &Response{Status: protocol.CodeAuthenticationFailed}, "authentication failed"
 	case errors.As(err, &ref):
 		resp, result = &Response{Status: ref.status}, err.Error()
 		if ref.message != "" {
@@ -222,7 +199,7 @@ func (h *Handlers) finish(ctx context.Context, r *Request, resp *Response, err e
 		}
 	default:
 		h.log().Error("request failed", "op", r.Op, "user", r.User, "err", err)
-		resp, result = &Response{Status: StatusUnknownError}, "error: "+err.Error()
+		resp, result = &Response{Status: protocol.CodeUnknownError}, "error: "+err.Error()
 	}
 	key := string(r.Fields["key"])
 	if key == "" {
@@ -358,18 +335,18 @@ func storeStatus(err error) error {
 	case errors.As(err, &nf):
 		switch nf.Kind {
 		case store.KindUser:
-			return refuse(StatusUserNotFound)
+			return refuse(protocol.CodeUserNotFound)
 		case store.KindKey:
-			return refuse(StatusKeyNotFound)
+			return refuse(protocol.CodeKeyNotFound)
 		case store.KindAccess:
-			return refuse(StatusKeyUserNotFound)
+			return refuse(protocol.CodeKeyUserNotFound)
 		}
 	case errors.Is(err, store.ErrExists):
-		return refuse(StatusAlreadyExists)
+		return refuse(protocol.CodeAlreadyExists)
 	case errors.Is(err, store.ErrInUse):
-		return refuse(StatusUserHasKeyAccesses)
+		return refuse(protocol.CodeUserHasKeyAccesses)
 	case errors.Is(err, store.ErrLastAccess):
-		return refuse(StatusOnlyOneKeyUser)
+		return refuse(protocol.CodeOnlyOneKeyUser)
 	}
 	return err
 }
@@ -647,7 +624,7 @@ func (h *Handlers) grantKeyAccess(ctx context.Context, r *Request) (*Response, e
 	}
 	defer clear(ka.PIN)
 	if _, err := h.Store.GetAccess(ctx, ka.Key.Name, name); err == nil {
-		return nil, refuse(StatusAlreadyExists)
+		return nil, refuse(protocol.CodeAlreadyExists)
 	}
 	w, err := h.wrapFor(ctx, ka.Key, name, ka.PIN, r.Secrets["new-passphrase"])
 	if err != nil {
@@ -731,7 +708,7 @@ func (h *Handlers) now() time.Time {
 
 func (h *Handlers) openpgpKey(ka KeyAccess) (*openpgp.Key, error) {
 	if len(ka.Key.PGPCertificate) == 0 {
-		return nil, refuse(StatusUnsupportedKeyType)
+		return nil, refuse(protocol.CodeUnsupportedKeytype)
 	}
 	hk, err := h.signer(ka)
 	if err != nil {
@@ -768,7 +745,7 @@ func (h *Handlers) signData(ctx context.Context, r *Request) (*Response, error) 
 
 // errNoPIN answers new-key and import-key on a server started without the
 // token PIN.
-var errNoPIN = &refusal{status: StatusUnknownError,
+var errNoPIN = &refusal{status: protocol.CodeUnknownError,
 	message: "this server holds no token PIN: run `signet-server key generate` or `key import` on the server host, or start the server with a PIN file"}
 
 // NewKeyTypes maps Sigul's keytype to the key generated: "gnupg" keys get
@@ -791,11 +768,11 @@ func (h *Handlers) checkNewKey(ctx context.Context, r *Request, key string) (kt 
 		owner = string(v)
 	}
 	if _, err := h.Store.GetKey(ctx, key); err == nil {
-		return "", 0, "", refuse(StatusAlreadyExists)
+		return "", 0, "", refuse(protocol.CodeAlreadyExists)
 	}
 	typ, ok := NewKeyTypes[kt]
 	if !ok {
-		return "", 0, "", refuse(StatusUnsupportedKeyType)
+		return "", 0, "", refuse(protocol.CodeUnsupportedKeytype)
 	}
 	if _, err := h.Store.GetUser(ctx, owner); err != nil {
 		return "", 0, "", storeStatus(err)
@@ -829,7 +806,7 @@ func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 			uid += " <" + string(e) + ">"
 		}
 		if strings.TrimSpace(uid) == "" {
-			return nil, &refusal{status: StatusUnknownError, message: "a gnupg key needs name-real"}
+			return nil, &refusal{status: protocol.CodeUnknownError, message: "a gnupg key needs name-real"}
 		}
 		req.UserIDs = []string{uid}
 	}
@@ -871,14 +848,14 @@ func (h *Handlers) importKey(ctx context.Context, r *Request) (*Response, error)
 	}
 	defer clear(data)
 	if kt != "gnupg" {
-		return nil, &refusal{status: StatusInvalidImport, message: "importing encrypted PKCS#8 keys over the network is not supported: use `signet-server key import` on the server host"}
+		return nil, &refusal{status: protocol.CodeInvalidImport, message: "importing encrypted PKCS#8 keys over the network is not supported: use `signet-server key import` on the server host"}
 	}
 	in, err := ParseImport(data, func() ([]byte, error) { return bytes.Clone(pass), nil })
 	switch {
 	case errors.Is(err, openpgp.ErrBadPassphrase):
-		return nil, refuse(StatusImportPassphrase)
+		return nil, refuse(protocol.CodeImportPassphraseError)
 	case err != nil:
-		return nil, &refusal{status: StatusInvalidImport, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeInvalidImport, message: err.Error()}
 	}
 	_, err = h.ceremony(r).ImportKey(ctx, NewKeyRequest{Name: key, Owner: owner, OwnerPassphrase: newPass}, in)
 	return &Response{}, storeStatus(err)
@@ -897,7 +874,7 @@ func (h *Handlers) signText(ctx context.Context, r *Request) (*Response, error) 
 	var out bytes.Buffer
 	if err := pk.ClearSign(&out, r.Payload, h.now()); err != nil {
 		if errors.Is(err, openpgp.ErrNotCleartext) {
-			return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+			return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 		}
 		return nil, err
 	}
@@ -919,10 +896,10 @@ func (h *Handlers) changeKeyExpiration(ctx context.Context, r *Request) (*Respon
 	}
 	defer clear(ka.PIN)
 	if len(ka.Key.PGPCertificate) == 0 {
-		return nil, refuse(StatusUnsupportedKeyType)
+		return nil, refuse(protocol.CodeUnsupportedKeytype)
 	}
 	if _, ok := r.Fields["subkey"]; ok {
-		return nil, &refusal{status: StatusUnknownError, message: "signet keys have no subkeys"}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: "signet keys have no subkeys"}
 	}
 	if err := h.Token.Login(ka.PIN); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server"
 )
 
@@ -81,7 +82,7 @@ func (f *opsFixture) do(op, user string, fields, secrets map[string]string, payl
 	return resp, body
 }
 
-func (f *opsFixture) want(op string, resp *server.Response, status server.Status) {
+func (f *opsFixture) want(op string, resp *server.Response, status protocol.ErrorCode) {
 	f.t.Helper()
 	if resp.Status != status {
 		f.t.Fatalf("%s: status %d, want %d", op, resp.Status, status)
@@ -116,7 +117,7 @@ var (
 func TestAdministrationOps(t *testing.T) {
 	f := newOps(t)
 	resp, body := f.do("list-users", "root", nil, rootPW, nil)
-	f.want("list-users", resp, server.StatusOK)
+	f.want("list-users", resp, protocol.CodeOK)
 	if got := namesOf(body); got != "alice,bob,root," || string(field(resp, "num-users")) != "\x00\x00\x00\x03" {
 		t.Fatalf("list-users = %q, num-users %x", got, field(resp, "num-users"))
 	}
@@ -125,34 +126,34 @@ func TestAdministrationOps(t *testing.T) {
 		user    string
 		fields  map[string]string
 		secrets map[string]string
-		want    server.Status
+		want    protocol.ErrorCode
 	}{
-		{"list-users", "root", nil, wrongPW, server.StatusAuthFailed},
-		{"list-users", "alice", nil, map[string]string{"password": ""}, server.StatusAuthFailed},
-		{"list-users", "root", nil, noSecrets, server.StatusAuthFailed},
-		{"new-user", "root", fieldsName("name", "carol", "admin", bool1), map[string]string{"password": "root pw", "new-password": "carol pw"}, server.StatusOK},
-		{"new-user", "root", fieldsName("name", "carol"), rootPW, server.StatusAlreadyExists},
-		{"user-info", "root", fieldsName("name", "nobody"), rootPW, server.StatusUserNotFound},
-		{"delete-user", "root", fieldsName("name", "alice"), rootPW, server.StatusUserHasKeyAccesses},
-		{"key-user-info", "root", fieldsName("name", "nobody", "key", "nokey"), rootPW, server.StatusUserNotFound},
-		{"key-user-info", "root", fieldsName("name", "bob", "key", "nokey"), rootPW, server.StatusKeyNotFound},
-		{"key-user-info", "root", fieldsName("name", "bob", "key", "fedora"), rootPW, server.StatusKeyUserNotFound},
-		{"modify-user", "root", fieldsName("name", "bob", "new-name", "carol"), rootPW, server.StatusAlreadyExists},
-		{"revoke-key-access", "root", fieldsName("key", "fedora", "name", "alice"), rootPW, server.StatusOnlyOneKeyUser},
-		{"delete-key", "root", fieldsName("key", "nokey"), rootPW, server.StatusKeyNotFound},
-		{"no-such-op", "root", nil, rootPW, server.StatusUnknownOp},
+		{"list-users", "root", nil, wrongPW, protocol.CodeAuthenticationFailed},
+		{"list-users", "alice", nil, map[string]string{"password": ""}, protocol.CodeAuthenticationFailed},
+		{"list-users", "root", nil, noSecrets, protocol.CodeAuthenticationFailed},
+		{"new-user", "root", fieldsName("name", "carol", "admin", bool1), map[string]string{"password": "root pw", "new-password": "carol pw"}, protocol.CodeOK},
+		{"new-user", "root", fieldsName("name", "carol"), rootPW, protocol.CodeAlreadyExists},
+		{"user-info", "root", fieldsName("name", "nobody"), rootPW, protocol.CodeUserNotFound},
+		{"delete-user", "root", fieldsName("name", "alice"), rootPW, protocol.CodeUserHasKeyAccesses},
+		{"key-user-info", "root", fieldsName("name", "nobody", "key", "nokey"), rootPW, protocol.CodeUserNotFound},
+		{"key-user-info", "root", fieldsName("name", "bob", "key", "nokey"), rootPW, protocol.CodeKeyNotFound},
+		{"key-user-info", "root", fieldsName("name", "bob", "key", "fedora"), rootPW, protocol.CodeKeyUserNotFound},
+		{"modify-user", "root", fieldsName("name", "bob", "new-name", "carol"), rootPW, protocol.CodeAlreadyExists},
+		{"revoke-key-access", "root", fieldsName("key", "fedora", "name", "alice"), rootPW, protocol.CodeOnlyOneKeyUser},
+		{"delete-key", "root", fieldsName("key", "nokey"), rootPW, protocol.CodeKeyNotFound},
+		{"no-such-op", "root", nil, rootPW, protocol.CodeUnknownOp},
 	} {
 		resp, _ := f.do(c.op, c.user, c.fields, c.secrets, nil)
 		if resp.Status != c.want {
 			t.Errorf("%s %v: status %d, want %d", c.op, c.fields, resp.Status, c.want)
 		}
-		if resp.Status == server.StatusAuthFailed && len(resp.Fields) != 0 {
+		if resp.Status == protocol.CodeAuthenticationFailed && len(resp.Fields) != 0 {
 			t.Errorf("%s: AUTHENTICATION_FAILED carries fields %v", c.op, resp.Fields)
 		}
 	}
 	// The new administrator can administer.
 	resp, _ = f.do("user-info", "carol", fieldsName("name", "carol"), map[string]string{"password": "carol pw"}, nil)
-	f.want("user-info as carol", resp, server.StatusOK)
+	f.want("user-info as carol", resp, protocol.CodeOK)
 	if !bytes.Equal(field(resp, "admin"), []byte{1}) {
 		t.Fatalf("carol's admin field = %x", field(resp, "admin"))
 	}
@@ -161,20 +162,20 @@ func TestAdministrationOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, _ = f.do("modify-key-user", "root", fieldsName("name", "bob", "key", "fedora", "key-admin", bool1), rootPW, nil)
-	f.want("modify-key-user", resp, server.StatusOK)
+	f.want("modify-key-user", resp, protocol.CodeOK)
 	resp, _ = f.do("key-user-info", "root", fieldsName("name", "bob", "key", "fedora"), rootPW, nil)
-	f.want("key-user-info", resp, server.StatusOK)
+	f.want("key-user-info", resp, protocol.CodeOK)
 	if !bytes.Equal(field(resp, "key-admin"), []byte{1}) {
 		t.Fatalf("bob's key-admin = %x", field(resp, "key-admin"))
 	}
 	resp, _ = f.do("modify-user", "root", fieldsName("name", "carol", "new-name", "dave", "admin", string([]byte{0})), rootPW, nil)
-	f.want("modify-user", resp, server.StatusOK)
+	f.want("modify-user", resp, protocol.CodeOK)
 	resp, _ = f.do("user-info", "root", fieldsName("name", "dave"), rootPW, nil)
-	if resp.Status != server.StatusOK || !bytes.Equal(field(resp, "admin"), []byte{0}) {
+	if resp.Status != protocol.CodeOK || !bytes.Equal(field(resp, "admin"), []byte{0}) {
 		t.Fatalf("dave after modify-user: %d %x", resp.Status, field(resp, "admin"))
 	}
 	resp, _ = f.do("delete-user", "root", fieldsName("name", "dave"), rootPW, nil)
-	f.want("delete-user", resp, server.StatusOK)
+	f.want("delete-user", resp, protocol.CodeOK)
 	bad := &server.Request{Op: "new-user", User: "root", CN: "root", Fields: map[string][]byte{"name": []byte("eve"), "admin": []byte("yes")},
 		Secrets: map[string][]byte{"password": []byte("root pw")}, Payload: bytes.NewReader(nil)}
 	if _, err := f.h.Serve(context.Background(), bad); !errors.Is(err, server.ErrDrop) {
@@ -182,14 +183,14 @@ func TestAdministrationOps(t *testing.T) {
 	}
 
 	resp, body = f.do("list-keys", "root", nil, rootPW, nil)
-	f.want("list-keys", resp, server.StatusOK)
+	f.want("list-keys", resp, protocol.CodeOK)
 	if got := namesOf(body); got != "fedora (gnupg),x509 (ECC)," {
 		t.Fatalf("list-keys = %q", got)
 	}
 	// A certificate whose CN is not the user: refused like a bad password.
 	r := &server.Request{Op: "list-users", User: "root", CN: "alice", Fields: map[string][]byte{},
 		Secrets: map[string][]byte{"password": []byte("root pw")}, Payload: bytes.NewReader(nil)}
-	if resp, err := f.h.Serve(context.Background(), r); err != nil || resp.Status != server.StatusAuthFailed {
+	if resp, err := f.h.Serve(context.Background(), r); err != nil || resp.Status != protocol.CodeAuthenticationFailed {
 		t.Fatalf("CN alice acting as root: %v, %v", resp, err)
 	}
 	if n, err := f.a.Store.VerifyAudit(context.Background()); err != nil || n < 20 {
@@ -202,64 +203,64 @@ func TestKeyOps(t *testing.T) {
 	// alice (key admin) grants bob; bob signs; bob cannot grant.
 	resp, _ := f.do("grant-key-access", "alice", fieldsName("key", "fedora", "name", "bob"),
 		map[string]string{"passphrase": "alice pass", "new-passphrase": "bob pass"}, nil)
-	f.want("grant-key-access", resp, server.StatusOK)
+	f.want("grant-key-access", resp, protocol.CodeOK)
 	resp, _ = f.do("grant-key-access", "alice", fieldsName("key", "fedora", "name", "bob"),
 		map[string]string{"passphrase": "alice pass", "new-passphrase": "bob pass"}, nil)
-	f.want("grant-key-access twice", resp, server.StatusAlreadyExists)
+	f.want("grant-key-access twice", resp, protocol.CodeAlreadyExists)
 	resp, _ = f.do("grant-key-access", "bob", fieldsName("key", "fedora", "name", "root"),
 		map[string]string{"passphrase": "bob pass", "new-passphrase": "x"}, nil)
-	f.want("grant-key-access by a plain user", resp, server.StatusAuthFailed)
+	f.want("grant-key-access by a plain user", resp, protocol.CodeAuthenticationFailed)
 
 	resp, users := f.do("list-key-users", "alice", fieldsName("key", "fedora"), alicePass, nil)
-	f.want("list-key-users", resp, server.StatusOK)
+	f.want("list-key-users", resp, protocol.CodeOK)
 	if namesOf(users) != "alice,bob," {
 		t.Fatalf("list-key-users = %q", namesOf(users))
 	}
 
 	data := []byte("signet sign-data payload\n")
 	resp, sig := f.do("sign-data", "bob", fieldsName("key", "fedora", "armor", bool1), map[string]string{"passphrase": "bob pass"}, data)
-	f.want("sign-data", resp, server.StatusOK)
+	f.want("sign-data", resp, protocol.CodeOK)
 	resp, cert := f.do("get-public-key", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, nil)
-	f.want("get-public-key", resp, server.StatusOK)
+	f.want("get-public-key", resp, protocol.CodeOK)
 	gpgVerify(t, cert, sig, data)
 
 	text := []byte("Release notes\n- first item\nFrom here on\n")
 	resp, clear := f.do("sign-text", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, text)
-	f.want("sign-text", resp, server.StatusOK)
+	f.want("sign-text", resp, protocol.CodeOK)
 	gpgVerify(t, cert, clear, nil)
 	resp, _ = f.do("sign-text", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, []byte("bin\x00ary"))
-	f.want("sign-text of binary data", resp, server.StatusUnknownError)
+	f.want("sign-text of binary data", resp, protocol.CodeUnknownError)
 	if !strings.Contains(string(field(resp, "message")), "line 1") {
 		t.Fatalf("sign-text of binary data: message %q", field(resp, "message"))
 	}
 
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "wrong"}, data)
-	f.want("sign-data with a wrong passphrase", resp, server.StatusAuthFailed)
+	f.want("sign-data with a wrong passphrase", resp, protocol.CodeAuthenticationFailed)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "nokey"), map[string]string{"passphrase": "bob pass"}, data)
-	f.want("sign-data with an unknown key", resp, server.StatusAuthFailed)
+	f.want("sign-data with an unknown key", resp, protocol.CodeAuthenticationFailed)
 	resp, _ = f.do("sign-data", "alice", fieldsName("key", "x509"), alicePass, data)
-	f.want("sign-data with an X.509-only key", resp, server.StatusUnsupportedKeyType)
+	f.want("sign-data with an X.509-only key", resp, protocol.CodeUnsupportedKeytype)
 	resp, pemKey := f.do("get-public-key", "root", fieldsName("key", "x509"), rootPW, nil)
-	f.want("get-public-key as admin", resp, server.StatusOK)
+	f.want("get-public-key as admin", resp, protocol.CodeOK)
 	if !bytes.HasPrefix(pemKey, []byte("-----BEGIN PUBLIC KEY-----")) {
 		t.Fatalf("get-public-key x509 = %q", pemKey)
 	}
 
 	// change-passphrase: the old one stops working, the new one works.
 	resp, _ = f.do("change-passphrase", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass", "new-passphrase": "bob new"}, nil)
-	f.want("change-passphrase", resp, server.StatusOK)
+	f.want("change-passphrase", resp, protocol.CodeOK)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, data)
-	f.want("sign-data with the old passphrase", resp, server.StatusAuthFailed)
+	f.want("sign-data with the old passphrase", resp, protocol.CodeAuthenticationFailed)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob new"}, data)
-	f.want("sign-data with the new passphrase", resp, server.StatusOK)
+	f.want("sign-data with the new passphrase", resp, protocol.CodeOK)
 
 	// change-key-expiration: key admins only; the certificate gets the date.
 	resp, _ = f.do("change-key-expiration", "bob", fieldsName("key", "fedora", "expire-date", "2031-01-02"), map[string]string{"passphrase": "bob new"}, nil)
-	f.want("change-key-expiration by a plain user", resp, server.StatusAuthFailed)
+	f.want("change-key-expiration by a plain user", resp, protocol.CodeAuthenticationFailed)
 	resp, _ = f.do("change-key-expiration", "alice", fieldsName("key", "fedora", "expire-date", "2031-01-02"), alicePass, nil)
-	f.want("change-key-expiration", resp, server.StatusOK)
+	f.want("change-key-expiration", resp, protocol.CodeOK)
 	resp, _ = f.do("change-key-expiration", "alice", fieldsName("key", "x509"), alicePass, nil)
-	f.want("change-key-expiration of an X.509 key", resp, server.StatusUnsupportedKeyType)
+	f.want("change-key-expiration of an X.509 key", resp, protocol.CodeUnsupportedKeytype)
 	k, _ := f.a.Store.GetKey(context.Background(), "fedora")
 	if info, err := openpgp.ParseCertificate(k.PGPCertificate); err != nil || info.Expires.Format(time.DateOnly) != "2031-01-02" || len(info.UserIDs) != 1 {
 		t.Fatalf("certificate after change-key-expiration: %+v, %v", info, err)
@@ -267,18 +268,18 @@ func TestKeyOps(t *testing.T) {
 
 	// Renaming the key keeps every grant.
 	resp, _ = f.do("modify-key", "root", fieldsName("key", "fedora", "new-name", "fedora-43"), rootPW, nil)
-	f.want("modify-key", resp, server.StatusOK)
+	f.want("modify-key", resp, protocol.CodeOK)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora-43"), map[string]string{"passphrase": "bob new"}, data)
-	f.want("sign-data after a rename", resp, server.StatusOK)
+	f.want("sign-data after a rename", resp, protocol.CodeOK)
 
 	// revoke: bob loses access; a revoked user is refused like anyone else.
 	resp, _ = f.do("revoke-key-access", "alice", fieldsName("key", "fedora-43", "name", "bob"), alicePass, nil)
-	f.want("revoke-key-access", resp, server.StatusOK)
+	f.want("revoke-key-access", resp, protocol.CodeOK)
 	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora-43"), map[string]string{"passphrase": "bob new"}, data)
-	f.want("sign-data after revocation", resp, server.StatusAuthFailed)
+	f.want("sign-data after revocation", resp, protocol.CodeAuthenticationFailed)
 
 	resp, _ = f.do("delete-key", "root", fieldsName("key", "x509"), rootPW, nil)
-	f.want("delete-key", resp, server.StatusOK)
+	f.want("delete-key", resp, protocol.CodeOK)
 	if _, err := f.a.Token.FindKey(nil, "x509"); err == nil {
 		t.Fatal("delete-key left the key in the token")
 	}
@@ -335,23 +336,23 @@ func TestNewAndImportKey(t *testing.T) {
 	newKey := fieldsName("key", "k43", "keytype", "gnupg", "name-real", "Fedora 43", "name-email", "f43@example.org")
 	secrets := map[string]string{"password": "root pw", "passphrase": "root key pass"}
 	resp, _ := f.do("new-key", "root", newKey, secrets, nil)
-	f.want("new-key without a server PIN", resp, server.StatusUnknownError)
+	f.want("new-key without a server PIN", resp, protocol.CodeUnknownError)
 	if msg := string(field(resp, "message")); !strings.Contains(msg, "signet-server key generate") {
 		t.Fatalf("new-key without a PIN: message %q does not point to the ceremony command", msg)
 	}
 	f.h.PIN = f.a.PIN
 	resp, cert := f.do("new-key", "root", newKey, secrets, nil)
-	f.want("new-key", resp, server.StatusOK)
+	f.want("new-key", resp, protocol.CodeOK)
 	if !bytes.HasPrefix(cert, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
 		t.Fatalf("new-key payload = %q", cert)
 	}
 	resp, _ = f.do("new-key", "root", newKey, secrets, nil)
-	f.want("new-key twice", resp, server.StatusAlreadyExists)
+	f.want("new-key twice", resp, protocol.CodeAlreadyExists)
 	resp, _ = f.do("new-key", "root", fieldsName("key", "k2", "keytype", "DSA"), secrets, nil)
-	f.want("new-key of an unknown type", resp, server.StatusUnsupportedKeyType)
+	f.want("new-key of an unknown type", resp, protocol.CodeUnsupportedKeytype)
 	data := []byte("data")
 	resp, sig := f.do("sign-data", "root", fieldsName("key", "k43", "armor", bool1), map[string]string{"passphrase": "root key pass"}, data)
-	f.want("sign-data with the new key", resp, server.StatusOK)
+	f.want("sign-data with the new key", resp, protocol.CodeOK)
 	gpgVerify(t, cert, sig, data)
 
 	// import-key of a gpg export, protected by a passphrase.
@@ -368,16 +369,16 @@ func TestNewAndImportKey(t *testing.T) {
 	sec := gpg("--armor", "--export-secret-keys", "old@example.org")
 	imp := fieldsName("key", "old", "keytype", "gnupg")
 	resp, _ = f.do("import-key", "root", imp, map[string]string{"password": "root pw", "passphrase": "not it", "new-passphrase": "np"}, sec)
-	f.want("import-key with a wrong passphrase", resp, server.StatusImportPassphrase)
+	f.want("import-key with a wrong passphrase", resp, protocol.CodeImportPassphraseError)
 	resp, _ = f.do("import-key", "root", imp, map[string]string{"password": "root pw", "passphrase": "", "new-passphrase": "np"}, []byte("garbage"))
-	f.want("import-key of garbage", resp, server.StatusInvalidImport)
+	f.want("import-key of garbage", resp, protocol.CodeInvalidImport)
 	resp, _ = f.do("import-key", "root", imp, map[string]string{"password": "root pw", "passphrase": "gpg pass", "new-passphrase": "np"}, sec)
-	f.want("import-key", resp, server.StatusOK)
+	f.want("import-key", resp, protocol.CodeOK)
 	fpr := string(gpg("--with-colons", "--fingerprint", "old@example.org"))
 	k, err := f.a.Store.GetKey(context.Background(), "old")
 	if err != nil || !strings.Contains(fpr, ":"+k.Fingerprint+":") {
 		t.Fatalf("imported key fingerprint %s not in gpg's %q (%v)", k.Fingerprint, fpr, err)
 	}
 	resp, _ = f.do("sign-data", "root", fieldsName("key", "old"), map[string]string{"passphrase": "np"}, data)
-	f.want("sign-data with the imported key", resp, server.StatusOK)
+	f.want("sign-data with the imported key", resp, protocol.CodeOK)
 }

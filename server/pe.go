@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/signet-project/signet/formats/authenticode"
+	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server/store"
 )
 
@@ -32,12 +33,12 @@ func (h *Handlers) signPE(ctx context.Context, r *Request) (*Response, error) {
 	}
 	defer clear(ka.PIN)
 	if len(ka.Key.PGPCertificate) > 0 {
-		return nil, &refusal{status: StatusUnsupportedKeyType, message: fmt.Sprintf("key %s is an OpenPGP (gnupg) key: Authenticode needs an RSA or ECC key with an X.509 certificate", ka.Key.Name)}
+		return nil, &refusal{status: protocol.CodeUnsupportedKeytype, message: fmt.Sprintf("key %s is an OpenPGP (gnupg) key: Authenticode needs an RSA or ECC key with an X.509 certificate", ka.Key.Name)}
 	}
 	c, err := h.Store.GetCertificate(ctx, ka.Key.Name, certName)
 	var nf *store.NotFoundError
 	if errors.As(err, &nf) {
-		return nil, &refusal{status: StatusUnknownError, message: fmt.Sprintf("key %s has no certificate named %s (make one with sign-certificate)", ka.Key.Name, certName)}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf("key %s has no certificate named %s (make one with sign-certificate)", ka.Key.Name, certName)}
 	}
 	if err != nil {
 		return nil, err
@@ -57,7 +58,7 @@ func (h *Handlers) signPE(ctx context.Context, r *Request) (*Response, error) {
 	img, err := authenticode.Parse(ra, r.PayloadSize)
 	if err != nil {
 		if errors.Is(err, authenticode.ErrNotPE) {
-			return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+			return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 		}
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func (h *Handlers) signPE(ctx context.Context, r *Request) (*Response, error) {
 	})
 	if err != nil {
 		if errors.Is(err, authenticode.ErrNotPE) {
-			return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+			return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 		}
 		return nil, err
 	}

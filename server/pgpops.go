@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/signet-project/signet/formats/openpgp"
+	"github.com/signet-project/signet/protocol"
 )
 
 // Creator is what container signatures name as their creator
@@ -22,7 +23,7 @@ const maxSmallPayload = 16 << 20
 // readSmall reads a request payload that must fit in memory.
 func readSmall(r *Request, what string) ([]byte, error) {
 	if r.PayloadSize > maxSmallPayload {
-		return nil, &refusal{status: StatusUnknownError, message: fmt.Sprintf("%s of %d bytes is larger than %d bytes", what, r.PayloadSize, maxSmallPayload)}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf("%s of %d bytes is larger than %d bytes", what, r.PayloadSize, maxSmallPayload)}
 	}
 	return io.ReadAll(io.LimitReader(r.Payload, r.PayloadSize))
 }
@@ -57,7 +58,7 @@ func (h *Handlers) decrypt(ctx context.Context, r *Request) (*Response, error) {
 		return nil, err
 	}
 	if !hk.Type().IsRSA() {
-		return nil, &refusal{status: StatusUnsupportedKeyType, message: fmt.Sprintf("key %s is %v: only RSA keys decrypt", ka.Key.Name, hk.Type())}
+		return nil, &refusal{status: protocol.CodeUnsupportedKeytype, message: fmt.Sprintf("key %s is %v: only RSA keys decrypt", ka.Key.Name, hk.Type())}
 	}
 	// Compressed data may expand without bound: the plaintext may not be
 	// larger than the largest payload the server accepts.
@@ -66,7 +67,7 @@ func (h *Handlers) decrypt(ctx context.Context, r *Request) (*Response, error) {
 	})
 	if err != nil {
 		if errors.Is(err, openpgp.ErrDecrypt) || errors.Is(err, errTooMuchPlaintext) {
-			return nil, &refusal{status: StatusDecryptFailed, message: err.Error()}
+			return nil, &refusal{status: protocol.CodeDecryptFailed, message: err.Error()}
 		}
 		return nil, err
 	}
@@ -99,7 +100,7 @@ func (h *Handlers) signGitTag(ctx context.Context, r *Request) (*Response, error
 		return nil, err
 	}
 	if err := openpgp.CheckGitTag(tag); err != nil {
-		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
 	pk, ka, err := h.keyUserPGP(ctx, r)
 	if err != nil {
@@ -127,7 +128,7 @@ func (h *Handlers) signContainer(ctx context.Context, r *Request) (*Response, er
 	now := h.now()
 	doc, err := openpgp.ContainerSignatureDocument(bytes.NewReader(manifest), ref, Creator, now)
 	if err != nil {
-		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
 	pk, ka, err := h.keyUserPGP(ctx, r)
 	if err != nil {
@@ -154,7 +155,7 @@ func (h *Handlers) signOSTree(ctx context.Context, r *Request) (*Response, error
 		return nil, err
 	}
 	if err := openpgp.CheckOSTreeHash(commit, hash); err != nil {
-		return nil, &refusal{status: StatusUnknownError, message: err.Error()}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
 	pk, ka, err := h.keyUserPGP(ctx, r)
 	if err != nil {

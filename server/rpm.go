@@ -11,12 +11,13 @@ import (
 
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/formats/rpm"
+	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server/store"
 )
 
 // errKoji answers the requests that need Koji, which signet does not talk
 // to: the client sends the packages itself.
-var errKoji = &refusal{status: StatusUnknownError,
+var errKoji = &refusal{status: protocol.CodeUnknownError,
 	message: "signet does not talk to Koji: send the RPM files themselves (no --store-in-koji, --koji-only or -k)"}
 
 // rpmSigner signs packages for one sign-rpm or sign-rpms request: the
@@ -84,7 +85,7 @@ func (h *Handlers) newRPMSigner(ctx context.Context, r *Request) (s *rpmSigner, 
 		}
 	}
 	if v3 && head {
-		return nil, &refusal{status: StatusUnknownError, message: "--v3-signature needs the whole package: it cannot be combined with --head-signing"}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: "--v3-signature needs the whole package: it cannot be combined with --head-signing"}
 	}
 	return s, nil
 }
@@ -122,15 +123,15 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 	for name, got := range map[string]string{"rpm-name": nevra.Name, "rpm-epoch": nevra.Epoch,
 		"rpm-version": nevra.Version, "rpm-release": nevra.Release, "rpm-arch": nevra.Arch} {
 		if want, ok := fields[name]; ok && string(want) != got {
-			return nil, &refusal{status: StatusUnknownError, message: fmt.Sprintf("%s %q does not match the package (%q)", name, want, got)}
+			return nil, &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf("%s %q does not match the package (%q)", name, want, got)}
 		}
 	}
 	sigmd5, hasMD5 := fields["rpm-sigmd5"]
 	if hasMD5 && !bytes.Equal(sigmd5, p.SigMD5()) {
-		return nil, &refusal{status: StatusUnknownError, message: fmt.Sprintf("rpm-sigmd5 %x does not match the package (%x)", sigmd5, p.SigMD5())}
+		return nil, &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf("rpm-sigmd5 %x does not match the package (%x)", sigmd5, p.SigMD5())}
 	}
 	if !hasMD5 && !authenticated {
-		return nil, &refusal{status: StatusUnauthenticatedRPM, message: "the package's payload MAC does not verify and no rpm-sigmd5 was sent"}
+		return nil, &refusal{status: protocol.CodeUnauthenticatedRPM, message: "the package's payload MAC does not verify and no rpm-sigmd5 was sent"}
 	}
 	opts := rpm.SignOptions{Key: s.pk, Time: s.h.now(), V3: s.v3, FileSigner: s.file}
 	if s.head {
@@ -166,9 +167,9 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 func corrupt(err error) error {
 	switch {
 	case errors.Is(err, rpm.ErrCorrupt):
-		return &refusal{status: StatusCorruptRPM, message: err.Error()}
+		return &refusal{status: protocol.CodeCorruptRPM, message: err.Error()}
 	case errors.Is(err, rpm.ErrIncomplete):
-		return &refusal{status: StatusUnknownError, message: err.Error() + "; sign it without --head-signing"}
+		return &refusal{status: protocol.CodeUnknownError, message: err.Error() + "; sign it without --head-signing"}
 	}
 	return err
 }
@@ -229,7 +230,7 @@ func (s *rpmSigner) Sign(ctx context.Context, it *BatchItem) *BatchResult {
 		res.Status, res.Message = ref.status, ref.message
 	default:
 		s.h.log().Error("sign-rpms item failed", "user", s.user, "key", s.key, "item", it.Seq, "err", err)
-		res.Status, res.Message = StatusUnknownError, err.Error()
+		res.Status, res.Message = protocol.CodeUnknownError, err.Error()
 	}
 	res.Audit.Detail, res.Audit.Result = detail, err.Error()
 	return res
