@@ -1,0 +1,169 @@
+// This file holds `signet-server token ...`: list, init and check.
+
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/signet-project/signet/cmd/internal/secret"
+	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/server"
+)
+
+func (a *app) tokenCmd() *cobra.Command {
+	c := group(&cobra.Command{Use: "token", Short: "Inspect and initialise PKCS#11 tokens"})
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the tokens of the configured module (labels, serials, sessions)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mod := a.v.GetString("token.module")
+			tokens, err := hsm.ListTokens(mod)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "MODULE\t%s\n", mod)
+			fmt.Fprintln(w, "LABEL\tSERIAL\tMANUFACTURER\tMODEL\tSESSIONS\tMAX SESSIONS")
+			for _, t := range tokens {
+				if !t.Initialized {
+					continue
+				}
+				maxS := "unreported"
+				if t.MaxSessions > 0 {
+					maxS = fmt.Sprint(t.MaxSessions)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", t.Label, t.Serial, t.Manufacturer, t.Model, t.Sessions, maxS)
+			}
+			return w.Flush()
+		},
+	}
+
+	var label string
+	initc := &cobra.Command{
+		Use:   "init --label LABEL",
+		Short: "Initialise a free slot as a new token (security-officer PIN and user PIN)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			so, err := a.read("security-officer PIN", a.soPinFile, a.soPinFD, true)
+			if err != nil {
+				return err
+			}
+			defer secret.Zero(so)
+			pin, err := a.read("new token user PIN", a.pinFile, a.pinFD, true)
+			if err != nil {
+				return err
+			}
+			defer secret.Zero(pin)
+			ti, err := hsm.InitToken(a.v.GetString("token.module"), label, so, pin)
+			// There is no database yet: the step goes to the transcript only.
+			e := server.TranscriptEntry{Time: time.Now().UTC(), Actor: actor(), Operation: "token-init",
+				Detail: fmt.Sprintf("label %q serial %q module %s", label, ti.Serial, a.v.GetString("token.module")), Result: "ok"}
+			if err != nil {
+				e.Result = "error: " + err.Error()
+			}
+			line, _ := json.Marshal(e)
+			t := &lazyFile{path: a.v.GetString("transcript")}
+			_, terr := t.Write(append(line, '\n'))
+			t.Close()
+			if err != nil {
+				return err
+			}
+			if terr != nil {
+				return fmt.Errorf("token %q was initialised but the transcript could not be written: %w", label, terr)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "initialised token %q, serial %s\n", ti.Label, ti.Serial)
+			return nil
+		},
+	}
+	initc.Flags().StringVar(&label, "label", "", "label of the new token (required)")
+	initc.MarkFlagRequired("label")
+	secretFlags(initc, "so-pin", "security-officer PIN", &a.soPinFile, &a.soPinFD)
+
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Log in, and check that every key in the database is in the token and signs",
+		Long: `check logs in to the configured token, then for every key recorded in the
+database finds it in the token, compares its public key with the database's,
+signs a test message and verifies the signature. It exits non-zero if any
+key is missing, differs, or fails to sign.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.with(cmd, true, false, func(s *session) error {
+				ti := s.tok.Info()
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "token %q serial %s (%s %s): login OK, session cap %d\n", ti.Label, ti.Serial, ti.Manufacturer, ti.Model, s.tok.MaxSessions())
+				keys, err := s.admin.Store.ListKeys(cmd.Context())
+				if err != nil {
+					return err
+				}
+				failed := 0
+				for _, k := range keys {
+					if k.Token != s.admin.TokenName {
+						fmt.Fprintf(out, "%-24s skipped: on token %q\n", k.Name, k.Token)
+						continue
+					}
+					hk, _, err := s.admin.Signer(cmd.Context(), k.Name)
+					if err == nil {
+						err = testSign(hk)
+					}
+					if err != nil {
+						failed++
+						fmt.Fprintf(out, "%-24s FAILED: %v\n", k.Name, err)
+						continue
+					}
+					fmt.Fprintf(out, "%-24s OK (%s, id %s)\n", k.Name, k.KeyType, hk.IDHex())
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d of %d keys failed the check", failed, len(keys))
+				}
+				return nil
+			})
+		},
+	}
+	c.AddCommand(list, initc, check)
+	return c
+}
+
+// testSign signs a fixed message with k and verifies it with Go's crypto.
+func testSign(k *hsm.Key) error {
+	msg := []byte("signet token check")
+	d := sha256.Sum256(msg)
+	switch pub := k.Public().(type) {
+	case *rsa.PublicKey:
+		sig, err := k.Sign(nil, d[:], crypto.SHA256)
+		if err != nil {
+			return err
+		}
+		return rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig)
+	case *ecdsa.PublicKey:
+		sig, err := k.Sign(nil, d[:], crypto.SHA256)
+		if err != nil {
+			return err
+		}
+		if !ecdsa.VerifyASN1(pub, d[:], sig) {
+			return errors.New("the token's ECDSA signature does not verify")
+		}
+	case ed25519.PublicKey:
+		sig, err := k.Sign(nil, msg, crypto.Hash(0))
+		if err != nil {
+			return err
+		}
+		if !ed25519.Verify(pub, msg, sig) {
+			return errors.New("the token's Ed25519 signature does not verify")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+// This file holds Admin, the key and user manager behind the offline
+// ceremony commands (`signet-server key ...`, `user ...`) and behind
+// new-key, import-key and change-key-expiration, and its audit and
+// transcript records.
+
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/server/store"
+)
+
+// Admin performs key and user management against one token and one
+// database. Every operation that changes something is recorded in the
+// audit table and, when Transcript is set, as one JSON line there.
+type Admin struct {
+	Store *store.Store
+	// Token is the logged-in token; operations on users alone work without.
+	Token *hsm.Token
+	// TokenName is stored with each key: the token's label or serial.
+	TokenName string
+	// PIN is the token's user PIN, wrapped under each grantee's passphrase.
+	PIN []byte
+	// KDF is the Argon2id cost of new wrapped PINs (hsm.DefaultKDF if zero).
+	KDF hsm.KDFParams
+	// Actor names who performs the operations, for the audit trail.
+	Actor string
+	// Transcript receives one JSON line per ceremony step, if set.
+	Transcript io.Writer
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
+func (a *Admin) now() time.Time {
+	if a.Now != nil {
+		return a.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (a *Admin) kdf() hsm.KDFParams {
+	if a.KDF == (hsm.KDFParams{}) {
+		return hsm.DefaultKDF
+	}
+	return a.KDF
+}
+
+func (a *Admin) needToken() error {
+	if a.Token == nil || len(a.PIN) == 0 {
+		return errors.New("this operation needs the token and its PIN")
+	}
+	return nil
+}
+
+// TranscriptEntry is one line of a ceremony transcript.
+type TranscriptEntry struct {
+	Time        time.Time `json:"time"`
+	Actor       string    `json:"actor"`
+	Operation   string    `json:"operation"`
+	Key         string    `json:"key,omitempty"`
+	KeyType     string    `json:"key_type,omitempty"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Detail      string    `json:"detail,omitempty"`
+	Result      string    `json:"result"`
+}
+
+// record writes the audit row and the transcript line for one step. A step
+// whose record cannot be written is reported as failed.
+func (a *Admin) record(ctx context.Context, e TranscriptEntry, opErr error) error {
+	e.Time, e.Actor, e.Result = a.now(), a.Actor, "ok"
+	if opErr != nil {
+		e.Result = "error: " + opErr.Error()
+	}
+	detail, _ := json.Marshal(struct {
+		KeyType     string `json:"key_type,omitempty"`
+		Fingerprint string `json:"fingerprint,omitempty"`
+		Detail      string `json:"detail,omitempty"`
+	}{e.KeyType, e.Fingerprint, e.Detail})
+	_, aerr := a.Store.AppendAudit(ctx, store.AuditRecord{
+		At: e.Time, Actor: e.Actor, Operation: e.Operation, KeyName: e.Key,
+		Detail: string(detail), Result: e.Result,
+	})
+	if a.Transcript != nil {
+		line, _ := json.Marshal(e)
+		if _, err := a.Transcript.Write(append(line, '\n')); err != nil && aerr == nil {
+			aerr = fmt.Errorf("writing the transcript: %w", err)
+		}
+	}
+	if opErr != nil {
+		return opErr
+	}
+	if aerr != nil {
+		return fmt.Errorf("%s was done but could not be recorded: %w", e.Operation, aerr)
+	}
+	return nil
+}
+
+// keyEntry starts a transcript entry for an operation on an existing key,
+// with its type and fingerprint when the key is known.
+func (a *Admin) keyEntry(ctx context.Context, op, key, detail string) TranscriptEntry {
+	e := TranscriptEntry{Operation: op, Key: key, Detail: detail}
+	if k, err := a.Store.GetKey(ctx, key); err == nil {
+		e.KeyType, e.Fingerprint = k.KeyType, k.Fingerprint
+	}
+	return e
+}
