@@ -38,7 +38,17 @@ type Dialer struct {
 	mu    sync.Mutex
 	idle  int // dialing or connected and waiting for a request
 	total int
+	conns int // connected (TLS up), idle or busy
 	wake  chan struct{}
+}
+
+// Connected reports how many connections to the bridge are established
+// (TLS handshake done), idle or busy: more than zero means the bridge can
+// pair requests with this server.
+func (d *Dialer) Connected() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.conns
 }
 
 // Stats is a snapshot of a Dialer's connections.
@@ -123,6 +133,9 @@ func (d *Dialer) worker(ctx context.Context) {
 	for {
 		conn, err := d.dial(ctx)
 		if err == nil {
+			d.mu.Lock()
+			d.conns++
+			d.mu.Unlock()
 			c := &firstReadConn{Conn: conn, first: func() {
 				d.mu.Lock()
 				busy = true
@@ -140,6 +153,9 @@ func (d *Dialer) worker(ctx context.Context) {
 			d.Serve(context.WithoutCancel(ctx), c)
 			stop()
 			conn.Close()
+			d.mu.Lock()
+			d.conns--
+			d.mu.Unlock()
 			return
 		}
 		if ctx.Err() != nil {

@@ -50,7 +50,10 @@ func NewMetrics(dialers ...*Dialer) *Metrics {
 				func() float64 { return float64(d.Stats().Idle) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "signet_server_bridge_connections",
 				Help: "Connections to the bridge, idle and busy.", ConstLabels: labels},
-				func() float64 { return float64(d.Stats().Total) }))
+				func() float64 { return float64(d.Stats().Total) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "signet_server_bridge_connected",
+				Help: "Connections to the bridge with TLS established, idle and busy (0: the bridge cannot reach this server).", ConstLabels: labels},
+				func() float64 { return float64(d.Connected()) }))
 	}
 	return m
 }
