@@ -17,7 +17,9 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/signet-project/signet/cmd/internal/health"
 	"github.com/signet-project/signet/cmd/internal/secret"
+	"github.com/signet-project/signet/cmd/internal/version"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/server"
 	"github.com/signet-project/signet/server/store"
@@ -31,7 +33,7 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "signet-server:", err)
-		os.Exit(1)
+		os.Exit(health.ExitCode(err))
 	}
 }
 
@@ -89,7 +91,8 @@ file descriptor, or a prompt without echo; never from the command line.`,
 	a.v.SetDefault("kdf.memory_kib", hsm.DefaultKDF.MemoryKiB)
 	a.v.SetDefault("kdf.threads", hsm.DefaultKDF.Threads)
 
-	root.AddCommand(a.tokenCmd(), a.keyCmd(), a.userCmd(), a.auditCmd(), a.runCmd())
+	root.AddCommand(a.tokenCmd(), a.keyCmd(), a.userCmd(), a.auditCmd(), a.runCmd(), a.statusCmd())
+	version.Setup(root)
 	return root
 }
 

@@ -44,7 +44,8 @@ request a bridge pairs with one of them. Configuration (TOML, --config):
             and the clients' certificates
   [[bridge]] address = "bridge.example.org:44334", server_name, idle = 2
   [server]  pin_file (optional: lets new-key and import-key run over the
-            network), unwrap_cache = "5m", max_file_payload (bytes),
+            network), pin_credential (the same from a systemd credential:
+            the file of that name in $CREDENTIALS_DIRECTORY), unwrap_cache = "5m", max_file_payload (bytes),
             spool_dir, metrics_file (node-exporter textfile),
             lenient_username_check, proxy_usernames, batch_workers
             (sign-rpms packages signed at once per connection; default
@@ -52,9 +53,13 @@ request a bridge pairs with one of them. Configuration (TOML, --config):
             sign-rpms connection, default 10 GiB)
 
 The token PIN, which only new-key and import-key need, comes from --pin-file,
---pin-fd, server.pin_file, or a prompt without echo with --ask-pin; it is
+--pin-fd, server.pin_credential, server.pin_file, or a prompt without echo with --ask-pin; it is
 held in memory only. Without one the server still signs: each user's
 passphrase unwraps the PIN from the database.
+
+Under systemd (Type=notify) the server says READY=1 once every bridge holds
+at least one of its connections; ` + "`signet-server status`" + ` reports health from
+the metrics file.
 
 SIGTERM or SIGINT stops dialing; requests in flight finish first.`,
 		Args: cobra.NoArgs,
@@ -100,6 +105,11 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	defer tok.Close()
 	var pin []byte
 	src := secret.Source{What: "token PIN", File: a.pinFile, FD: a.pinFD, Batch: true}
+	if !src.Set() {
+		if src.File, err = pinCredential(v.GetString("server.pin_credential")); err != nil {
+			return err
+		}
+	}
 	if !src.Set() {
 		src.File = v.GetString("server.pin_file")
 	}
@@ -165,7 +175,13 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.Run(ctx) }()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		notifyReady(ctx, dialers, h.Metrics.Registry, v.GetString("server.metrics_file"), log)
+	}()
 	wg.Wait()
+	writeFinalMetrics(h.Metrics.Registry, v.GetString("server.metrics_file"), log)
 	log.Info("signet-server stopped")
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil
