@@ -7,7 +7,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/signet-project/signet/cmd/internal/health"
 	"github.com/signet-project/signet/cmd/internal/tlsfiles"
+	"github.com/signet-project/signet/cmd/internal/version"
 	"log/slog"
 	"net"
 	"os"
@@ -31,7 +33,7 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "signet-bridge:", err)
-		os.Exit(1)
+		os.Exit(health.ExitCode(err))
 	}
 }
 
@@ -102,7 +104,8 @@ read, and replies are MACed with keys it never sees.
 	for _, k := range []string{"client-listen", "server-listen", "metrics-listen", "log-level"} {
 		a.v.BindPFlag(strings.ReplaceAll(k, "-", "_"), f.Lookup(k))
 	}
-	root.AddCommand(a.runCmd(), a.checkCmd())
+	root.AddCommand(a.runCmd(), a.checkCmd(), a.statusCmd())
+	version.Setup(root)
 	return root
 }
 
@@ -334,6 +337,7 @@ func (a *app) run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- b.Serve(cl, sl) }()
+	notifyReady(ctx, cl.Addr().String(), sl.Addr().String(), log)
 	select {
 	case err = <-errc:
 		sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
