@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/cmd/internal/version"
 	"github.com/signet-project/signet/robo"
 )
 
@@ -69,6 +70,7 @@ amqp.shutdown_timeout), and exits.`,
 			return nil
 		},
 	})
+	version.Setup(root)
 	return root
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/cmd/internal/version"
 	"github.com/signet-project/signet/protocol"
 )
 
@@ -123,6 +124,7 @@ func (a *app) rootCommand() *cobra.Command {
 	for _, c := range a.commands() {
 		root.AddCommand(c)
 	}
+	version.Setup(root)
 	return root
 }
 
