@@ -72,7 +72,7 @@ func TestSystemdService(t *testing.T) {
 	t.Setenv("SOFTHSM2_CONF", tk.Conf)
 	bcert, pool := testPKI(t, dir)
 
-	b, err := bridge.New(bridge.Config{Certificate: bcert, CA: pool})
+	b, err := bridge.New(bridge.Config{Certificate: bcert, CA: pool, ServerNames: []string{"server"}})
 	if err != nil {
 		t.Fatal(err)
 	}
