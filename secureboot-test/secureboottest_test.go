@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -156,6 +157,9 @@ func TestBoot(t *testing.T) {
 				start := time.Now()
 				r, err := BootFiles(context.Background(), arch, vars, files, wait...)
 				t.Logf("%v %q, verdict after %v, boot %v", r.Verdict, r.Status, r.Elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+				if r.Retried {
+					t.Logf("RETRIED: the first attempt had no verdict in %v; its log:\n%s", DefaultTimeout, r.FirstLog)
+				}
 				if err != nil {
 					t.Fatalf("Boot: %v\n%s", err, r.Log)
 				}
@@ -276,5 +280,86 @@ func TestBootBadInput(t *testing.T) {
 	}
 	if _, err := BootFiles(ctx, AMD64, vars, map[string]string{"EFI/BOOT/grubx64.efi": "x"}); err == nil {
 		t.Error("BootFiles accepted files without the loader")
+	}
+}
+
+// TestBootRetry: an attempt that reaches its time without a verdict is made
+// once more, the result says so and carries the first attempt's log, and no
+// QEMU is left behind.
+func TestBootRetry(t *testing.T) {
+	if err := Available(AMD64); err != nil {
+		unavailable(t, "%v", err)
+	}
+	grub := filepath.Join(images(t), "amd64", "grub.efi")
+	vars, err := Vars(AMD64, Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { attemptTimeout = d }(attemptTimeout)
+	attemptTimeout = 300 * time.Millisecond // no firmware decides that fast
+	start := time.Now()
+	r, err := Boot(context.Background(), AMD64, vars, grub)
+	if err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	if !r.Retried || r.Verdict != NoVerdict {
+		t.Errorf("Boot = %v, retried %v; want no verdict after a retry", r.Verdict, r.Retried)
+	}
+	if d := time.Since(start); d < 2*attemptTimeout {
+		t.Errorf("Boot returned after %v, less than two attempts of %v", d, attemptTimeout)
+	}
+	if left := qemuChildren(t); len(left) > 0 {
+		t.Errorf("QEMU left running: %v", left)
+	}
+}
+
+// TestSlots: boots take turns machine-wide; a waiter gives up with its
+// context and gets a slot once one is released.
+func TestSlots(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var held []func()
+	for i := 0; i < max(1, runtime.NumCPU()/2); i++ {
+		release, err := acquireSlot(ctx)
+		if err != nil {
+			t.Fatalf("slot %d: %v", i, err)
+		}
+		held = append(held, release)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if release, err := acquireSlot(short); err != context.DeadlineExceeded {
+		if release != nil {
+			release()
+		}
+		t.Fatalf("acquireSlot with every slot held = %v, want %v", err, context.DeadlineExceeded)
+	}
+	held[0]()
+	release, err := acquireSlot(ctx)
+	if err != nil {
+		t.Fatalf("acquireSlot after a release: %v", err)
+	}
+	release()
+	for _, r := range held[1:] {
+		r()
+	}
+}
+
+// TestCPUTime: the CPU time read for this process grows while it computes.
+func TestCPUTime(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("CPU time is read from /proc")
+	}
+	before, ok := cpuTime(os.Getpid())
+	if !ok {
+		t.Fatal("cpuTime of this process: not readable")
+	}
+	x := 0
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		x++
+	}
+	after, _ := cpuTime(os.Getpid())
+	if after <= before {
+		t.Errorf("cpuTime went from %v to %v over 300 ms of computing (%d loops)", before, after, x)
 	}
 }

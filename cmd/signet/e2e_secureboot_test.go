@@ -160,13 +160,18 @@ func testSecureBoot(t *testing.T, s *stack) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		// Room to wait for the machine's QEMU slot and for a second
+		// attempt; a boot alone takes seconds.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		r, err := secureboottest.BootFiles(ctx, arch, vars, files, waitFor...)
 		if err != nil {
 			t.Fatalf("booting %s: %v", files[arch.Loader()], err)
 		}
 		t.Logf("%s %s: %v in %v", arch, filepath.Base(files[arch.Loader()]), r.Verdict, r.Elapsed.Round(time.Millisecond))
+		if r.Retried {
+			t.Logf("RETRIED: the first attempt had no verdict in %v; its log:\n%s", secureboottest.DefaultTimeout, r.FirstLog)
+		}
 		return r
 	}
 	for _, im := range signed {
