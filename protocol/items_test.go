@@ -601,7 +601,7 @@ func TestEncodeRefusals(t *testing.T) {
 	// Errors of a sequenced reader name the item number.
 	b, _ := EncodeSubReply(keys, 0, mustSubReplyFields(t, []byte{1}, CodeOK), nil)
 	rr := NewSubReplyReader(bytes.NewReader(b), keys, 10)
-	rr.c.next = 5
+	rr.c.next, rr.ok = 5, 5
 	_, err := rr.Next()
 	if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "sub-reply 5") {
 		t.Fatalf("%v", err)

@@ -362,32 +362,75 @@ func writeSubItem(w io.Writer, c *counter, what string, header func(SubKeys) (hd
 	return seq, WritePayload(w, pkey, n, payload)
 }
 
-// SubReplyWriter writes a server's sub-replies, numbering every one of
-// them 0, 1, ... whatever its status (§7.5).
+// SubReplyIndexing says which sub-replies advance the sub-reply index n
+// that keys each sub-reply (§7.5, §7.9 item 6). The two Sigul 1.2
+// programs disagree on it.
+type SubReplyIndexing int
+
+const (
+	// IndexEveryReply advances n after every sub-reply, whatever its
+	// status: what the 1.2 server does.
+	IndexEveryReply SubReplyIndexing = iota
+	// IndexOKReplies advances n only after a sub-reply with status 0, so
+	// n is the number of successful sub-replies before this one: what
+	// the unmodified 1.2 client expects, and what signet's server sends.
+	IndexOKReplies
+)
+
+func (x SubReplyIndexing) String() string {
+	if x == IndexOKReplies {
+		return "index advanced after OK sub-replies only"
+	}
+	return "index advanced after every sub-reply"
+}
+
+// SubReplyWriter writes a server's sub-replies, keying each with the index
+// its indexing rule gives (§7.5, §7.9 item 6).
 type SubReplyWriter struct {
-	w    io.Writer
-	keys SubKeys
-	c    counter
+	w        io.Writer
+	keys     SubKeys
+	c        counter
+	indexing SubReplyIndexing
 }
 
 // NewSubReplyWriter returns a writer of sub-replies to w with the base keys
-// keys.
+// keys, numbering every sub-reply 0, 1, ... whatever its status, as the
+// 1.2 server does (IndexEveryReply).
 func NewSubReplyWriter(w io.Writer, keys SubKeys) *SubReplyWriter {
 	return &SubReplyWriter{w: w, keys: keys}
 }
 
+// NewSubReplyWriterIndexed is NewSubReplyWriter with the given indexing
+// rule. A server that must serve the unmodified 1.2 client uses
+// IndexOKReplies: a failed sub-reply is keyed with the same index as the
+// sub-reply after it.
+func NewSubReplyWriterIndexed(w io.Writer, keys SubKeys, indexing SubReplyIndexing) *SubReplyWriter {
+	return &SubReplyWriter{w: w, keys: keys, indexing: indexing}
+}
+
 // Write writes the next sub-reply: A1‖A2 (one Write), then u64 n, n bytes
-// from payload and A5, and returns its number. A failed RPM gets a
-// sub-reply with its status and n = 0 (§7.3, §7.12). It refuses fields
-// without id or a 4-byte status.
+// from payload and A5, and returns the index it was keyed with. A failed
+// RPM gets a sub-reply with its status and n = 0 (§7.3, §7.12). It refuses
+// fields without id or a 4-byte status.
 func (s *SubReplyWriter) Write(fields Fields, n uint64, payload io.Reader) (uint32, error) {
-	return writeSubItem(s.w, &s.c, "sub-reply", func(d SubKeys) ([]byte, []byte, error) {
+	if s.indexing == IndexOKReplies {
+		if st, err := fields.U32(FieldStatus); err == nil && ErrorCode(st) != CodeOK {
+			// Keyed with the current index, which is not used up.
+			c := s.c
+			return writeSubItem(s.w, &c, "sub-reply", s.header(fields), s.keys, n, payload)
+		}
+	}
+	return writeSubItem(s.w, &s.c, "sub-reply", s.header(fields), s.keys, n, payload)
+}
+
+func (s *SubReplyWriter) header(fields Fields) func(SubKeys) ([]byte, []byte, error) {
+	return func(d SubKeys) ([]byte, []byte, error) {
 		h, err := NewSubReplyHeader(fields, d.ReplyHeader)
 		if err != nil {
 			return nil, nil, err
 		}
 		return h.Bytes(), d.ReplyPayload, nil
-	}, s.keys, n, payload)
+	}
 }
 
 // SubRequest is one sub-request as read by a SubRequestReader.
@@ -464,15 +507,22 @@ func (s *SubRequestReader) Next() (*SubRequest, error) {
 }
 
 // SubReplyReader reads a client's sub-replies in order, verifying each with
-// the keys derived for its number. Unlike the 1.2 client it advances the
-// number after every sub-reply, whatever its status (§7.5).
+// the keys derived for its index. It accepts both conventions of §7.9 item
+// 6: while no sub-reply has failed they agree; at the first sub-reply
+// after a failed one, the header is checked with the index counting only
+// OK sub-replies and then with the one counting every sub-reply, and the
+// rule that verified is kept for the rest of the stream. Both keys are
+// secret to the bridge, so accepting either adds no forgery path.
 type SubReplyReader struct {
-	r      io.Reader
-	keys   SubKeys
-	max    uint64
-	c      counter
-	cur    *PayloadReader
-	failed error
+	r        io.Reader
+	keys     SubKeys
+	max      uint64
+	c        counter // every sub-reply read
+	ok       uint32  // sub-replies read with status 0
+	indexing SubReplyIndexing
+	decided  bool
+	cur      *PayloadReader
+	failed   error
 }
 
 // NewSubReplyReader returns a reader of sub-replies from r with the base
@@ -481,14 +531,20 @@ func NewSubReplyReader(r io.Reader, keys SubKeys, maxPayload uint64) *SubReplyRe
 	return &SubReplyReader{r: r, keys: keys, max: maxPayload}
 }
 
+// Indexing returns the server's indexing rule, and whether the stream has
+// shown it yet (it shows only after a failed sub-reply).
+func (s *SubReplyReader) Indexing() (SubReplyIndexing, bool) { return s.indexing, s.decided }
+
 // Next reads the next sub-reply header, verified, and returns it with a
 // verifying reader of its payload. Whatever the caller left unread of the
 // previous payload is read and discarded first. It returns io.EOF at a
 // clean end of the stream between sub-replies (§7.9 step 1). A header that
-// fails its MAC, or lacks id or a 4-byte status, is an error after which
-// every call fails. The payload's MAC error, if any, is returned by its
-// final Read; for a successful sub-reply with return-data false the client
-// must instead require Len() == 0 and ignore the MAC (§6.5).
+// fails its MAC under every index it may have, or lacks id or a 4-byte
+// status, is an error after which every call fails. The payload's MAC
+// error, if any, is returned by its final Read; for a successful sub-reply
+// with return-data false the client must instead require Len() == 0 and
+// ignore the MAC (§6.5). SubReply.Seq is the position of the sub-reply on
+// the wire, whatever index keyed it.
 func (s *SubReplyReader) Next() (*SubReply, error) {
 	if s.failed != nil {
 		return nil, s.failed
@@ -503,8 +559,7 @@ func (s *SubReplyReader) Next() (*SubReply, error) {
 		_, s.failed = s.c.take("sub-reply")
 		return nil, s.failed
 	}
-	d := s.keys.ForIndex(seq)
-	h, err := ReadSubReplyHeader(s.r, d.ReplyHeader)
+	h, idx, err := s.readHeader(seq)
 	if err != nil {
 		if err != io.EOF {
 			err = wrapSeq(err, "sub-reply", seq)
@@ -513,13 +568,55 @@ func (s *SubReplyReader) Next() (*SubReply, error) {
 		return nil, err
 	}
 	s.c.take("sub-reply")
-	p, err := NewPayloadReader(s.r, d.ReplyPayload, s.max, fmt.Sprintf("sub-reply %d payload", seq))
+	if h.Status() == CodeOK {
+		s.ok++
+	}
+	p, err := NewPayloadReader(s.r, DeriveSubKey(s.keys.ReplyPayload, idx), s.max, fmt.Sprintf("sub-reply %d payload", seq))
 	if err != nil {
 		s.failed = err
 		return nil, err
 	}
 	s.cur = p
 	return &SubReply{Seq: seq, Header: h, Payload: p}, nil
+}
+
+// readHeader reads A1‖A2 of the sub-reply at position seq and verifies A2
+// under the index or indexes it may have; it returns the index that
+// verified.
+func (s *SubReplyReader) readHeader(seq uint32) (*SubReplyHeader, uint32, error) {
+	mh, err := readMACHeader(s.r, 0, "sub-reply header")
+	if err != nil {
+		return nil, 0, err
+	}
+	h := &SubReplyHeader{h: mh}
+	cand := []uint32{seq}
+	rules := []SubReplyIndexing{IndexEveryReply}
+	switch {
+	case s.ok == seq:
+		// No failure yet: both rules give the same index.
+	case s.decided && s.indexing == IndexOKReplies:
+		cand, rules = []uint32{s.ok}, []SubReplyIndexing{IndexOKReplies}
+	case !s.decided:
+		cand, rules = []uint32{s.ok, seq}, []SubReplyIndexing{IndexOKReplies, IndexEveryReply}
+	}
+	var first error
+	for i, n := range cand {
+		err := h.Verify(DeriveSubKey(s.keys.ReplyHeader, n))
+		if err == nil {
+			// The fields are looked at only once the MAC verified.
+			if err := checkSubReplyFields(mh.fields); err != nil {
+				return nil, 0, err
+			}
+			if len(cand) > 1 {
+				s.indexing, s.decided = rules[i], true
+			}
+			return h, n, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, 0, first
 }
 
 func isIntegrity(err error) bool {

@@ -177,7 +177,10 @@ func (s *ConnServer) subPhase(ctx context.Context, m *protocol.Mux, keys protoco
 		}
 	}()
 
-	w := protocol.NewSubReplyWriter(m.Writer(protocol.Outer), keys)
+	// The index of a sub-reply counts only the OK sub-replies before it, as
+	// the unmodified 1.2 client expects (§7.9 item 6); signet's client
+	// accepts this and the 1.2 server's rule.
+	w := protocol.NewSubReplyWriterIndexed(m.Writer(protocol.Outer), keys, protocol.IndexOKReplies)
 	var carry *pending
 	for {
 		p := carry
