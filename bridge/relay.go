@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -302,12 +301,15 @@ func relayItem(w *protocol.ChunkWriter, header []byte, p *protocol.PayloadReader
 // subPhase relays sign-rpms sub-requests and sub-replies at the same time
 // (§7.7, §7.12), with the bridge's checks: the sub-request whitelist, id
 // uniqueness, P ≤ 1 TiB, the running total, and known ids in sub-replies.
-// Sub-requests that need Koji (P = 0) drop the connection.
+// Sub-requests that need Koji (P = 0) drop the connection. With
+// head-signing too, sub-requests go on unchanged: the server verifies the
+// client's payload MAC over exactly what the client sent (whole packages
+// from Sigul's client, headers from signet's), which trimming would break
+// (§7.8).
 func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protocol.Mux, closeAll func()) error {
 	var mu sync.Mutex
 	ids := map[string]bool{}
 	keep := returnData(h)
-	head := headSigning(h)
 	return both(closeAll, func() error {
 		in := cm.Reader(protocol.Outer)
 		var total uint64
@@ -343,26 +345,6 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 				return drop(ResultDroppedInvalid, "sub-request %d repeats an id", n)
 			}
 			r.subReqs.Add(1)
-			if head {
-				// §7.8: only the headers go on; the payload MAC is
-				// forwarded unchanged (it still matches when the client
-				// sent just the headers, as signet's client does).
-				prefix, err := rpmHeadPrefix(p, p.Len())
-				if err != nil {
-					return drop(ResultDroppedInvalid, "sub-request %d (head signing): %w", n, err)
-				}
-				if err := p.Finish(); err != nil {
-					return fmt.Errorf("sub-request %d: %w", n, err)
-				}
-				cw := sm.ChunkWriter()
-				if err := cw.WriteChunk(protocol.Outer, q.Bytes()); err != nil {
-					return fmt.Errorf("forwarding sub-request %d: %w", n, err)
-				}
-				if err := protocol.WriteCanonicalPayload(cw, uint64(len(prefix)), bytes.NewReader(prefix), p.MAC()); err != nil {
-					return fmt.Errorf("forwarding sub-request %d: %w", n, err)
-				}
-				continue
-			}
 			if err := protocol.WriteCanonicalItem(sm.ChunkWriter(), q.Bytes(), p); err != nil {
 				return fmt.Errorf("forwarding sub-request %d: %w", n, err)
 			}

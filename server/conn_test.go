@@ -103,45 +103,10 @@ func (f *connFixture) request(cn string, fields map[string]string, secrets map[s
 	f.t.Helper()
 	conn := f.bridge.accept(f.t, 5*time.Second)
 	defer conn.Close()
-	m := protocol.NewMux(conn, nil)
-	clientCert := f.pki.leaf(cn)
-	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{clientCert}, RootCAs: f.pki.pool, ServerName: "signet-server.test"})
-	hs := make(chan error, 1)
-	go func() { hs <- inner.Handshake() }() // the ClientHello goes first, as Sigul's client does
-
-	var fl protocol.Fields
-	for k, v := range fields {
-		if err := fl.Set(k, []byte(v)); err != nil {
-			return nil, err
-		}
-	}
-	h, err := protocol.NewRequestHeader(fl, uint64(len(payload)))
+	m, keys, err := f.send(conn, cn, fields, secrets, payload, nil)
 	if err != nil {
 		return nil, err
 	}
-	psum, err := protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(payload))
-	if err != nil {
-		return nil, err
-	}
-	if err := <-hs; err != nil {
-		return nil, err
-	}
-	keys, err := protocol.GenerateReplyKeys(nil)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := protocol.NewInnerMessage(h, psum, keys)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range secrets {
-		msg.Fields.Set(k, []byte(v))
-	}
-	b, _ := msg.MarshalBinary()
-	if _, err := inner.Write(b); err != nil {
-		return nil, err
-	}
-	inner.Close()
 	var src io.Reader = m.Reader(protocol.Outer)
 	if tamper != nil {
 		raw, err := io.ReadAll(src)
@@ -156,6 +121,58 @@ func (f *connFixture) request(cn string, fields map[string]string, secrets map[s
 	}
 	m.Writer(protocol.Outer).Close()
 	return &reply{rh.Code(), rh.Fields(), body}, nil
+}
+
+// send sends one request on conn as a client whose certificate names cn,
+// with the sign-rpms base keys sub if not nil, and returns the connection's
+// mux and the reply keys.
+func (f *connFixture) send(conn net.Conn, cn string, fields map[string]string, secrets map[string]string, payload []byte, sub *protocol.SubKeys) (*protocol.Mux, protocol.ReplyKeys, error) {
+	var keys protocol.ReplyKeys
+	m := protocol.NewMux(conn, nil)
+	clientCert := f.pki.leaf(cn)
+	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{clientCert}, RootCAs: f.pki.pool, ServerName: "signet-server.test"})
+	hs := make(chan error, 1)
+	go func() { hs <- inner.Handshake() }() // the ClientHello goes first, as Sigul's client does
+
+	var fl protocol.Fields
+	for k, v := range fields {
+		if err := fl.Set(k, []byte(v)); err != nil {
+			return nil, keys, err
+		}
+	}
+	h, err := protocol.NewRequestHeader(fl, uint64(len(payload)))
+	if err != nil {
+		return nil, keys, err
+	}
+	psum, err := protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(payload))
+	if err != nil {
+		return nil, keys, err
+	}
+	if err := <-hs; err != nil {
+		return nil, keys, err
+	}
+	keys, err = protocol.GenerateReplyKeys(nil)
+	if err != nil {
+		return nil, keys, err
+	}
+	msg, err := protocol.NewInnerMessage(h, psum, keys)
+	if err != nil {
+		return nil, keys, err
+	}
+	for k, v := range secrets {
+		msg.Fields.Set(k, []byte(v))
+	}
+	if sub != nil {
+		if err := msg.SetSubKeys(*sub); err != nil {
+			return nil, keys, err
+		}
+	}
+	b, _ := msg.MarshalBinary()
+	if _, err := inner.Write(b); err != nil {
+		return nil, keys, err
+	}
+	inner.Close()
+	return m, keys, nil
 }
 
 func TestConnServer(t *testing.T) {

@@ -127,6 +127,9 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 		}
 	}
 	sigmd5, hasMD5 := fields["rpm-sigmd5"]
+	if hasMD5 && len(sigmd5) != 16 {
+		return nil, &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf("rpm-sigmd5 is %d bytes, want 16 (an MD5 digest)", len(sigmd5))}
+	}
 	if hasMD5 && !bytes.Equal(sigmd5, p.SigMD5()) {
 		return nil, &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf("rpm-sigmd5 %x does not match the package (%x)", sigmd5, p.SigMD5())}
 	}
@@ -135,17 +138,7 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 	}
 	opts := rpm.SignOptions{Key: s.pk, Time: s.h.now(), V3: s.v3, FileSigner: s.file}
 	if s.head {
-		// Only the headers came (§7.8): the payload digest is checked by
-		// whoever installs the package, against the signed header.
-		if err := p.VerifyHeader(); err != nil {
-			return nil, corrupt(err)
-		}
-		hdr, err := p.SignatureHeader(ra, opts)
-		if err != nil {
-			return nil, corrupt(err)
-		}
-		return &signed{payload: bytes.NewReader(hdr), size: int64(len(hdr)), audit: audit + " head-signing",
-			digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
+		return s.signHead(p, ra, authenticated, audit, opts)
 	}
 	// Verified before anything is signed (a corrupt package costs no token
 	// operation); Sign checks the bytes again as it copies them, in case
@@ -161,6 +154,45 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 	return &signed{payload: f, size: n, audit: audit, digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
 }
 
+// signHead signs a package for head signing (§7.8) and returns only its
+// new signature header. What arrived is either the whole package (the 1.2
+// client sends local files whole; signet's client does so for a package
+// without payload digest) or its headers and a few payload bytes
+// (signet's client otherwise). Either way it must be what the client's
+// payload MAC covers: rpm-sigmd5 vouches for header and payload, so it
+// can stand in for the MAC only when the whole package is here for the
+// server to check the MD5 over it.
+func (s *rpmSigner) signHead(p *rpm.Package, ra io.ReaderAt, authenticated bool, audit string, opts rpm.SignOptions) (*signed, error) {
+	whole, err := p.Whole()
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	if !authenticated && !whole {
+		return nil, &refusal{status: protocol.CodeUnauthenticatedRPM, message: "head signing: the payload MAC does not verify over the bytes that arrived, which are only the package's headers; rpm-sigmd5 cannot vouch for a payload the server never saw"}
+	}
+	if whole {
+		// As without head signing: the whole package is checked, and
+		// with it the MD5 that rpm-sigmd5 matched.
+		if err := p.Verify(ra); err != nil {
+			return nil, corrupt(err)
+		}
+		audit += " head-signing whole-package"
+	} else {
+		// The payload digest is checked by whoever installs the package,
+		// against the signed header.
+		if err := p.VerifyHeader(); err != nil {
+			return nil, corrupt(err)
+		}
+		audit += " head-signing"
+	}
+	hdr, err := p.SignatureHeader(ra, opts)
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	return &signed{payload: bytes.NewReader(hdr), size: int64(len(hdr)), audit: audit,
+		digest: "sha256:" + hex.EncodeToString(p.HeaderSHA256())}, nil
+}
+
 // corrupt gives format errors their reply: CORRUPT_RPM, or a message for
 // a package that head signing cannot sign (it needs a header+payload
 // signature).
@@ -169,7 +201,7 @@ func corrupt(err error) error {
 	case errors.Is(err, rpm.ErrCorrupt):
 		return &refusal{status: protocol.CodeCorruptRPM, message: err.Error()}
 	case errors.Is(err, rpm.ErrIncomplete):
-		return &refusal{status: protocol.CodeUnknownError, message: err.Error() + "; sign it without --head-signing"}
+		return &refusal{status: protocol.CodeUnknownError, message: err.Error() + "; send the whole package (signet's client does so by itself for a package without payload digest)"}
 	}
 	return err
 }
