@@ -139,15 +139,43 @@ func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMF
 	b := &rpmBatch{c: c, opts: &opts, keys: keys, files: files, results: results,
 		answered: make([]bool, len(files)), pkgs: make([]*rpm.Package, len(files))}
 	_, err = c.Do(ctx, &Request{Op: "sign-rpms", Fields: fl.f, Secrets: sec, SubKeys: &keys, Sub: b.run}, nil)
-	for i := range results {
-		if !b.answered[i] && results[i].Err == nil {
-			results[i].Err = errors.New("no reply from server received")
-			if err != nil {
-				results[i].Err = err
-			}
+	// Every package gets a result, and one that says why: a connection
+	// that died mid-batch leaves packages unanswered (and some unsent).
+	b.mu.Lock()
+	var missing []int
+	for i := range files {
+		if !b.answered[i] {
+			missing = append(missing, i)
 		}
 	}
+	replies := b.replies
+	b.mu.Unlock()
+	for _, i := range missing {
+		b.finish(i, b.unanswered(i, replies, err))
+	}
 	return results, err
+}
+
+// ErrNotSigned is wrapped by the result of a package of a batch that got
+// no reply: the batch ended before the server answered it.
+var ErrNotSigned = errors.New("no reply from the server for this package")
+
+// unanswered says why package i of the batch has no reply, given the
+// number of sub-replies that arrived and the batch's error.
+func (b *rpmBatch) unanswered(i, replies int, err error) error {
+	b.mu.Lock()
+	sent := b.pkgs[i] != nil
+	b.mu.Unlock()
+	what := "sent"
+	if !sent {
+		what = "not sent"
+	}
+	if err != nil {
+		return fmt.Errorf("%w (%s; the batch ended after %d of %d replies): %w", ErrNotSigned, what, replies, len(b.files), err)
+	}
+	return fmt.Errorf("%w (%s): the bridge or server ended the batch cleanly after %d of %d replies, without a word on this package; "+
+		"the bridge's or the server's log says why it dropped the rest (a Sigul 1.2 server cannot report some per-package errors, §7.12)",
+		ErrNotSigned, what, replies, len(b.files))
 }
 
 type rpmBatch struct {
@@ -161,6 +189,7 @@ type rpmBatch struct {
 	answered []bool
 	pkgs     []*rpm.Package // parsed when sent
 	done     int
+	replies  int // sub-replies read
 }
 
 func (b *rpmBatch) finish(i int, err error) {
@@ -199,7 +228,12 @@ func (b *rpmBatch) send(m *protocol.Mux) error {
 		p, _ := rpm.Read(f, fi.Size())
 		n := fi.Size()
 		if b.opts.HeadSigning {
-			n = p.PayloadOffset
+			if p.HeadSignable() {
+				n = HeadPrefixLen(p)
+			} else {
+				b.c.log().Info("head signing: sending the whole package, whose main header has no payload digest (rpm before 4.14) or whose signature header records no size",
+					"rpm", file.Path, "bytes", n)
+			}
 		}
 		b.mu.Lock()
 		b.pkgs[i] = p
@@ -214,6 +248,20 @@ func (b *rpmBatch) send(m *protocol.Mux) error {
 		}
 	}
 	return out.Close()
+}
+
+// HeadPrefixLen is how much of a package signet's client sends for head
+// signing (§7.8): the lead, both headers and the first payload bytes, in
+// whole units of 4096 bytes, at least 16 bytes past the end of the main
+// header, or the whole file if that is shorter. A Sigul 1.2 bridge reads
+// in 4096-byte units until it has 16 bytes past the main header, and
+// drops the whole request if the file ends before (the payload MAC covers
+// exactly what is sent, so the bridge must forward it unchanged for the
+// server to verify it, which this length makes it do).
+func HeadPrefixLen(p *rpm.Package) int64 {
+	const unit, past = 4096, 16
+	n := (p.PayloadOffset + past + unit - 1) / unit * unit
+	return min(n, p.Size)
 }
 
 func subRequestFields(id uint32, n rpm.NEVRA) (protocol.Fields, error) {
@@ -244,6 +292,9 @@ func (b *rpmBatch) receive(m *protocol.Mux) error {
 		if err != nil {
 			return fmt.Errorf("reading the replies: %w", noReply(err))
 		}
+		b.mu.Lock()
+		b.replies++
+		b.mu.Unlock()
 		id := r.Header.ID()
 		if len(id) != 4 {
 			return fmt.Errorf("sub-reply %d has an id of %d bytes", r.Seq, len(id))
