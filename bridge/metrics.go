@@ -3,15 +3,14 @@ package bridge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/signet-project/signet/internal/metricsserver"
 	"github.com/signet-project/signet/protocol"
 )
 
@@ -104,49 +103,6 @@ func opLabel(op string) string {
 	return opUnknown
 }
 
-// CheckLoopback refuses a metrics address whose host is not a loopback IP
-// address or "localhost". The metrics endpoint has no authentication, so it
-// must not be reachable from other hosts; an empty host (":9100") means
-// every interface and is refused too.
-func CheckLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("metrics address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("metrics address %q is not a loopback address: the metrics endpoint has no authentication; use 127.0.0.1:PORT, [::1]:PORT or localhost:PORT and scrape it locally (or through an authenticating proxy)", addr)
-}
-
-// ListenMetrics opens the metrics listener after CheckLoopback, and checks
-// the address it got as well ("localhost" must resolve to loopback).
-func ListenMetrics(addr string) (net.Listener, error) {
-	if err := CheckLoopback(addr); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkLoopbackListener(ln); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
-}
-
-func checkLoopbackListener(ln net.Listener) error {
-	ta, ok := ln.Addr().(*net.TCPAddr)
-	if !ok || !ta.IP.IsLoopback() {
-		return fmt.Errorf("metrics listener address %s is not a loopback address", ln.Addr())
-	}
-	return nil
-}
-
 // MetricsHandler returns the Prometheus handler for the bridge's metrics.
 func (b *Bridge) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(b.m.reg, promhttp.HandlerOpts{})
@@ -155,13 +111,11 @@ func (b *Bridge) MetricsHandler() http.Handler {
 // ServeMetrics serves /metrics on ln, which must listen on a loopback
 // address, until Shutdown. It returns nil after Shutdown.
 func (b *Bridge) ServeMetrics(ln net.Listener) error {
-	if err := checkLoopbackListener(ln); err != nil {
+	if err := metricsserver.CheckListener(ln); err != nil {
 		ln.Close()
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", b.MetricsHandler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := metricsserver.NewServer(b.MetricsHandler())
 	b.mu.Lock()
 	if b.shutting {
 		b.mu.Unlock()

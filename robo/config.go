@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/viper"
 
-	"github.com/signet-project/signet/bridge"
+	"github.com/signet-project/signet/internal/metricsserver"
 )
 
 // Kind names, as they appear in the configuration, logs and metrics.
@@ -251,7 +251,7 @@ func (c *Config) check() error {
 		a.reconnectMax = a.reconnectMin
 	}
 	if c.MetricsListen != "" {
-		if err := bridge.CheckLoopback(c.MetricsListen); err != nil {
+		if err := metricsserver.CheckLoopback(c.MetricsListen); err != nil {
 			return fmt.Errorf("configuration: metrics_listen: %w", err)
 		}
 	}

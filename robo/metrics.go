@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/signet-project/signet/bridge"
+	"github.com/signet-project/signet/internal/metricsserver"
 )
 
 type metrics struct {
@@ -62,14 +61,11 @@ func (r *Robo) MetricsHandler() http.Handler {
 // ServeMetrics serves /metrics on addr (loopback only) until ctx ends.
 // It returns once listening, with the listener's address.
 func (r *Robo) ServeMetrics(ctx context.Context, addr string) (string, error) {
-	// The bridge's rule: the endpoint has no authentication.
-	ln, err := bridge.ListenMetrics(addr)
+	ln, err := metricsserver.Listen(addr)
 	if err != nil {
 		return "", err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", r.MetricsHandler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := metricsserver.NewServer(r.MetricsHandler())
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("metrics endpoint failed", "err", err)

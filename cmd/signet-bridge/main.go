@@ -7,9 +7,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/signet-project/signet/cmd/internal/health"
-	"github.com/signet-project/signet/cmd/internal/tlsfiles"
-	"github.com/signet-project/signet/cmd/internal/version"
 	"log/slog"
 	"net"
 	"os"
@@ -22,6 +19,10 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/signet-project/signet/bridge"
+	"github.com/signet-project/signet/cmd/internal/health"
+	"github.com/signet-project/signet/cmd/internal/tlsfiles"
+	"github.com/signet-project/signet/cmd/internal/version"
+	"github.com/signet-project/signet/internal/metricsserver"
 	"github.com/signet-project/signet/protocol"
 )
 
@@ -206,7 +207,7 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 		s.serverListen = ":44333"
 	}
 	if s.metricsListen != "" {
-		if err := bridge.CheckLoopback(s.metricsListen); err != nil {
+		if err := metricsserver.CheckLoopback(s.metricsListen); err != nil {
 			return nil, err
 		}
 	}
@@ -308,7 +309,7 @@ func (a *app) run(ctx context.Context) error {
 	}
 	var mln net.Listener
 	if s.metricsListen != "" {
-		if mln, err = bridge.ListenMetrics(s.metricsListen); err != nil {
+		if mln, err = metricsserver.Listen(s.metricsListen); err != nil {
 			return err
 		}
 	}
