@@ -18,11 +18,17 @@ type GenerateRequest struct {
 	// ID is the CKA_ID; when nil, a random 2-byte id not yet in use is
 	// chosen (YubiHSM 2 object ids are 16 bits).
 	ID []byte
+	// Backup makes the private key extractable, but only wrapped under a
+	// trusted wrap key (CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED), so
+	// that it can be backed up and restored into another token. It is
+	// chosen now and can never be changed.
+	Backup bool
 }
 
 // GenerateKey generates a key pair inside the token. The private key is a
 // token object with CKA_SENSITIVE true, CKA_EXTRACTABLE false and CKA_PRIVATE
-// true: its bytes never leave the token.
+// true: its bytes never leave the token; with req.Backup they leave it only
+// wrapped under a trusted wrap key (see Key.Wrap).
 func (t *Token) GenerateKey(req GenerateRequest) (*Key, error) {
 	if _, ok := keyTypeNames[req.Type]; !ok {
 		return nil, fmt.Errorf("hsm: key type %v: %w", req.Type, ErrUnsupported)
@@ -34,6 +40,9 @@ func (t *Token) GenerateKey(req GenerateRequest) (*Key, error) {
 			return err
 		}
 		pubT, privT := commonTemplates(req.Type, id, req.Label)
+		if req.Backup {
+			privT = backupTemplate(privT)
+		}
 		var mech uint
 		switch {
 		case req.Type.IsRSA():
