@@ -34,6 +34,9 @@ type Key struct {
 	Fingerprint string
 	// CreatedAt is when the key was added (UTC); AddKey sets it if zero.
 	CreatedAt time.Time
+	// Backup: the key was generated to be backed up (extractable, wrapped
+	// under a trusted wrap key only) or restored from such a backup.
+	Backup bool
 }
 
 // KeyUpdate lists the changes UpdateKey makes; nil fields are left alone.
@@ -75,7 +78,7 @@ func pgpCreated(t time.Time) sql.NullInt64 {
 	return sql.NullInt64{Int64: t.Unix(), Valid: true}
 }
 
-const keyColumns = `id, name, key_type, token, object_id, public_key, pgp_created, pgp_certificate, fingerprint, created_at`
+const keyColumns = `id, name, key_type, token, object_id, public_key, pgp_created, pgp_certificate, fingerprint, created_at, backup`
 
 func scanKey(row interface{ Scan(...any) error }) (Key, error) {
 	var k Key
@@ -83,7 +86,7 @@ func scanKey(row interface{ Scan(...any) error }) (Key, error) {
 	var fp sql.NullString
 	var createdAt string
 	if err := row.Scan(&k.ID, &k.Name, &k.KeyType, &k.Token, &k.ObjectID, &k.PublicKey,
-		&created, &k.PGPCertificate, &fp, &createdAt); err != nil {
+		&created, &k.PGPCertificate, &fp, &createdAt, &k.Backup); err != nil {
 		return Key{}, err
 	}
 	if created.Valid {
@@ -156,10 +159,10 @@ func (s *Store) AddKey(ctx context.Context, k Key) (Key, error) {
 	}
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO keys
-			(name, key_type, token, object_id, public_key, pgp_created, pgp_certificate, fingerprint, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			(name, key_type, token, object_id, public_key, pgp_created, pgp_certificate, fingerprint, created_at, backup)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.Name, k.KeyType, k.Token, k.ObjectID, k.PublicKey, pgpCreated(k.PGPCreated),
-			nullBytes(k.PGPCertificate), nullString(k.Fingerprint), formatTime(k.CreatedAt))
+			nullBytes(k.PGPCertificate), nullString(k.Fingerprint), formatTime(k.CreatedAt), k.Backup)
 		if isUnique(err) {
 			return exists(KindKey, k.Name, "")
 		}

@@ -94,6 +94,12 @@ var migrations = []migration{
 			END`,
 		},
 	},
+	{
+		desc: "keys.backup: generated for wrapped backup",
+		stmts: []string{
+			`ALTER TABLE keys ADD COLUMN backup INTEGER NOT NULL DEFAULT 0 CHECK (backup IN (0, 1))`,
+		},
+	},
 }
 
 // SchemaVersion is the schema version this code creates and understands.
