@@ -29,12 +29,20 @@ type NewKeyRequest struct {
 	// OwnerPassphrase as their passphrase for it.
 	Owner           string
 	OwnerPassphrase []byte
+	// Backup generates the key so that it can be backed up: see
+	// hsm.GenerateRequest.Backup. BackupProfile is the token's wrap
+	// profile, which tells whether the token can wrap keys of the type.
+	Backup        bool
+	BackupProfile hsm.WrapProfile
 }
 
 // GenerateKey generates a key in the token and records it. Its OpenPGP
 // creation time is fixed now, so its fingerprint never changes.
 func (a *Admin) GenerateKey(ctx context.Context, req NewKeyRequest) (store.Key, error) {
 	e := TranscriptEntry{Operation: "key-generate", Key: req.Name, KeyType: req.Type.String(), Detail: ownerDetail(req)}
+	if req.Backup {
+		e.Detail = strings.TrimPrefix(e.Detail+"; for backup (extractable only wrapped under the trusted wrap key)", "; ")
+	}
 	k, err := a.generate(ctx, req)
 	e.Fingerprint = k.Fingerprint
 	return k, a.record(ctx, e, err)
@@ -51,7 +59,12 @@ func (a *Admin) generate(ctx context.Context, req NewKeyRequest) (store.Key, err
 	if err := a.checkNewKey(ctx, req); err != nil {
 		return store.Key{}, err
 	}
-	hk, err := a.Token.GenerateKey(hsm.GenerateRequest{Type: req.Type, Label: req.Name})
+	if req.Backup {
+		if err := a.Token.CheckBackupType(req.BackupProfile, req.Type); err != nil {
+			return store.Key{}, err
+		}
+	}
+	hk, err := a.Token.GenerateKey(hsm.GenerateRequest{Type: req.Type, Label: req.Name, Backup: req.Backup})
 	if err != nil {
 		return store.Key{}, err
 	}
@@ -156,7 +169,7 @@ func (a *Admin) describe(req NewKeyRequest, hk *hsm.Key, created time.Time) (sto
 	}
 	k := store.Key{
 		Name: req.Name, KeyType: hk.Type().String(), Token: a.TokenName, ObjectID: hk.ID(),
-		PublicKey: der, PGPCreated: created, Fingerprint: pk.FingerprintHex(),
+		PublicKey: der, PGPCreated: created, Fingerprint: pk.FingerprintHex(), Backup: req.Backup,
 	}
 	if len(req.UserIDs) > 0 {
 		if k.PGPCertificate, err = pk.Certificate(req.UserIDs, a.now()); err != nil {

@@ -30,6 +30,7 @@ func (a *app) keyCmd() *cobra.Command {
 	var (
 		keyType, owner, file string
 		uids                 []string
+		backup               bool
 	)
 	ownerPass := func() ([]byte, error) {
 		if owner == "" {
@@ -39,7 +40,7 @@ func (a *app) keyCmd() *cobra.Command {
 	}
 	generate := &cobra.Command{
 		Use:   "generate NAME --type TYPE",
-		Short: "Generate a key inside the token (sensitive, never extractable)",
+		Short: "Generate a key inside the token (sensitive; never extractable, or with --backup only wrapped)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kt, err := hsm.ParseKeyType(keyType)
@@ -52,7 +53,13 @@ func (a *app) keyCmd() *cobra.Command {
 			}
 			defer secret.Zero(pass)
 			return a.with(cmd, true, true, func(s *session) error {
-				k, err := s.admin.GenerateKey(cmd.Context(), server.NewKeyRequest{Name: args[0], Type: kt, UserIDs: uids, Owner: owner, OwnerPassphrase: pass})
+				req := server.NewKeyRequest{Name: args[0], Type: kt, UserIDs: uids, Owner: owner, OwnerPassphrase: pass, Backup: backup}
+				if backup {
+					if req.BackupProfile, err = a.wrapProfile(s.tok.Info()); err != nil {
+						return err
+					}
+				}
+				k, err := s.admin.GenerateKey(cmd.Context(), req)
 				if err != nil {
 					return err
 				}
@@ -62,6 +69,7 @@ func (a *app) keyCmd() *cobra.Command {
 		},
 	}
 	generate.Flags().StringVar(&keyType, "type", "", "key type: "+strings.Join(types, ", ")+" (required)")
+	generate.Flags().BoolVar(&backup, "backup", false, "make the key extractable, wrapped under the token's trusted wrap key only, so that 'key backup' can save it (chosen now, never later)")
 	generate.MarkFlagRequired("type")
 
 	importc := &cobra.Command{
@@ -122,7 +130,7 @@ not change. Delete the file and every other copy of the key afterwards.`,
 					return err
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "NAME\tTYPE\tTOKEN\tID\tCREATED\tFINGERPRINT\tUSERS")
+				fmt.Fprintln(w, "NAME\tTYPE\tTOKEN\tID\tCREATED\tFINGERPRINT\tUSERS\tBACKUP")
 				for _, k := range keys {
 					acc, err := s.admin.Store.ListAccesses(cmd.Context(), k.Name)
 					if err != nil {
@@ -136,8 +144,12 @@ not change. Delete the file and every other copy of the key afterwards.`,
 						}
 						users = append(users, n)
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%x\t%s\t%s\t%s\n", k.Name, k.KeyType, k.Token, k.ObjectID,
-						k.PGPCreated.Format(time.DateOnly), k.Fingerprint, strings.Join(users, ","))
+					bk := "no"
+					if k.Backup {
+						bk = "yes"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%x\t%s\t%s\t%s\t%s\n", k.Name, k.KeyType, k.Token, k.ObjectID,
+						k.PGPCreated.Format(time.DateOnly), k.Fingerprint, strings.Join(users, ","), bk)
 				}
 				return w.Flush()
 			})
