@@ -144,11 +144,15 @@ func (a *Admin) backupKey(ctx context.Context, name string, p hsm.WrapProfile) (
 	if err != nil {
 		return nil, wrapID, err
 	}
-	data, err := json.MarshalIndent(backupFile{Body: body, MAC: mac}, "", "  ")
-	if err != nil {
-		return nil, wrapID, err
-	}
-	return append(data, '\n'), wrapID, nil
+	// The body goes in as it was MACed, byte for byte.
+	macJSON, _ := json.Marshal(mac)
+	var f bytes.Buffer
+	f.WriteString("{\"signet_key_backup\":")
+	f.Write(body)
+	f.WriteString(",\n\"mac\":")
+	f.Write(macJSON)
+	f.WriteString("}\n")
+	return f.Bytes(), wrapID, nil
 }
 
 // ParseBackup reads a backup file without checking its MAC (which needs

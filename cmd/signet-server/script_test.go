@@ -109,6 +109,9 @@ func TestScripts(t *testing.T) {
 			"csrverify":     cmdCSRVerify,
 			"corruptpem":    cmdCorruptPEM,
 			"ceremonylog":   cmdCeremonyLog,
+			"sharesecrets":  cmdShareSecrets,
+			"backupsecrets": cmdBackupSecrets,
+			"flipbyte":      cmdFlipByte,
 		},
 	})
 }
