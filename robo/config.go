@@ -3,6 +3,7 @@ package robo
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/signet-project/signet/internal/configfile"
 	"github.com/signet-project/signet/internal/metricsserver"
 )
 
@@ -166,23 +168,23 @@ const ConfigHelp = `Configuration (TOML, --config):
   key = "fedora-43"
   passphrase_file = "/etc/signet/fedora-43.pass"`
 
-// LoadConfigFile reads a TOML configuration file.
+// LoadConfigFile reads a TOML configuration file strictly: an unknown key
+// is an error naming the closest known one.
 func LoadConfigFile(path string) (*Config, error) {
-	v := viper.New()
-	v.SetConfigFile(path)
-	v.SetConfigType("toml")
-	if err := v.ReadInConfig(); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, fmt.Errorf("reading configuration %s: %w", path, err)
 	}
-	return LoadConfig(v)
+	defer f.Close()
+	return LoadConfig(f, path)
 }
 
-// LoadConfig decodes and checks a configuration read by viper, filling in
-// defaults.
-func LoadConfig(v *viper.Viper) (*Config, error) {
+// LoadConfig reads, decodes and checks a TOML configuration (name is the
+// file name used in messages), filling in defaults.
+func LoadConfig(r io.Reader, name string) (*Config, error) {
 	var c Config
-	if err := v.Unmarshal(&c); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+	if err := configfile.Read(viper.New(), r, name, &c); err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, err

@@ -73,7 +73,8 @@ sign-rpms sub-request without the RPM) are refused: this bridge has no Koji
 integration.`
 
 type app struct {
-	v *viper.Viper
+	v   *viper.Viper
+	cfg *config // decoded from v by loadConfig
 }
 
 func newRoot() *cobra.Command {
@@ -117,14 +118,7 @@ func (a *app) loadConfig(cmd *cobra.Command) error {
 			path = defaultConfig
 		}
 	}
-	if path != "" {
-		a.v.SetConfigFile(path)
-		a.v.SetConfigType("toml")
-		if err := a.v.ReadInConfig(); err != nil {
-			return fmt.Errorf("reading configuration %s: %w", path, err)
-		}
-	}
-	return nil
+	return a.decodeConfig(path)
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -190,15 +184,15 @@ type settings struct {
 }
 
 func (a *app) settings(log *slog.Logger) (*settings, error) {
-	v := a.v
-	cert, pool, err := tlsfiles.Load(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
+	c := a.cfg
+	cert, pool, err := tlsfiles.Load(c.TLS.Cert, c.TLS.Key, c.TLS.CA)
 	if err != nil {
 		return nil, err
 	}
 	s := &settings{
-		clientListen:  v.GetString("client_listen"),
-		serverListen:  v.GetString("server_listen"),
-		metricsListen: v.GetString("metrics_listen"),
+		clientListen:  c.ClientListen,
+		serverListen:  c.ServerListen,
+		metricsListen: c.MetricsListen,
 	}
 	if s.clientListen == "" {
 		s.clientListen = ":44334"
@@ -211,29 +205,37 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 			return nil, err
 		}
 	}
-	s.cfg = bridge.Config{Certificate: cert, CA: pool, ServerNames: v.GetStringSlice("server_names"), LenientCN: v.GetBool("lenient_cn"),
-		ProxyCNs: v.GetStringSlice("proxy_cns"), MaxIdleServers: v.GetInt("max_idle_servers"), Logger: log}
-	for key, dst := range map[string]*time.Duration{
-		"pairing_timeout": &s.cfg.PairingTimeout, "handshake_timeout": &s.cfg.HandshakeTimeout,
-		"client_timeout": &s.cfg.ClientTimeout, "server_timeout": &s.cfg.ServerTimeout, "shutdown_timeout": &s.shutdownTimeout,
+	s.cfg = bridge.Config{Certificate: cert, CA: pool, ServerNames: c.ServerNames, LenientCN: c.LenientCN,
+		ProxyCNs: c.ProxyCNs, MaxIdleServers: c.MaxIdleServers, Logger: log}
+	for _, d := range []struct {
+		key string
+		raw string
+		dst *time.Duration
+	}{
+		{"pairing_timeout", c.PairingTimeout, &s.cfg.PairingTimeout}, {"handshake_timeout", c.HandshakeTimeout, &s.cfg.HandshakeTimeout},
+		{"client_timeout", c.ClientTimeout, &s.cfg.ClientTimeout}, {"server_timeout", c.ServerTimeout, &s.cfg.ServerTimeout},
+		{"shutdown_timeout", c.ShutdownTimeout, &s.shutdownTimeout},
 	} {
-		if *dst, err = duration(v, key); err != nil {
+		if *d.dst, err = duration(d.key, d.raw); err != nil {
 			return nil, err
 		}
 	}
 	if s.shutdownTimeout == 0 {
 		s.shutdownTimeout = 60 * time.Second
 	}
-	for key, dst := range map[string]*uint64{"max_reply_payload": &s.cfg.MaxReplyPayload, "max_rpms_payloads": &s.cfg.MaxRPMsPayloads} {
-		if v.IsSet(key) {
-			if *dst, err = size(v.Get(key), key); err != nil {
+	for key, p := range map[string]struct {
+		raw *int64
+		dst *uint64
+	}{"max_reply_payload": {c.MaxReplyPayload, &s.cfg.MaxReplyPayload}, "max_rpms_payloads": {c.MaxRPMsPayloads, &s.cfg.MaxRPMsPayloads}} {
+		if p.raw != nil {
+			if *p.dst, err = size(*p.raw, key); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if lim := v.GetStringMap("limits"); len(lim) > 0 {
+	if len(c.Limits) > 0 {
 		s.cfg.OpLimits = map[string]uint64{}
-		for op, val := range lim {
+		for op, val := range c.Limits {
 			if _, ok := protocol.LookupOp(op); !ok {
 				return nil, fmt.Errorf("configuration [limits]: %q is not a protocol v1 operation", op)
 			}
@@ -252,15 +254,10 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 	return s, nil
 }
 
-// duration reads a duration written as a string ("30s", "2m").
-func duration(v *viper.Viper, key string) (time.Duration, error) {
-	raw := v.Get(key)
-	if raw == nil {
+// duration reads a duration written as a string ("30s", "2m"); "" is 0.
+func duration(key, str string) (time.Duration, error) {
+	if str == "" {
 		return 0, nil
-	}
-	str, ok := raw.(string)
-	if !ok {
-		return 0, fmt.Errorf("configuration %s: write the duration as a string with a unit, e.g. %s = \"30s\"", key, key)
 	}
 	d, err := time.ParseDuration(str)
 	if err != nil || d < 0 {
@@ -269,19 +266,12 @@ func duration(v *viper.Viper, key string) (time.Duration, error) {
 	return d, nil
 }
 
-// size reads a byte count written as a non-negative TOML integer.
-func size(raw any, key string) (uint64, error) {
-	switch n := raw.(type) {
-	case int64:
-		if n >= 0 {
-			return uint64(n), nil
-		}
-	case int:
-		if n >= 0 {
-			return uint64(n), nil
-		}
+// size reads a byte count, a non-negative integer.
+func size(n int64, key string) (uint64, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("configuration %s: must be a number of bytes (a non-negative integer)", key)
 	}
-	return 0, fmt.Errorf("configuration %s: must be a number of bytes (a non-negative integer)", key)
+	return uint64(n), nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -295,7 +285,7 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 func (a *app) run(ctx context.Context) error {
-	log, err := newLogger(a.v.GetString("log_level"))
+	log, err := newLogger(a.cfg.LogLevel)
 	if err != nil {
 		return err
 	}

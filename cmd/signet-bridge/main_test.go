@@ -243,3 +243,25 @@ func TestRunAndSIGTERM(t *testing.T) {
 		t.Errorf("log:\n%s", stderr.String())
 	}
 }
+
+// TestUnknownKeys: a misspelt key is refused with the file, the key and
+// the closest known key, instead of silently falling back to the default.
+func TestUnknownKeys(t *testing.T) {
+	for _, tc := range []struct{ extra, tables, want string }{
+		{`lenient_cm = true`, "", `unknown key "lenient_cm" (did you mean "lenient_cn"?)`},
+		{`max_reply_paylod = 1024`, "", `unknown key "max_reply_paylod" (did you mean "max_reply_payload"?)`},
+		{"", "[server]\nmax_file_payload = 1024\n", `unknown key "server"`},
+		// The extra tables follow [tls]: this key is in it.
+		{"", "key_file = \"x\"\n", `unknown key "tls.key_file" (did you mean "tls.key"?)`},
+	} {
+		cfg := writeConfig(t, tc.extra+"\nclient_listen = \"127.0.0.1:0\"\nserver_listen = \"127.0.0.1:0\"", tc.tables)
+		for _, cmd := range []string{"run", "check-config"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := execute(ctx, cmd, "--config", cfg)
+			cancel()
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), cfg) {
+				t.Errorf("%s with %q%q: got %v, want an error naming %s and %q", cmd, tc.extra, tc.tables, err, cfg, tc.want)
+			}
+		}
+	}
+}

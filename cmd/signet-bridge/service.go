@@ -45,7 +45,7 @@ up to pairing_timeout), 2 CRITICAL (the endpoint does not answer: the bridge
 is not running, or metrics_listen is not set).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r := bridgeStatus(a.v.GetString("metrics_listen"), timeout)
+			r := bridgeStatus(a.cfg.MetricsListen, timeout)
 			r.Print(cmd.OutOrStdout())
 			return r.Err()
 		},

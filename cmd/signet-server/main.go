@@ -40,6 +40,7 @@ func main() {
 // app is what every command shares: configuration and the secret sources.
 type app struct {
 	v     *viper.Viper
+	cfg   *config // decoded from v by loadConfig
 	batch bool
 	// secret sources, by flag prefix
 	pinFile, soPinFile, passFile, pwFile, keyPassFile string
@@ -113,14 +114,7 @@ func (a *app) loadConfig(cmd *cobra.Command) error {
 			path = defaultConfig
 		}
 	}
-	if path != "" {
-		a.v.SetConfigFile(path)
-		a.v.SetConfigType("toml")
-		if err := a.v.ReadInConfig(); err != nil {
-			return fmt.Errorf("reading configuration %s: %w", path, err)
-		}
-	}
-	return nil
+	return a.decodeConfig(path)
 }
 
 // secretFlags adds --NAME-file and --NAME-fd options for one secret.
@@ -135,25 +129,29 @@ func (a *app) read(what, file string, fd int, confirm bool) ([]byte, error) {
 
 func (a *app) tokenConfig() hsm.Config {
 	return hsm.Config{
-		Module:      a.v.GetString("token.module"),
-		TokenLabel:  a.v.GetString("token.label"),
-		TokenSerial: a.v.GetString("token.serial"),
-		MaxSessions: a.v.GetInt("token.max_sessions"),
+		Module:      a.cfg.Token.Module,
+		TokenLabel:  a.cfg.Token.Label,
+		TokenSerial: a.cfg.Token.Serial,
+		MaxSessions: a.cfg.Token.MaxSessions,
 	}
 }
 
+func (a *app) kdf() hsm.KDFParams {
+	return hsm.KDFParams{Time: a.cfg.KDF.Time, MemoryKiB: a.cfg.KDF.MemoryKiB, Threads: a.cfg.KDF.Threads}
+}
+
 func (a *app) tokenName() string {
-	if s := a.v.GetString("token.serial"); s != "" {
+	if s := a.cfg.Token.Serial; s != "" {
 		return s
 	}
-	return a.v.GetString("token.label")
+	return a.cfg.Token.Label
 }
 
 // openStore opens the database; a missing one is created only by commands
 // that add things (create true), so a typo in --database is not silently
 // a new empty database.
 func (a *app) openStore(ctx context.Context, create bool) (*store.Store, error) {
-	path := a.v.GetString("database")
+	path := a.cfg.Database
 	if !create {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("database %s: %w (it is created by `user add`, `key generate` or `key import`)", path, err)
@@ -206,10 +204,10 @@ func (a *app) open(ctx context.Context, token, create bool) (*session, error) {
 		}
 		return nil, err
 	}
-	kdf := hsm.KDFParams{Time: a.v.GetUint32("kdf.time"), MemoryKiB: a.v.GetUint32("kdf.memory_kib"), Threads: uint8(a.v.GetUint("kdf.threads"))}
+	kdf := a.kdf()
 	return &session{tok: tok, admin: &server.Admin{
 		Store: st, Token: tok, PIN: pin, TokenName: a.tokenName(), KDF: kdf, Actor: actor(),
-		Transcript: &lazyFile{path: a.v.GetString("transcript")},
+		Transcript: &lazyFile{path: a.cfg.Transcript},
 	}}, nil
 }
 

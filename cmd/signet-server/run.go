@@ -20,13 +20,6 @@ import (
 	"github.com/signet-project/signet/server"
 )
 
-// bridgeConfig is one [[bridge]] table of the configuration.
-type bridgeConfig struct {
-	Address    string `mapstructure:"address"`
-	ServerName string `mapstructure:"server_name"`
-	Idle       int    `mapstructure:"idle"`
-}
-
 func (a *app) runCmd() *cobra.Command {
 	var askPIN bool
 	var cpuProfile string
@@ -86,15 +79,12 @@ SIGTERM or SIGINT stops dialing; requests in flight finish first.`,
 
 func (a *app) run(ctx context.Context, askPIN bool) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	v := a.v
-	var bridges []bridgeConfig
-	if err := v.UnmarshalKey("bridge", &bridges); err != nil {
-		return fmt.Errorf("configuration [[bridge]]: %w", err)
-	}
+	cfg := a.cfg
+	bridges := cfg.Bridge
 	if len(bridges) == 0 {
 		return server.ErrNoBridges
 	}
-	tlsCert, pool, err := tlsfiles.Load(v.GetString("tls.cert"), v.GetString("tls.key"), v.GetString("tls.ca"))
+	tlsCert, pool, err := tlsfiles.Load(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA)
 	if err != nil {
 		return err
 	}
@@ -106,12 +96,12 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	var pin []byte
 	src := secret.Source{What: "token PIN", File: a.pinFile, FD: a.pinFD, Batch: true}
 	if !src.Set() {
-		if src.File, err = pinCredential(v.GetString("server.pin_credential")); err != nil {
+		if src.File, err = pinCredential(cfg.Server.PinCredential); err != nil {
 			return err
 		}
 	}
 	if !src.Set() {
-		src.File = v.GetString("server.pin_file")
+		src.File = cfg.Server.PinFile
 	}
 	if !src.Set() && askPIN {
 		src.Batch = false
@@ -130,9 +120,9 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		return err
 	}
 	defer st.Close()
-	kdf := hsm.KDFParams{Time: v.GetUint32("kdf.time"), MemoryKiB: v.GetUint32("kdf.memory_kib"), Threads: uint8(v.GetUint("kdf.threads"))}
+	kdf := a.kdf()
 	ttl := 5 * time.Minute
-	if s := v.GetString("server.unwrap_cache"); s != "" {
+	if s := cfg.Server.UnwrapCache; s != "" {
 		if ttl, err = time.ParseDuration(s); err != nil {
 			return fmt.Errorf("server.unwrap_cache %q: %w", s, err)
 		}
@@ -141,12 +131,12 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	if err != nil {
 		return err
 	}
-	auth.LenientUsernames = v.GetBool("server.lenient_username_check")
-	auth.ProxyUsernames = v.GetStringSlice("server.proxy_usernames")
-	spool := v.GetString("server.spool_dir")
+	auth.LenientUsernames = cfg.Server.LenientUsernameCheck
+	auth.ProxyUsernames = cfg.Server.ProxyUsernames
+	spool := cfg.Server.SpoolDir
 	h := &server.Handlers{Store: st, Token: tok, Auth: auth, TokenName: a.tokenName(), PIN: pin, KDF: kdf, Log: log, SpoolDir: spool}
-	cs := &server.ConnServer{Handlers: h, Log: log, MaxFilePayload: uint64(v.GetInt64("server.max_file_payload")),
-		SpoolDir: spool, BatchWorkers: v.GetInt("server.batch_workers"), MaxRPMsPayloads: uint64(v.GetInt64("server.max_rpms_payloads")),
+	cs := &server.ConnServer{Handlers: h, Log: log, MaxFilePayload: uint64(cfg.Server.MaxFilePayload),
+		SpoolDir: spool, BatchWorkers: cfg.Server.BatchWorkers, MaxRPMsPayloads: uint64(cfg.Server.MaxRPMsPayloads),
 		InnerTLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.RequireAndVerifyClientCert,
 			ClientCAs: pool, MinVersion: tls.VersionTLS12}}
 
@@ -166,7 +156,7 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	}
 	h.Metrics = server.NewMetrics(dialers...)
 	var wg sync.WaitGroup
-	if path := v.GetString("server.metrics_file"); path != "" {
+	if path := cfg.Server.MetricsFile; path != "" {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.Metrics.WriteLoop(ctx, path, 15*time.Second, log) }()
 	}
@@ -178,10 +168,10 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		notifyReady(ctx, dialers, h.Metrics.Registry, v.GetString("server.metrics_file"), log)
+		notifyReady(ctx, dialers, h.Metrics.Registry, cfg.Server.MetricsFile, log)
 	}()
 	wg.Wait()
-	writeFinalMetrics(h.Metrics.Registry, v.GetString("server.metrics_file"), log)
+	writeFinalMetrics(h.Metrics.Registry, cfg.Server.MetricsFile, log)
 	log.Info("signet-server stopped")
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil

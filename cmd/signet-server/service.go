@@ -115,7 +115,7 @@ is not running or not writing it). The server rewrites the file every 15s.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
-				file = a.v.GetString("server.metrics_file")
+				file = a.cfg.Server.MetricsFile
 			}
 			r := serverStatus(file, maxAge, time.Now())
 			r.Print(cmd.OutOrStdout())

@@ -29,7 +29,7 @@ func (a *app) tokenCmd() *cobra.Command {
 		Short: "List the tokens of the configured module (labels, serials, sessions)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mod := a.v.GetString("token.module")
+			mod := a.cfg.Token.Module
 			tokens, err := hsm.ListTokens(mod)
 			if err != nil {
 				return err
@@ -67,15 +67,15 @@ func (a *app) tokenCmd() *cobra.Command {
 				return err
 			}
 			defer secret.Zero(pin)
-			ti, err := hsm.InitToken(a.v.GetString("token.module"), label, so, pin)
+			ti, err := hsm.InitToken(a.cfg.Token.Module, label, so, pin)
 			// There is no database yet: the step goes to the transcript only.
 			e := server.TranscriptEntry{Time: time.Now().UTC(), Actor: actor(), Operation: "token-init",
-				Detail: fmt.Sprintf("label %q serial %q module %s", label, ti.Serial, a.v.GetString("token.module")), Result: "ok"}
+				Detail: fmt.Sprintf("label %q serial %q module %s", label, ti.Serial, a.cfg.Token.Module), Result: "ok"}
 			if err != nil {
 				e.Result = "error: " + err.Error()
 			}
 			line, _ := json.Marshal(e)
-			t := &lazyFile{path: a.v.GetString("transcript")}
+			t := &lazyFile{path: a.cfg.Transcript}
 			_, terr := t.Write(append(line, '\n'))
 			t.Close()
 			if err != nil {

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"github.com/signet-project/signet/internal/configfile"
+)
+
+// config is signet-bridge's configuration file, decoded strictly: a key
+// not named here is refused at start-up with the closest known one (see
+// internal/configfile). To add a setting, add a field with its key.
+type config struct {
+	ClientListen     string `mapstructure:"client_listen"`
+	ServerListen     string `mapstructure:"server_listen"`
+	MetricsListen    string `mapstructure:"metrics_listen"`
+	LogLevel         string `mapstructure:"log_level"`
+	PairingTimeout   string `mapstructure:"pairing_timeout"`
+	HandshakeTimeout string `mapstructure:"handshake_timeout"`
+	ClientTimeout    string `mapstructure:"client_timeout"`
+	ServerTimeout    string `mapstructure:"server_timeout"`
+	ShutdownTimeout  string `mapstructure:"shutdown_timeout"`
+	MaxIdleServers   int    `mapstructure:"max_idle_servers"`
+	// Byte counts are pointers: unset and 0 differ.
+	MaxReplyPayload *int64   `mapstructure:"max_reply_payload"`
+	MaxRPMsPayloads *int64   `mapstructure:"max_rpms_payloads"`
+	ServerNames     []string `mapstructure:"server_names"`
+	ProxyCNs        []string `mapstructure:"proxy_cns"`
+	LenientCN       bool     `mapstructure:"lenient_cn"`
+	TLS             struct {
+		Cert string `mapstructure:"cert"`
+		Key  string `mapstructure:"key"`
+		CA   string `mapstructure:"ca"`
+	} `mapstructure:"tls"`
+	// Limits maps operation names to byte counts.
+	Limits map[string]int64 `mapstructure:"limits"`
+}
+
+// decodeConfig decodes the settings viper holds (file and bound flags)
+// into a.cfg; with a file, it first reads it, refusing unknown keys.
+func (a *app) decodeConfig(path string) error {
+	a.cfg = &config{}
+	if path != "" {
+		return configfile.ReadFile(a.v, path, a.cfg)
+	}
+	return configfile.Decode(a.v, "(defaults)", a.cfg)
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"github.com/signet-project/signet/internal/configfile"
+)
+
+// config is signet-server's configuration file, decoded strictly: a key
+// not named here is refused at start-up with the closest known one (see
+// internal/configfile). To add a setting, add a field with its key.
+type config struct {
+	Database   string `mapstructure:"database"`
+	Transcript string `mapstructure:"transcript"`
+	Token      struct {
+		Module      string `mapstructure:"module"`
+		Label       string `mapstructure:"label"`
+		Serial      string `mapstructure:"serial"`
+		MaxSessions int    `mapstructure:"max_sessions"`
+	} `mapstructure:"token"`
+	KDF struct {
+		Time      uint32 `mapstructure:"time"`
+		MemoryKiB uint32 `mapstructure:"memory_kib"`
+		Threads   uint8  `mapstructure:"threads"`
+	} `mapstructure:"kdf"`
+	TLS    tlsConfig      `mapstructure:"tls"`
+	Bridge []bridgeConfig `mapstructure:"bridge"`
+	Server struct {
+		PinFile              string   `mapstructure:"pin_file"`
+		PinCredential        string   `mapstructure:"pin_credential"`
+		UnwrapCache          string   `mapstructure:"unwrap_cache"`
+		MaxFilePayload       int64    `mapstructure:"max_file_payload"`
+		SpoolDir             string   `mapstructure:"spool_dir"`
+		MetricsFile          string   `mapstructure:"metrics_file"`
+		LenientUsernameCheck bool     `mapstructure:"lenient_username_check"`
+		ProxyUsernames       []string `mapstructure:"proxy_usernames"`
+		BatchWorkers         int      `mapstructure:"batch_workers"`
+		MaxRPMsPayloads      int64    `mapstructure:"max_rpms_payloads"`
+	} `mapstructure:"server"`
+}
+
+// tlsConfig is the [tls] table.
+type tlsConfig struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+	CA   string `mapstructure:"ca"`
+}
+
+// bridgeConfig is one [[bridge]] table of the configuration.
+type bridgeConfig struct {
+	Address    string `mapstructure:"address"`
+	ServerName string `mapstructure:"server_name"`
+	Idle       int    `mapstructure:"idle"`
+}
+
+// decodeConfig decodes the settings viper holds (file, defaults, bound
+// flags) into a.cfg; with a file, it first reads it, refusing unknown
+// keys.
+func (a *app) decodeConfig(path string) error {
+	a.cfg = &config{}
+	if path != "" {
+		return configfile.ReadFile(a.v, path, a.cfg)
+	}
+	return configfile.Decode(a.v, "(defaults)", a.cfg)
+}
