@@ -124,9 +124,9 @@ func TestRunStops(t *testing.T) {
 // the closest known key, instead of silently falling back to the default.
 func TestUnknownKeys(t *testing.T) {
 	for extra, want := range map[string]string{
-		`metrics_lisen = "127.0.0.1:0"`:       `unknown key "metrics_lisen" (did you mean "metrics_listen"?)`,
+		`metrics_lisen = "127.0.0.1:0"`:         `unknown key "metrics_lisen" (did you mean "metrics_listen"?)`,
 		"[artifacts_sign]\nallowed_source = []": `unknown key "artifacts_sign.allowed_source" (did you mean "artifacts_sign.allowed_sources"?)`,
-		"[amqp.tls]\nexternel = true":          `unknown key "amqp.tls.externel" (did you mean "amqp.tls.external"?)`,
+		"[amqp.tls]\nexternel = true":           `unknown key "amqp.tls.externel" (did you mean "amqp.tls.external"?)`,
 	} {
 		cfg := files(t, "amqp://guest:guest@127.0.0.1:1/", extra)
 		_, err := execute(context.Background(), "--config", cfg, "check-config")
