@@ -97,12 +97,8 @@ func UnwrapPIN(wrapped, passphrase []byte, b Binding) ([]byte, error) {
 	if len(wrapped) < headerLen+16 || wrapped[0] != wrapVersion {
 		return nil, errors.New("hsm: wrapped PIN is malformed or of an unknown version")
 	}
-	params := KDFParams{
-		Time:      binary.BigEndian.Uint32(wrapped[1:]),
-		MemoryKiB: binary.BigEndian.Uint32(wrapped[5:]),
-		Threads:   wrapped[9],
-	}
-	if err := params.check(); err != nil {
+	params, err := WrappedKDF(wrapped)
+	if err != nil {
 		return nil, err
 	}
 	aead, err := params.aead(passphrase, wrapped[10:10+saltLen])
@@ -257,4 +253,42 @@ func (u *Unwrapper) id(wrapped, passphrase []byte, b Binding) [32]byte {
 	var id [32]byte
 	m.Sum(id[:0])
 	return id
+}
+
+// WrappedKDFLen is how many leading bytes of a wrapped PIN WrappedKDF
+// needs: the version and the KDF parameters.
+const WrappedKDFLen = 10
+
+// WrappedKDF returns the Argon2id parameters a wrapped PIN was made with,
+// read from its first WrappedKDFLen bytes, and an error for a header of an
+// unknown version or with parameters out of range.
+func WrappedKDF(header []byte) (KDFParams, error) {
+	if len(header) < WrappedKDFLen || header[0] != wrapVersion {
+		return KDFParams{}, errors.New("hsm: wrapped PIN is malformed or of an unknown version")
+	}
+	p := KDFParams{
+		Time:      binary.BigEndian.Uint32(header[1:]),
+		MemoryKiB: binary.BigEndian.Uint32(header[5:]),
+		Threads:   header[9],
+	}
+	return p, p.check()
+}
+
+// DecoyWrappedPIN returns random bytes shaped like a PIN wrapped with
+// params: UnwrapPIN runs the full KDF on them, as on a real one, then fails
+// with ErrBadPassphrase (no passphrase can open random bytes). Making one
+// costs no KDF run, so having to make it does not show in a refusal's time.
+func DecoyWrappedPIN(params KDFParams) ([]byte, error) {
+	if err := params.check(); err != nil {
+		return nil, err
+	}
+	out := make([]byte, headerLen+16+16) // a 16-byte PIN and its tag
+	out[0] = wrapVersion
+	binary.BigEndian.PutUint32(out[1:], params.Time)
+	binary.BigEndian.PutUint32(out[5:], params.MemoryKiB)
+	out[9] = params.Threads
+	if _, err := rand.Read(out[10:]); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -31,27 +31,28 @@ type Authenticator struct {
 	ProxyUsernames   []string
 
 	// Decoys cost what a real check costs, for callers that have no row.
-	decoyWrapped  []byte
+	decoys        *decoys
 	decoyPassword string
 }
 
-// NewAuthenticator returns an Authenticator whose decoy work matches kdf,
-// the cost new grants are made with, and whose unwrap cache keeps
-// successes for cacheTTL (at most 4096 of them).
+// NewAuthenticator returns an Authenticator whose unwrap cache keeps
+// successes for cacheTTL (at most 4096 of them). Its decoys cost what the
+// stored wrapped PINs cost (see decoys); kdf, the cost new grants are made
+// with, is the decoys' cost while no access row exists.
 func NewAuthenticator(st *store.Store, kdf hsm.KDFParams, cacheTTL time.Duration) (*Authenticator, error) {
 	junk := make([]byte, 32)
 	if _, err := rand.Read(junk); err != nil {
-		return nil, err
-	}
-	w, err := hsm.WrapPIN(junk[:16], junk[16:], hsm.Binding{Key: "\x00decoy", User: "\x00decoy"}, kdf)
-	if err != nil {
 		return nil, err
 	}
 	h, err := store.HashPassword(junk)
 	if err != nil {
 		return nil, err
 	}
-	return &Authenticator{Store: st, Unwrap: hsm.NewUnwrapper(cacheTTL, 4096), decoyWrapped: w, decoyPassword: h}, nil
+	d, err := newDecoys(st, kdf)
+	if err != nil {
+		return nil, err
+	}
+	return &Authenticator{Store: st, Unwrap: hsm.NewUnwrapper(cacheTTL, 4096), decoys: d, decoyPassword: h}, nil
 }
 
 // CheckIdentity is the first step of every authenticated operation: the
@@ -97,12 +98,19 @@ type KeyAccess struct {
 // failure runs the same KDF on a decoy so that timing tells nothing apart.
 func (a *Authenticator) KeyUser(ctx context.Context, user, key string, passphrase []byte, keyAdmin bool) (KeyAccess, error) {
 	acc, err := a.Store.GetAccess(ctx, key, user)
-	wrapped, binding := a.decoyWrapped, hsm.Binding{Key: "\x00decoy", User: "\x00decoy"}
+	var wrapped []byte
+	binding := decoyBinding
 	var k store.Key
 	if err == nil {
 		if k, err = a.Store.GetKey(ctx, key); err == nil {
 			wrapped, binding = acc.WrappedPIN, AccessBinding(k, acc.UserID)
 		}
+	}
+	if wrapped == nil {
+		if wrapped, err = a.decoys.pick(ctx, user, key); err != nil {
+			return KeyAccess{}, ErrAuthFailed
+		}
+		err = ErrAuthFailed
 	}
 	if len(passphrase) == 0 {
 		passphrase = []byte{0} // still pay the KDF: an empty passphrase never unwraps

@@ -235,3 +235,27 @@ func (s *Store) Revoke(ctx context.Context, keyName, userName string) error {
 		return nil
 	})
 }
+
+// WrappedPINHeaders returns the first n bytes of every stored wrapped PIN
+// (all of it when shorter), in row order: the KDF parameters a wrapped PIN
+// records in its header, without the ciphertext. The authenticator makes
+// its decoys' cost from them.
+func (s *Store) WrappedPINHeaders(ctx context.Context, n int) ([][]byte, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT substr(wrapped_pin, 1, ?) FROM key_accesses ORDER BY id`, n)
+	if err != nil {
+		return nil, dbErr("read wrapped PIN headers", err)
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var h []byte
+		if err := rows.Scan(&h); err != nil {
+			return nil, dbErr("read wrapped PIN headers", err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("read wrapped PIN headers", err)
+	}
+	return out, nil
+}
