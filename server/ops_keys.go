@@ -60,11 +60,21 @@ func (h *Handlers) deleteKey(ctx context.Context, r *Request) (*Response, error)
 	// Destroy the token object first: a database row without its key is
 	// visible and removable (key delete --forget-missing), a key without a
 	// row is not.
-	h.keysMu.Lock()
-	delete(h.keys, k.ID)
-	h.keysMu.Unlock()
-	if err := h.Token.DeleteKey(k.ObjectID, ""); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+	// The object must hold the public key the database has: an object id
+	// is only a label, and destroying another key by it is not undone.
+	hk, err := tokenKey(h.Token, k)
+	switch {
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		// Gone already: only the row is left to remove.
+	case err != nil:
 		return nil, err
+	default:
+		h.keysMu.Lock()
+		delete(h.keys, k.ID)
+		h.keysMu.Unlock()
+		if err := h.Token.DeleteKey(hk.ID(), ""); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			return nil, err
+		}
 	}
 	return &Response{}, storeStatus(h.Store.DeleteKey(ctx, key))
 }

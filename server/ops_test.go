@@ -382,3 +382,43 @@ func TestNewAndImportKey(t *testing.T) {
 	resp, _ = f.do("sign-data", "root", fieldsName("key", "old"), map[string]string{"passphrase": "np"}, data)
 	f.want("sign-data with the imported key", resp, protocol.CodeOK)
 }
+
+// TestDeleteKeyChecksTheTokenKey: network delete-key destroys the token
+// object only when it holds the public key the database has. An object id
+// is only a label: a different key under the same id (a token restored or
+// reused) is refused and left in the token.
+func TestDeleteKeyChecksTheTokenKey(t *testing.T) {
+	f := newOps(t)
+	ctx := context.Background()
+	rootPW := map[string]string{"password": "root pw"}
+	k, err := f.a.Store.GetKey(ctx, "x509")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.a.Token.DeleteKey(k.ObjectID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.a.Token.GenerateKey(hsm.GenerateRequest{Type: hsm.ECDSAP256, Label: "someone else", ID: k.ObjectID}); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := f.do("delete-key", "root", fieldsName("key", "x509"), rootPW, nil)
+	if resp.Status == protocol.CodeOK {
+		t.Fatal("delete-key destroyed a token object whose public key differs from the database's")
+	}
+	if _, err := f.a.Token.FindKey(k.ObjectID, ""); err != nil {
+		t.Fatalf("the other key is gone from the token: %v", err)
+	}
+	if _, err := f.a.Store.GetKey(ctx, "x509"); err != nil {
+		t.Fatalf("the refused delete-key removed the database row: %v", err)
+	}
+
+	// A key whose object is gone leaves only its row to remove.
+	if err := f.a.Token.DeleteKey(k.ObjectID, ""); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = f.do("delete-key", "root", fieldsName("key", "x509"), rootPW, nil)
+	f.want("delete-key of a key missing from the token", resp, protocol.CodeOK)
+	if _, err := f.a.Store.GetKey(ctx, "x509"); err == nil {
+		t.Fatal("delete-key left the row of a key missing from the token")
+	}
+}
