@@ -37,7 +37,7 @@ func (a *app) addBackupCommands(root *cobra.Command) {
 // module, with token.wrap_mechanism overriding the mechanism.
 func (a *app) wrapProfile(ti hsm.TokenInfo) (hsm.WrapProfile, error) {
 	p := hsm.DefaultWrapProfile(ti)
-	if s := a.v.GetString("token.wrap_mechanism"); s != "" {
+	if s := a.cfg.Token.WrapMechanism; s != "" {
 		m, err := hsm.ParseWrapMechanism(s)
 		if err != nil {
 			return p, fmt.Errorf("token.wrap_mechanism: %w", err)

@@ -15,6 +15,9 @@ type config struct {
 		Label       string `mapstructure:"label"`
 		Serial      string `mapstructure:"serial"`
 		MaxSessions int    `mapstructure:"max_sessions"`
+		// WrapMechanism overrides the token's default key-wrap
+		// mechanism for backups.
+		WrapMechanism string `mapstructure:"wrap_mechanism"`
 	} `mapstructure:"token"`
 	KDF struct {
 		Time      uint32 `mapstructure:"time"`
