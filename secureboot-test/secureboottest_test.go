@@ -18,17 +18,8 @@ import (
 	"time"
 
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/testenv"
 )
-
-// unavailable skips the test, or fails it in CI, where everything the
-// boots need is installed by scripts/install-deps.sh.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
 
 // images returns the directory holding Debian's unsigned
 // <arch>/{shim,grub,kernel}.efi (skipped without them, except in CI).
@@ -100,9 +91,7 @@ func newSigner(t *testing.T, name string) *signer {
 // sign returns a copy of image signed with sbsign.
 func (s *signer) sign(t *testing.T, image string) string {
 	t.Helper()
-	if _, err := exec.LookPath("sbsign"); err != nil {
-		unavailable(t, "sbsign not found (install sbsigntool)")
-	}
+	testenv.MustHave(t, "sbsign")
 	out := filepath.Join(t.TempDir(), "signed-"+filepath.Base(image))
 	cmd := exec.Command("sbsign", "--key", s.keyFile, "--cert", s.certFile, "--output", out, image)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -134,7 +123,7 @@ func TestBoot(t *testing.T) {
 		t.Run(string(arch), func(t *testing.T) {
 			t.Parallel() // one QEMU per architecture at a time
 			if err := Available(arch); err != nil {
-				unavailable(t, "%v", err)
+				testenv.Unavailable(t, "%v", err)
 			}
 			grub := filepath.Join(dir, string(arch), "grub.efi")
 			kernel := filepath.Join(dir, string(arch), "kernel.efi")
@@ -238,7 +227,7 @@ func qemuChildren(t *testing.T) []string {
 // error and leaves no QEMU behind.
 func TestBootCancel(t *testing.T) {
 	if err := Available(AMD64); err != nil {
-		unavailable(t, "%v", err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	grub := filepath.Join(images(t), "amd64", "grub.efi")
 	vars, err := Vars(AMD64, Keys{})
@@ -262,7 +251,7 @@ func TestBootCancel(t *testing.T) {
 
 func TestBootBadInput(t *testing.T) {
 	if err := Available(AMD64); err != nil {
-		unavailable(t, "%v", err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	ctx := context.Background()
 	if _, err := Boot(ctx, "riscv64", nil, "x.efi"); err == nil {
@@ -288,7 +277,7 @@ func TestBootBadInput(t *testing.T) {
 // QEMU is left behind.
 func TestBootRetry(t *testing.T) {
 	if err := Available(AMD64); err != nil {
-		unavailable(t, "%v", err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	grub := filepath.Join(images(t), "amd64", "grub.efi")
 	vars, err := Vars(AMD64, Keys{})

@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // storedVar is one record read back from a variable store.
@@ -75,7 +77,7 @@ func TestVars(t *testing.T) {
 	for _, arch := range []Arch{AMD64, ARM64} {
 		t.Run(string(arch), func(t *testing.T) {
 			if err := Available(arch); err != nil {
-				unavailable(t, "%v", err)
+				testenv.Unavailable(t, "%v", err)
 			}
 			fw, _ := find(arch)
 			tmpl, err := os.ReadFile(fw.varsTemplate)
@@ -131,7 +133,7 @@ func TestSignatureList(t *testing.T) {
 	const msVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 	fv, err := os.ReadFile(msVars)
 	if err != nil {
-		unavailable(t, "%v", err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	var pk []byte
 	vars, _ := records(t, fv)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/signet-project/signet/formats/rpm"
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server"
 )
@@ -32,12 +33,7 @@ func realRPM(t *testing.T, name string) []byte {
 // in want and no failure.
 func rpmChecksig(t *testing.T, cert, pkg []byte, want ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("rpmkeys"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("rpmkeys is not installed (scripts/install-deps.sh installs rpm)")
-		}
-		t.Skip("rpmkeys is not installed")
-	}
+	testenv.MustHave(t, "rpmkeys")
 	dir := t.TempDir()
 	armored, err := armorCert(cert)
 	if err != nil {

@@ -68,6 +68,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/server"
 	"github.com/signet-project/signet/server/store"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
@@ -91,11 +92,7 @@ func TestScripts(t *testing.T) {
 	if _, err := softhsmtest.Module(); err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed by the signet-server tests: %v", tool, err)
-		}
-	}
+	testenv.MustHave(t, tools...)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata",
 		RequireExplicitExec: true,

@@ -34,18 +34,6 @@ var imageNames = []string{"arm64/shim.efi", "arm64/grub.efi", "arm64/kernel.efi"
 // (skipped without them, except in CI).
 func efiDir(t testing.TB) string { return artifacts.EFIImages(t) }
 
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed (scripts/install-deps.sh installs it)", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
 // run runs a command and returns its combined output and whether it
 // exited 0.
 func run(t testing.TB, name string, args ...string) (string, bool) {

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // checkSignedBytes checks a signed image against the unsigned one it was
@@ -142,7 +144,7 @@ func pesignSigners(t *testing.T, path string) []string {
 // osslsigncode and pesign check the result.
 func TestSignRealImages(t *testing.T) {
 	dir := efiDir(t)
-	needTools(t, "sbverify", "osslsigncode", "pesign")
+	testenv.MustHave(t, "sbverify", "osslsigncode", "pesign")
 	tmp := t.TempDir()
 	kinds := []keyKind{rsa2048, rsa4096, p256}
 	pkis := map[keyKind]*pki{}
@@ -185,7 +187,7 @@ func TestSignRealImages(t *testing.T) {
 // output behaves the same).
 func TestSignWithChain(t *testing.T) {
 	dir := efiDir(t)
-	needTools(t, "sbverify", "osslsigncode", "pesign")
+	testenv.MustHave(t, "sbverify", "osslsigncode", "pesign")
 	tmp := t.TempDir()
 	for _, k := range []keyKind{rsa4096, p256} {
 		p := newPKI(t, tmp, "chain-"+string(k), k)
@@ -210,7 +212,7 @@ func TestSignWithChain(t *testing.T) {
 // and that our signature appended to sbsign's verifies alongside it.
 func TestSbsignAgrees(t *testing.T) {
 	dir := efiDir(t)
-	needTools(t, "sbsign", "sbverify", "pesign")
+	testenv.MustHave(t, "sbsign", "sbverify", "pesign")
 	tmp := t.TempDir()
 	a := newPKI(t, tmp, "sbsign", rsa2048)
 	b := newPKI(t, tmp, "appended", p256)
@@ -280,7 +282,7 @@ func TestSbsignAgrees(t *testing.T) {
 // replaces both with one.
 func TestDoubleSign(t *testing.T) {
 	dir := efiDir(t)
-	needTools(t, "sbverify", "osslsigncode", "pesign")
+	testenv.MustHave(t, "sbverify", "osslsigncode", "pesign")
 	tmp := t.TempDir()
 	a := newPKI(t, tmp, "first", rsa2048)
 	b := newPKI(t, tmp, "second", p256)
@@ -347,7 +349,7 @@ func TestDoubleSign(t *testing.T) {
 // ours (the Windows way of signing twice).
 func TestNestedSignature(t *testing.T) {
 	dir := efiDir(t)
-	needTools(t, "osslsigncode")
+	testenv.MustHave(t, "osslsigncode")
 	tmp := t.TempDir()
 	a := newPKI(t, tmp, "outer", rsa2048)
 	b := newPKI(t, tmp, "nested", p256)

@@ -15,7 +15,6 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +23,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // synthSection is a section of a synthetic image.
@@ -173,8 +174,8 @@ func synthSigner(t testing.TB) (crypto.Signer, *x509.Certificate) {
 // tables, an unaligned existing table), signs each, and where both tools
 // hash the layout alike, has sbverify and osslsigncode verify.
 func TestSyntheticLayouts(t *testing.T) {
-	_, haveSbverify := exec.LookPath("sbverify")
-	_, haveOssl := exec.LookPath("osslsigncode")
+	haveSbverify := testenv.Has(t, "sbverify")
+	haveOssl := testenv.Has(t, "osslsigncode")
 	tmp := t.TempDir()
 	p := newPKI(t, tmp, "synthetic-layouts", p256)
 	for _, l := range synthLayouts {
@@ -203,10 +204,10 @@ func TestSyntheticLayouts(t *testing.T) {
 			if err := os.WriteFile(path, out.Bytes(), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if haveSbverify == nil {
+			if haveSbverify {
 				sbverifyOK(t, p.leafPEM, path)
 			}
-			if haveOssl == nil {
+			if haveOssl {
 				osslVerify(t, p.caPEM, path, d)
 			}
 		})

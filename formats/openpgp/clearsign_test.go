@@ -15,6 +15,8 @@ import (
 
 	gopenpgp "github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // clearSignCases are the inputs ClearSign is tested with.
@@ -255,8 +257,8 @@ func verifierSetup(t *testing.T, k *Key) (home, certPath string) {
 // TestClearSignWithGPGAndSQ has gpg and sq verify cleartext signed messages
 // and give back the text, and refuse them after a one-character change.
 func TestClearSignWithGPGAndSQ(t *testing.T) {
-	needTool(t, "gpg")
-	needTool(t, "sq")
+	testenv.MustHave(t, "gpg")
+	testenv.MustHave(t, "sq")
 	for _, tc := range clearSignKeys(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -306,8 +308,8 @@ func TestClearSignWithGPGAndSQ(t *testing.T) {
 // packet) verify with gpg --verify and sq verify --detached, and fail on
 // changed data.
 func TestSignDetachedArmoredWithGPGAndSQ(t *testing.T) {
-	needTool(t, "gpg")
-	needTool(t, "sq")
+	testenv.MustHave(t, "gpg")
+	testenv.MustHave(t, "sq")
 	data := make([]byte, 300_000)
 	rand.Read(data)
 	for _, tc := range clearSignKeys(t) {

@@ -16,6 +16,8 @@ import (
 
 	gopenpgp "github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // countingDecrypter is a software RSA key that counts its decryptions and
@@ -74,7 +76,7 @@ func testPlaintext() []byte {
 // armor, recipients or hidden key ids; and that a changed byte, a message to
 // another key and garbage give ErrDecrypt.
 func TestDecryptGPGMessages(t *testing.T) {
-	needTool(t, "gpg")
+	testenv.MustHave(t, "gpg")
 	k, other, priv := decryptKeys(t)
 	home := gpgHome(t)
 	for i, key := range []*Key{k, other} {

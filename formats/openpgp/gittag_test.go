@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 const testGitTag = "object 4b825dc642cb6eb9a060e54bf8d69288fbee4904\ntype commit\ntag v1\ntagger Signet Test <signet-test@example.org> 1709294400 +0000\n\nRelease 1\n"
@@ -55,8 +57,8 @@ func mustKey(t *testing.T) *Key {
 // the output of git cat-file, append the signature, git mktag, move the
 // ref) and has git verify-tag check it.
 func TestGitTagWithGit(t *testing.T) {
-	needTool(t, "git")
-	needTool(t, "gpg")
+	testenv.MustHave(t, "git")
+	testenv.MustHave(t, "gpg")
 	k := mustKey(t)
 	home, _ := verifierSetup(t, k)
 	repo := t.TempDir()

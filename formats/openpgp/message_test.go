@@ -16,6 +16,8 @@ import (
 
 	gopenpgp "github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // testManifest is a docker v2 schema 2 image manifest.
@@ -136,7 +138,7 @@ func TestSignMessageFormat(t *testing.T) {
 // signature and skopeo standalone-verify accept it for the manifest and
 // reference (and refuse it for others).
 func TestContainerSignatureWithGPGAndSkopeo(t *testing.T) {
-	needTool(t, "gpg")
+	testenv.MustHave(t, "gpg")
 	for _, tc := range clearSignKeys(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -164,9 +166,7 @@ func TestContainerSignatureWithGPGAndSkopeo(t *testing.T) {
 				t.Errorf("gpg gives %q, want %q", got, doc)
 			}
 
-			if _, err := exec.LookPath("skopeo"); err != nil {
-				t.Skipf("skopeo is not installed: %v", err)
-			}
+			testenv.MustHave(t, "skopeo")
 			skopeo := func(manifest, ref string) (string, error) {
 				cmd := exec.Command("skopeo", "standalone-verify", manifest, ref, k.FingerprintHex(), sigPath)
 				cmd.Env = append(os.Environ(), "GNUPGHOME="+home)

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 var (
@@ -63,17 +65,10 @@ func must(err error) {
 	}
 }
 
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-}
-
 // gpgHome makes a throwaway GNUPGHOME and stops its agent at the end.
 func gpgHome(t *testing.T) string {
 	t.Helper()
-	needTool(t, "gpg")
+	testenv.MustHave(t, "gpg")
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -128,7 +123,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 const testText = "first line\nsecond line  \r\n\tthird\rline\t\n\n-- dash line\r\r\nlast line, no newline\r"
 
 func TestCertificateAndSignaturesWithGPG(t *testing.T) {
-	needTool(t, "gpg")
+	testenv.MustHave(t, "gpg")
 	binData := make([]byte, 300_000)
 	rand.Read(binData)
 	for _, tc := range testSigners() {
@@ -217,8 +212,8 @@ func TestCertificateAndSignaturesWithGPG(t *testing.T) {
 }
 
 func TestCertificateWithRPM(t *testing.T) {
-	needTool(t, "rpmkeys")
-	needTool(t, "rpm")
+	testenv.MustHave(t, "rpmkeys")
+	testenv.MustHave(t, "rpm")
 	for _, tc := range testSigners() {
 		if !tc.rpm {
 			continue // rpm 4.18 refuses ECDSA keys

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 func TestCheckOSTreeHash(t *testing.T) {
@@ -221,8 +223,8 @@ func FuzzOSTreeCommitMetaSignatures(f *testing.F) {
 // same bytes for the same signatures, and each side must read the other's
 // metadata.
 func TestOSTreeWithOSTree(t *testing.T) {
-	needTool(t, "ostree")
-	needTool(t, "gpg")
+	testenv.MustHave(t, "ostree")
+	testenv.MustHave(t, "gpg")
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
 	ostree := func(args ...string) (string, error) {

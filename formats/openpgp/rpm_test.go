@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // With helperEnv set, the test binary acts as rpmsign's "gpg": it signs its
@@ -65,7 +67,7 @@ func signHelper(args []string) error {
 // Certificate: the RPM header signature is a BinarySignature packet.
 func TestRPMSignatures(t *testing.T) {
 	for _, tool := range []string{"rpmbuild", "rpmsign", "rpmkeys"} {
-		needTool(t, tool)
+		testenv.MustHave(t, tool)
 	}
 	self, err := os.Executable()
 	if err != nil {

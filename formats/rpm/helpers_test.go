@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/signet-project/signet/formats/openpgp"
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 var (
@@ -62,13 +63,6 @@ func pgpKey(t testing.TB, s crypto.Signer) *openpgp.Key {
 
 // shortKeyID is how rpmkeys names a key: the low 32 bits of its key id.
 func shortKeyID(k *openpgp.Key) string { return fmt.Sprintf("%08x", uint32(k.KeyID())) }
-
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-}
 
 // testdataDir returns the testdata directory of the Go module
 // github.com/sassoftware/go-rpmutils v0.4.0, downloaded into the module
@@ -132,7 +126,7 @@ func loadRPM(t testing.TB, name string) []byte {
 	t.Helper()
 	dir, err := testdataDir()
 	if err != nil {
-		t.Skipf("the go-rpmutils test packages are not available: %v", err)
+		testenv.Unavailable(t, "the go-rpmutils test packages are not available: %v", err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
@@ -171,7 +165,7 @@ func writeFile(t testing.TB, dir, name string, data []byte) string {
 // rpmDB makes a throwaway rpm database that trusts keys.
 func rpmDB(t testing.TB, keys ...*openpgp.Key) string {
 	t.Helper()
-	needTool(t, "rpmkeys")
+	testenv.MustHave(t, "rpmkeys")
 	dir := t.TempDir()
 	db := filepath.Join(dir, "db")
 	for i, k := range keys {

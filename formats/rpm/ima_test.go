@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // imaSpec builds a package with a directory, regular files (one empty) and
@@ -46,7 +48,7 @@ ln -s a.txt %{buildroot}/usr/share/signet-ima/link
 // ("name value") and returns the binary and the source package.
 func buildRPMs(t *testing.T, defines ...string) (bin, src []byte) {
 	t.Helper()
-	needTool(t, "rpmbuild")
+	testenv.MustHave(t, "rpmbuild")
 	dir := t.TempDir()
 	args := []string{"--define", "_topdir " + filepath.Join(dir, "top")}
 	for _, d := range defines {
@@ -103,8 +105,8 @@ func selfSignedDER(t *testing.T, key crypto.Signer) []byte {
 // rpm2cpio and cpio.
 func extractPayload(t *testing.T, pkg []byte) string {
 	t.Helper()
-	needTool(t, "rpm2cpio")
-	needTool(t, "cpio")
+	testenv.MustHave(t, "rpm2cpio")
+	testenv.MustHave(t, "cpio")
 	dir := t.TempDir()
 	archive, err := exec.Command("rpm2cpio", writeFile(t, t.TempDir(), "p.rpm", pkg)).Output()
 	if err != nil {
@@ -125,7 +127,7 @@ func extractPayload(t *testing.T, pkg []byte) string {
 // a prefix (head signing), and a source package, which gets no file
 // signatures.
 func TestIMA(t *testing.T) {
-	needTool(t, "evmctl")
+	testenv.MustHave(t, "evmctl")
 	bin, src := buildRPMs(t)
 	k := pgpKey(t, rsa2048Key())
 	fk := p256Key()
@@ -267,7 +269,7 @@ func TestIMARefusals(t *testing.T) {
 // TestIMAKeyID checks IMAKeyID against the key id evmctl puts into the
 // signatures it makes (sign_hash) with the same key, for P-256 and RSA.
 func TestIMAKeyID(t *testing.T) {
-	needTool(t, "evmctl")
+	testenv.MustHave(t, "evmctl")
 	for name, key := range map[string]crypto.Signer{"P-256": p256Key(), "RSA": rsa2048Key()} {
 		der := must(x509.MarshalPKCS8PrivateKey(key))
 		f := writeFile(t, t.TempDir(), "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))

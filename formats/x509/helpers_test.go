@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // keyType is one of the key types the tests run over.
@@ -101,9 +103,7 @@ func checkSignOpts(t *testing.T, kt keyType, s *opaqueSigner) {
 
 func requireOpenSSL(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatalf("openssl not found in PATH (install it, e.g. with scripts/install-deps.sh): %v", err)
-	}
+	testenv.MustHave(t, "openssl")
 }
 
 // openssl runs openssl in dir and returns its combined output and whether

@@ -1,0 +1,58 @@
+// Package testenv is the one rule for tests that need something from
+// outside Go: a tool on PATH (gpg, rpmkeys, sbverify, ...), firmware, a
+// download. When it is missing, the test fails under CI=true, where
+// scripts/install-deps.sh has installed everything, and is skipped
+// elsewhere, with a message that says what is missing.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI (the environment variable CI is
+// "true"), where nothing may be missing.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// MustHave checks that every tool is on PATH. For the first one missing it
+// fails t under CI=true and skips it otherwise.
+func MustHave(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			Unavailable(t, "%s is not installed (scripts/install-deps.sh installs it): %v", tool, err)
+			return
+		}
+	}
+}
+
+// Has reports whether tool is on PATH, for a test that checks more when a
+// tool is there and still checks something without it. Under CI=true a
+// missing tool fails t (and Has returns false); otherwise the absence is
+// logged.
+func Has(t testing.TB, tool string) bool {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		msg := fmt.Sprintf("%s is not installed (scripts/install-deps.sh installs it): %v", tool, err)
+		if InCI() {
+			t.Error(msg)
+		} else {
+			t.Log(msg + "; the checks that need it are left out")
+		}
+		return false
+	}
+	return true
+}
+
+// Unavailable ends t because something it needs is missing: it fails
+// under CI=true and skips otherwise.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf(format, args...)
+		return
+	}
+	t.Skipf(format, args...)
+}

@@ -1,0 +1,45 @@
+package testenv
+
+import (
+	"testing"
+)
+
+// recorder is a testing.TB that records how a test ended instead of ending
+// it, so both sides of the rule can be checked in one run.
+type recorder struct {
+	testing.TB
+	failed, skipped bool
+	logged          bool
+}
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Fatalf(string, ...any) { r.failed = true }
+func (r *recorder) Error(...any)          { r.failed = true }
+func (r *recorder) Skipf(string, ...any)  { r.skipped = true }
+func (r *recorder) Log(...any)            { r.logged = true }
+func (r *recorder) Logf(string, ...any)   { r.logged = true }
+
+const missing = "signet-no-such-tool-7f3a"
+
+func TestRule(t *testing.T) {
+	for _, ci := range []string{"true", "", "false"} {
+		t.Run("CI="+ci, func(t *testing.T) {
+			t.Setenv("CI", ci)
+			want := ci == "true"
+			r := &recorder{TB: t}
+			MustHave(r, "sh", missing)
+			if r.failed != want || r.skipped == want {
+				t.Errorf("MustHave of a missing tool: failed %v skipped %v, want failed %v", r.failed, r.skipped, want)
+			}
+			r = &recorder{TB: t}
+			if Has(r, missing) || r.failed != want || r.logged == want {
+				t.Errorf("Has of a missing tool: failed %v logged %v, want failed %v", r.failed, r.logged, want)
+			}
+			r = &recorder{TB: t}
+			MustHave(r, "sh")
+			if !Has(r, "sh") || r.failed || r.skipped {
+				t.Errorf("a present tool: failed %v skipped %v", r.failed, r.skipped)
+			}
+		})
+	}
+}
