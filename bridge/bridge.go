@@ -96,6 +96,33 @@ type Config struct {
 	// have no timeout.
 	ServerTimeout time.Duration
 
+	// MaxRequestsPerCN caps the requests one client certificate CN may
+	// have open at once, from its TLS handshake to the end of its
+	// connection (default 4); RequestsPerCN sets it for named CNs (a
+	// robot that signs in parallel; keys are compared without regard to
+	// case). A connection over the cap is dropped at once.
+	MaxRequestsPerCN int
+	RequestsPerCN    map[string]int
+	// MinTransferRate is the least a client must send, and read, in bytes
+	// per second of the time the bridge spends waiting for it, once
+	// TransferGrace of such waiting is used up (defaults 32 KiB/s, 10 s).
+	// It applies while the client sends its request and payloads, and
+	// whenever the bridge waits to write to it; not while the client
+	// waits for the server. Negative: no minimum.
+	MinTransferRate int64
+	TransferGrace   time.Duration
+	// RequestTimeout bounds a client connection from its TLS handshake to
+	// its end, whatever the rate (default 30 min, the server's own bound).
+	RequestTimeout time.Duration
+	// MaxHandshakes caps the TLS handshakes in progress on each port
+	// (default 128), and MaxHandshakesPerIP those from one client address
+	// on the client port (default 16). A connection over a cap is closed at
+	// once.
+	MaxHandshakes, MaxHandshakesPerIP int
+	// MaxPendingPairings caps the validated requests waiting for a server
+	// connection (default 64); beyond it a request is dropped at once.
+	MaxPendingPairings int
+
 	// Logger receives one JSON-friendly record per request and per
 	// connection event. Default: JSON to standard error.
 	Logger *slog.Logger
@@ -109,6 +136,7 @@ type Bridge struct {
 	m    *metrics
 	pool *pool
 	tls  *tls.Config
+	lim  *limiter
 
 	mu         sync.Mutex
 	shutting   bool
@@ -154,6 +182,32 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.ServerTimeout <= 0 {
 		cfg.ServerTimeout = DefaultServerTimeout
 	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{{&cfg.MaxRequestsPerCN, DefaultMaxRequestsPerCN}, {&cfg.MaxHandshakes, DefaultMaxHandshakes},
+		{&cfg.MaxHandshakesPerIP, DefaultMaxHandshakesPerIP}, {&cfg.MaxPendingPairings, DefaultMaxPendingPairings}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	perCN := map[string]int{} // by lower-case CN: configuration keys lose their case
+	for cn, n := range cfg.RequestsPerCN {
+		if n <= 0 {
+			return nil, fmt.Errorf("bridge: requests_per_cn for %q is %d: it must be at least 1", cn, n)
+		}
+		perCN[strings.ToLower(cn)] = n
+	}
+	cfg.RequestsPerCN = perCN
+	if cfg.MinTransferRate == 0 {
+		cfg.MinTransferRate = DefaultMinTransferRate
+	}
+	if cfg.TransferGrace <= 0 {
+		cfg.TransferGrace = DefaultTransferGrace
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	if cfg.MaxReplyPayload == 0 {
 		cfg.MaxReplyPayload = DefaultMaxReplyPayload
 	}
@@ -169,7 +223,8 @@ func New(cfg Config) (*Bridge, error) {
 		cfg:   cfg,
 		log:   log,
 		m:     m,
-		pool:  &pool{max: cfg.MaxIdleServers, log: log, m: m},
+		pool:  &pool{max: cfg.MaxIdleServers, maxWaiting: cfg.MaxPendingPairings, log: log, m: m},
+		lim:   newLimiter(&cfg),
 		conns: map[net.Conn]struct{}{},
 		tls: &tls.Config{
 			Certificates: []tls.Certificate{cfg.Certificate},
@@ -279,10 +334,19 @@ func (b *Bridge) untrack(c net.Conn) {
 // pool. It returns true when the pool took the connection; it stays
 // tracked (for a forced Shutdown) until closed.
 func (b *Bridge) handleServer(raw net.Conn) bool {
+	limit, release := b.tryHandshake(true, raw.RemoteAddr())
+	if limit != "" {
+		b.m.limitHit(limit)
+		b.m.serverRefused.WithLabelValues(RefusedHandshake).Inc()
+		b.log.Warn("server connection refused: too many TLS handshakes in progress", "server_addr", raw.RemoteAddr().String(),
+			"max_handshakes", b.cfg.MaxHandshakes)
+		return false
+	}
 	tc := tls.Server(raw, b.tls)
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	release()
 	if err != nil {
 		b.m.serverRefused.WithLabelValues(RefusedHandshake).Inc()
 		b.log.Warn("server TLS handshake failed", "server_addr", raw.RemoteAddr().String(), "err", err)

@@ -352,7 +352,8 @@ func TestPoolSkipsDeadOnClaim(t *testing.T) {
 }
 
 func TestConcurrentClients(t *testing.T) {
-	h := startBridge(t, nil)
+	// One certificate, one address: room for all 32 at once.
+	h := startBridge(t, func(c *Config) { c.MaxRequestsPerCN, c.MaxHandshakesPerIP = 32, 32 })
 	ts := newTestServer(t, h.serverAddr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

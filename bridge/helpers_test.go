@@ -462,48 +462,73 @@ func dialBridge(addr string, cert tls.Certificate) (*tls.Conn, error) {
 	return tc, nil
 }
 
-// doRequest sends one request as a Sigul client does and verifies the
-// reply's MACs; rpms are sign-rpms sub-request payloads, ids 0..n-1.
-func doRequest(addr string, cert tls.Certificate, f protocol.Fields, payload []byte, rpms [][]byte) (*clientResult, error) {
+// openRequest is a client request whose inner session is done and whose
+// reply has not been read yet.
+type openRequest struct {
+	conn *tls.Conn
+	m    *protocol.Mux
+	tap  *tapReader
+	h    *protocol.RequestHeader
+	keys protocol.ReplyKeys
+	sk   protocol.SubKeys
+}
+
+// sendRequest sends one request as a Sigul client does, up to the end of
+// the inner session; the caller reads the reply (or not) and closes conn.
+func sendRequest(addr string, cert tls.Certificate, f protocol.Fields, payload []byte) (*openRequest, error) {
 	conn, err := dialBridge(addr, cert)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	tap := &tapReader{r: conn}
-	m := protocol.NewMux(rw{tap, conn}, &protocol.MuxConfig{MaxWriteChunk: 4096})
+	o := &openRequest{conn: conn, tap: &tapReader{r: conn}}
+	o.m = protocol.NewMux(rw{o.tap, conn}, &protocol.MuxConfig{MaxWriteChunk: 4096})
+	m := o.m
 	inner := tls.Client(m.InnerConn(), getPKI().clientCfg("server.test", cert))
 	hs := make(chan error, 1)
 	go func() { hs <- inner.Handshake() }() // the inner ClientHello goes first (§16.1)
-	h, err := protocol.NewRequestHeader(f, uint64(len(payload)))
-	if err != nil {
+	fail := func(err error) (*openRequest, error) {
+		conn.Close()
 		return nil, err
 	}
-	psum, err := protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(payload))
+	if o.h, err = protocol.NewRequestHeader(f, uint64(len(payload))); err != nil {
+		return fail(err)
+	}
+	psum, err := protocol.WriteRequest(m.Writer(protocol.Outer), o.h, bytes.NewReader(payload))
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	if err := <-hs; err != nil {
-		return nil, fmt.Errorf("inner handshake: %w", err)
+		return fail(fmt.Errorf("inner handshake: %w", err))
 	}
-	keys, _ := protocol.GenerateReplyKeys(nil)
-	msg, err := protocol.NewInnerMessage(h, psum, keys)
+	o.keys, _ = protocol.GenerateReplyKeys(nil)
+	msg, err := protocol.NewInnerMessage(o.h, psum, o.keys)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	msg.Fields.SetStr("passphrase", "right")
-	var sk protocol.SubKeys
-	if h.Op() == "sign-rpms" {
-		sk, _ = protocol.GenerateSubKeys(nil)
-		msg.SetSubKeys(sk)
+	if o.h.Op() == "sign-rpms" {
+		o.sk, _ = protocol.GenerateSubKeys(nil)
+		msg.SetSubKeys(o.sk)
 	}
 	b, _ := msg.MarshalBinary()
 	if _, err := inner.Write(b); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	if err := inner.Close(); err != nil {
+		return fail(err)
+	}
+	return o, nil
+}
+
+// doRequest sends one request as a Sigul client does and verifies the
+// reply's MACs; rpms are sign-rpms sub-request payloads, ids 0..n-1.
+func doRequest(addr string, cert tls.Certificate, f protocol.Fields, payload []byte, rpms [][]byte) (*clientResult, error) {
+	o, err := sendRequest(addr, cert, f, payload)
+	if err != nil {
 		return nil, err
 	}
+	defer o.conn.Close()
+	m, tap, h, keys, sk := o.m, o.tap, o.h, o.keys, o.sk
 	rh, data, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<30)
 	if err != nil {
 		return nil, fmt.Errorf("reply: %w", err)

@@ -25,6 +25,10 @@ const (
 	ResultPeerError         = "peer_error"          // a peer failed, stalled or dropped mid-request
 	ResultShutdown          = "shutdown"            // the bridge shut down before pairing
 	ResultDroppedServerCert = "dropped_server_cert" // the client certificate names one of server_names
+	ResultDroppedCNLimit    = "dropped_cn_limit"    // the CN already had max_requests_per_cn requests open
+	ResultDroppedPending    = "dropped_pending"     // max_pending_pairings requests already waited for a server
+	ResultTooSlow           = "too_slow"            // the client kept less than min_transfer_rate
+	ResultDeadline          = "deadline"            // the request ran past request_timeout
 )
 
 // Reasons a server connection was refused, the values of the reason label
@@ -46,7 +50,12 @@ type metrics struct {
 	waiting  prometheus.Gauge
 
 	serverRefused *prometheus.CounterVec
+	limits        *prometheus.CounterVec
+	handshakes    *prometheus.GaugeVec
 }
+
+// limitHit counts one hit of a limit (the Limit* names).
+func (m *metrics) limitHit(limit string) { m.limits.WithLabelValues(limit).Inc() }
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -77,17 +86,31 @@ func newMetrics() *metrics {
 		Name: "signet_bridge_server_connections_refused_total",
 		Help: "Connections to the server port that were closed instead of joining the idle pool, by reason.",
 	}, []string{"reason"})
+	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_bridge_limits_hit_total",
+		Help: "Times a connection or request was refused or cut off by one of the bridge's limits, by limit.",
+	}, []string{"limit"})
+	m.handshakes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "signet_bridge_tls_handshakes_in_progress",
+		Help: "Outer TLS handshakes in progress, by port (client or server).",
+	}, []string{"port"})
 	m.toServer = m.bytes.WithLabelValues("client_to_server")
 	m.toClient = m.bytes.WithLabelValues("server_to_client")
-	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting, m.serverRefused,
+	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting, m.serverRefused, m.limits, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value exists from the start, so that rates work
 	// before the first event.
-	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultPairingTimeout, ResultPeerError, ResultShutdown, ResultDroppedServerCert} {
+	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultPairingTimeout, ResultPeerError, ResultShutdown, ResultDroppedServerCert,
+		ResultDroppedCNLimit, ResultDroppedPending, ResultTooSlow, ResultDeadline} {
 		m.requests.WithLabelValues(opUnknown, r)
 	}
 	for _, r := range []string{RefusedIdentity, RefusedPoolFull, RefusedHandshake} {
 		m.serverRefused.WithLabelValues(r)
+	}
+	m.handshakes.WithLabelValues("client")
+	m.handshakes.WithLabelValues("server")
+	for _, l := range allLimits {
+		m.limits.WithLabelValues(l)
 	}
 	return m
 }

@@ -15,6 +15,8 @@ var (
 	errPairingTimeout = errors.New("bridge: no server connection became free in time")
 	// errClosed: the bridge is shutting down.
 	errClosed = errors.New("bridge: shutting down")
+	// errTooManyWaiting: Config.MaxPendingPairings requests already wait.
+	errTooManyWaiting = errors.New("bridge: too many requests already wait for a server connection")
 )
 
 // serverConn is a connection a server dialed in, handshake done, waiting for
@@ -79,9 +81,10 @@ func (s *serverConn) deadReason() string {
 // pool holds idle server connections, oldest first, and the clients waiting
 // for one, in arrival order. Each client gets the oldest live connection.
 type pool struct {
-	max int
-	log *slog.Logger
-	m   *metrics
+	max        int
+	maxWaiting int // 0: no bound
+	log        *slog.Logger
+	m          *metrics
 
 	mu      sync.Mutex
 	idle    []*serverConn
@@ -154,6 +157,10 @@ func (p *pool) get(timeout time.Duration) (*serverConn, error) {
 			p.m.idle.Set(float64(len(p.idle)))
 			p.mu.Unlock()
 		} else {
+			if p.maxWaiting > 0 && len(p.waiters) >= p.maxWaiting {
+				p.mu.Unlock()
+				return nil, errTooManyWaiting
+			}
 			w := make(chan *serverConn, 1)
 			p.waiters = append(p.waiters, w)
 			p.m.waiting.Inc()

@@ -55,6 +55,26 @@ type request struct {
 	wait     time.Duration
 	subReqs  atomic.Int64
 	subReps  atomic.Int64
+	// rd meters the client's sending; it is on while the bridge waits for
+	// request bytes the client should be sending (not while the client
+	// waits for the server).
+	rd *meter
+}
+
+// limitResult returns the result for an error that a rate or deadline
+// limit caused, counting the limit's hit, or "".
+func (b *Bridge) limitResult(err error) string {
+	var se *slowError
+	var de *deadlineError
+	switch {
+	case errors.As(err, &se):
+		b.m.limitHit(LimitMinTransferRate)
+		return ResultTooSlow
+	case errors.As(err, &de):
+		b.m.limitHit(LimitRequestTimeout)
+		return ResultDeadline
+	}
+	return ""
 }
 
 func (r *request) finish(result, msg string, err error, extra ...any) {
@@ -108,10 +128,18 @@ func returnData(h *protocol.RequestHeader) bool {
 // and checks, pairing, relay, teardown (§4.2).
 func (b *Bridge) handleClient(raw net.Conn) {
 	r := &request{b: b, start: time.Now(), client: raw.RemoteAddr().String()}
+	limit, release := b.tryHandshake(false, raw.RemoteAddr())
+	if limit != "" {
+		b.m.limitHit(limit)
+		b.log.Warn("client connection refused: too many TLS handshakes in progress", "client_addr", r.client, "limit", limit,
+			"max_handshakes", b.cfg.MaxHandshakes, "max_handshakes_per_ip", b.cfg.MaxHandshakesPerIP)
+		return
+	}
 	tc := tls.Server(raw, b.tls)
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	release()
 	if err != nil {
 		b.log.Warn("client TLS handshake failed", "client_addr", r.client, "err", err)
 		return
@@ -130,14 +158,29 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		r.finish(ResultDroppedServerCert, "request dropped: the client certificate is a signing server's (it names one of server_names); a server's certificate may not act as a client", nil, "server_name", name)
 		return
 	}
-	cc := &timedConn{Conn: tc, peer: "client", timeout: b.cfg.ClientTimeout, written: b.m.toClient}
+	if !b.enterCN(r.cn) {
+		b.m.limitHit(LimitRequestsPerCN)
+		r.finish(ResultDroppedCNLimit, "request dropped: this certificate already has its maximum of requests open (max_requests_per_cn)", nil,
+			"max_requests", b.maxForCN(r.cn))
+		return
+	}
+	defer b.leaveCN(r.cn)
+	// The client must send its request at the minimum rate from now on,
+	// and read whatever the bridge writes to it at that rate.
+	r.rd = newMeter(b.cfg.MinTransferRate, b.cfg.TransferGrace, true)
+	cc := &timedConn{Conn: tc, peer: "client", timeout: b.cfg.ClientTimeout, written: b.m.toClient,
+		end: r.start.Add(b.cfg.RequestTimeout), total: b.cfg.RequestTimeout,
+		rd: r.rd, wr: newMeter(b.cfg.MinTransferRate, b.cfg.TransferGrace, true)}
 	cm := protocol.NewMux(cc, nil)
 
 	h, err := protocol.ReadRequestHeader(cm.Reader(protocol.Outer))
 	if err != nil {
-		if isProtocolErr(err) {
+		switch {
+		case isProtocolErr(err):
 			r.finish(ResultDroppedInvalid, "request dropped: malformed request header", err)
-		} else {
+		case b.limitResult(err) != "":
+			r.finish(b.limitResult(err), "request dropped: the client did not send its request header in time", err)
+		default:
 			r.finish(ResultPeerError, "request dropped: the client did not send a whole request header", err)
 		}
 		return
@@ -170,12 +213,18 @@ func (b *Bridge) handleClient(raw net.Conn) {
 	case errors.Is(err, errPairingTimeout):
 		r.finish(ResultPairingTimeout, "request dropped: no server connection became free in time", nil, "pairing_timeout", b.cfg.PairingTimeout.String())
 		return
+	case errors.Is(err, errTooManyWaiting):
+		b.m.limitHit(LimitPendingPairings)
+		r.finish(ResultDroppedPending, "request dropped: too many requests already wait for a server connection (max_pending_pairings)", nil,
+			"max_pending_pairings", b.cfg.MaxPendingPairings)
+		return
 	case err != nil:
 		r.finish(ResultShutdown, "request dropped: the bridge is shutting down", nil)
 		return
 	}
 	r.server = s.remote
-	sc := &timedConn{Conn: s.conn, peer: "server", timeout: b.cfg.ServerTimeout, written: b.m.toServer}
+	sc := &timedConn{Conn: s.conn, peer: "server", timeout: b.cfg.ServerTimeout, written: b.m.toServer,
+		end: r.start.Add(b.cfg.RequestTimeout), total: b.cfg.RequestTimeout}
 	sm := protocol.NewMux(sc, nil)
 	closeAll := func() {
 		tc.Close()
@@ -186,6 +235,8 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		var de *dropError
 		if errors.As(err, &de) {
 			result = de.result
+		} else if lr := b.limitResult(err); lr != "" {
+			result = lr
 		}
 		msg := "request dropped during the relay"
 		if result == ResultDroppedKoji {
@@ -215,6 +266,9 @@ func (b *Bridge) relay(r *request, spec protocol.OpSpec, h *protocol.RequestHead
 	if err := protocol.WriteCanonicalRequest(sm.ChunkWriter(), h, h.PayloadLen(), h.Payload(cm.Reader(protocol.Outer))); err != nil {
 		return fmt.Errorf("forwarding the request: %w", err)
 	}
+	// From here the client waits for the server (inner session, reply):
+	// its silence is not slowness.
+	r.rd.set(false)
 	// Inner phase: relay verbatim until an inner EOF has passed each way
 	// (§5.5). Nothing goes to the client's outer stream meanwhile.
 	if err := both(closeAll,
@@ -314,6 +368,9 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 		in := cm.Reader(protocol.Outer)
 		var total uint64
 		for n := 0; ; n++ {
+			// Between sub-requests the client may pause (client_timeout
+			// bounds each pause); within one it must keep the rate.
+			r.rd.set(false)
 			q, err := protocol.ReadRelaySubRequestHeader(in)
 			if err == io.EOF {
 				// The client's outer EOF, between two items.
@@ -322,6 +379,7 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 			if err != nil {
 				return classify(fmt.Errorf("sub-request %d: %w", n, err))
 			}
+			r.rd.set(true)
 			p, err := protocol.NewRelayPayloadReader(in, protocol.BridgeMaxSubRequestPayload, "sub-request payload")
 			if err != nil {
 				return classify(fmt.Errorf("sub-request %d: %w", n, err))

@@ -31,6 +31,16 @@ type config struct {
 	} `mapstructure:"tls"`
 	// Limits maps operation names to byte counts.
 	Limits map[string]int64 `mapstructure:"limits"`
+
+	// The limits of issue 11's finding 5; pointers where unset and 0 differ.
+	RequestTimeout     string         `mapstructure:"request_timeout"`
+	TransferGrace      string         `mapstructure:"transfer_grace"`
+	MinTransferRate    *int64         `mapstructure:"min_transfer_rate"`
+	MaxRequestsPerCN   *int           `mapstructure:"max_requests_per_cn"`
+	MaxHandshakes      *int           `mapstructure:"max_handshakes"`
+	MaxHandshakesPerIP *int           `mapstructure:"max_handshakes_per_ip"`
+	MaxPendingPairings *int           `mapstructure:"max_pending_pairings"`
+	RequestsPerCN      map[string]int `mapstructure:"requests_per_cn"`
 }
 
 // decodeConfig decodes the settings viper holds (file and bound flags)

@@ -56,6 +56,14 @@ const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + `
   server_timeout    = "15m"             a busy server silent this long is dropped;
                                         must cover the slowest operation
   shutdown_timeout  = "60s"             SIGTERM/SIGINT: requests in flight get this long
+  request_timeout   = "30m"             a whole request, whatever its rate
+  min_transfer_rate = 32768             bytes/s a client must keep while the bridge waits
+                                        to read its request or to write to it; -1: none
+  transfer_grace    = "10s"             waiting allowed before the minimum applies
+  max_requests_per_cn  = 4              requests one certificate CN may have open
+  max_handshakes       = 128            TLS handshakes in progress, per port
+  max_handshakes_per_ip = 16            client-port handshakes from one address
+  max_pending_pairings = 64             requests waiting for a free server
   max_reply_payload = 1099511627776     bytes, a reply or sub-reply payload
   max_rpms_payloads = 10737418240       bytes, all sub-requests of one sign-rpms
   log_level         = "info"            debug, info, warn or error (JSON on stderr)
@@ -67,6 +75,11 @@ const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + `
 
   [limits]                              optional: lower an operation's payload limit
   sign-data = 1073741824                (bytes; PROTOCOL-v1 §4.4 limits cannot be raised)
+
+  [requests_per_cn]                     optional: max_requests_per_cn for named CNs
+  robosignatory = 16
+
+Every limit that is hit is counted in signet_bridge_limits_hit_total{limit=...}.
 
 Requests that need Koji (koji-instance, import-signature, sign-rpm or a
 sign-rpms sub-request without the RPM) are refused: this bridge has no Koji
@@ -160,6 +173,16 @@ the effective settings. It opens no port.`,
 			fmt.Fprintf(out, "lenient_cn        %t\n", s.cfg.LenientCN)
 			fmt.Fprintf(out, "client_timeout    %s\n", s.cfg.ClientTimeout)
 			fmt.Fprintf(out, "server_timeout    %s\n", s.cfg.ServerTimeout)
+			fmt.Fprintf(out, "request_timeout   %s\n", s.cfg.RequestTimeout)
+			fmt.Fprintf(out, "min_transfer_rate %d\n", s.cfg.MinTransferRate)
+			fmt.Fprintf(out, "transfer_grace    %s\n", s.cfg.TransferGrace)
+			fmt.Fprintf(out, "max_requests_per_cn   %d\n", s.cfg.MaxRequestsPerCN)
+			for cn, n := range s.cfg.RequestsPerCN {
+				fmt.Fprintf(out, "requests_per_cn %s %d\n", cn, n)
+			}
+			fmt.Fprintf(out, "max_handshakes        %d\n", s.cfg.MaxHandshakes)
+			fmt.Fprintf(out, "max_handshakes_per_ip %d\n", s.cfg.MaxHandshakesPerIP)
+			fmt.Fprintf(out, "max_pending_pairings  %d\n", s.cfg.MaxPendingPairings)
 			for op, lim := range s.cfg.OpLimits {
 				fmt.Fprintf(out, "limit %-11s %d\n", op, lim)
 			}
@@ -215,11 +238,39 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 		{"pairing_timeout", c.PairingTimeout, &s.cfg.PairingTimeout}, {"handshake_timeout", c.HandshakeTimeout, &s.cfg.HandshakeTimeout},
 		{"client_timeout", c.ClientTimeout, &s.cfg.ClientTimeout}, {"server_timeout", c.ServerTimeout, &s.cfg.ServerTimeout},
 		{"shutdown_timeout", c.ShutdownTimeout, &s.shutdownTimeout},
+		{"request_timeout", c.RequestTimeout, &s.cfg.RequestTimeout}, {"transfer_grace", c.TransferGrace, &s.cfg.TransferGrace},
 	} {
 		if *d.dst, err = duration(d.key, d.raw); err != nil {
 			return nil, err
 		}
 	}
+	for _, n := range []struct {
+		key string
+		raw *int
+		dst *int
+	}{
+		{"max_requests_per_cn", c.MaxRequestsPerCN, &s.cfg.MaxRequestsPerCN}, {"max_handshakes", c.MaxHandshakes, &s.cfg.MaxHandshakes},
+		{"max_handshakes_per_ip", c.MaxHandshakesPerIP, &s.cfg.MaxHandshakesPerIP}, {"max_pending_pairings", c.MaxPendingPairings, &s.cfg.MaxPendingPairings},
+	} {
+		if n.raw != nil {
+			if *n.raw <= 0 {
+				return nil, fmt.Errorf("configuration %s = %d: must be a positive number", n.key, *n.raw)
+			}
+			*n.dst = *n.raw
+		}
+	}
+	if r := c.MinTransferRate; r != nil {
+		if *r == 0 || *r < -1 {
+			return nil, fmt.Errorf("configuration min_transfer_rate = %d: bytes per second (a positive integer), or -1 for no minimum", *r)
+		}
+		s.cfg.MinTransferRate = *r
+	}
+	for cn, n := range c.RequestsPerCN {
+		if n <= 0 {
+			return nil, fmt.Errorf("configuration [requests_per_cn] %s = %d: must be a positive number", cn, n)
+		}
+	}
+	s.cfg.RequestsPerCN = c.RequestsPerCN
 	if s.shutdownTimeout == 0 {
 		s.shutdownTimeout = 60 * time.Second
 	}

@@ -68,6 +68,7 @@ func writePKI(t *testing.T, dir string) (cert, key, ca string) {
 	// Servers and users as Sigul's certutil recipe makes them: no EKU.
 	leaf("server", "server.test", nil)
 	leaf("alice", "alice", nil)
+	leaf("bob", "bob", nil)
 	cert, key = leaf("bridge", "bridge.test", []string{"bridge.test"}, x509.ExtKeyUsageServerAuth)
 	return cert, key, write("ca.crt", "CERTIFICATE", caDER)
 }
@@ -118,7 +119,8 @@ func TestHelp(t *testing.T) {
 	}
 	out, _ := execute(context.Background(), "run", "--help")
 	for _, key := range []string{"client_listen", "server_listen", "metrics_listen", "pairing_timeout", "max_idle_servers",
-		"proxy_cns", "lenient_cn", "server_names", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
+		"proxy_cns", "lenient_cn", "server_names", "request_timeout", "min_transfer_rate", "transfer_grace",
+		"max_requests_per_cn", "[requests_per_cn]", "max_handshakes", "max_handshakes_per_ip", "max_pending_pairings", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
 		if !strings.Contains(out, key) {
 			t.Errorf("run --help does not mention %s", key)
 		}
@@ -134,14 +136,23 @@ max_idle_servers = 7
 proxy_cns = ["robosignatory", "koji-builder"]
 lenient_cn = false
 client_timeout = "1m"
-server_timeout = "30m"`, "[limits]\nsign-data = 1073741824\n")
+server_timeout = "30m"
+request_timeout = "20m"
+min_transfer_rate = 100000
+transfer_grace = "5s"
+max_requests_per_cn = 3
+max_handshakes = 50
+max_handshakes_per_ip = 5
+max_pending_pairings = 9`, "[limits]\nsign-data = 1073741824\n[requests_per_cn]\nRoboSignatory = 12\n")
 	out, err := execute(context.Background(), "check-config", "--config", cfg)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	for _, want := range []string{"client_listen     127.0.0.1:1", "metrics_listen    localhost:3", "pairing_timeout   5s",
 		"max_idle_servers  7", "proxy_cns         robosignatory, koji-builder", "server_timeout    30m0s",
-		"limit sign-data   1073741824", "server_names      server.test", "configuration OK"} {
+		"limit sign-data   1073741824", "server_names      server.test", "request_timeout   20m0s",
+		"min_transfer_rate 100000", "transfer_grace    5s", "max_requests_per_cn   3", "requests_per_cn robosignatory 12",
+		"max_handshakes        50", "max_handshakes_per_ip 5", "max_pending_pairings  9", "configuration OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
@@ -167,6 +178,12 @@ func TestConfigRefusals(t *testing.T) {
 		{"negative limit", "", "[limits]\nsign-data = -1\n", "non-negative"},
 		{"bad log level", `log_level = "loud"`, "", "log_level"},
 		{"no server names", `server_names = []`, "", "server_names"},
+		{"zero rate", `min_transfer_rate = 0`, "", "min_transfer_rate"},
+		{"rate as a string", `min_transfer_rate = "fast"`, "", "min_transfer_rate"},
+		{"negative per-CN cap", `max_requests_per_cn = -1`, "", "max_requests_per_cn"},
+		{"zero handshakes", `max_handshakes = 0`, "", "max_handshakes"},
+		{"zero requests for a CN", "", "[requests_per_cn]\nrobot = 0\n", "requests_per_cn"},
+		{"bad request timeout", `request_timeout = "long"`, "", "request_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := writeConfig(t, tc.extra+"\nclient_listen = \"127.0.0.1:0\"\nserver_listen = \"127.0.0.1:0\"", tc.tables)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -228,4 +229,123 @@ func TestProcessServerIdentity(t *testing.T) {
 	}
 }
 
-var _ = context.Background
+// sinkServer keeps one connection with the server certificate at the
+// bridge's server port, reading and dropping whatever it is sent and never
+// answering, until ctx ends.
+func (p *proc) sinkServer(t *testing.T, ctx context.Context) {
+	t.Helper()
+	go func() {
+		for ctx.Err() == nil {
+			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second},
+				Config: &tls.Config{RootCAs: p.pool, ServerName: "bridge.test", Certificates: []tls.Certificate{p.cert(t, "server")}}}
+			c, err := d.DialContext(ctx, "tcp", p.server)
+			if err != nil {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			io.Copy(io.Discard, c)
+			stop()
+			c.Close()
+		}
+	}()
+}
+
+// header writes R1‖R2‖R3 for a sign-data request of payloadLen bytes as
+// user, as one outer chunk.
+func header(t *testing.T, c net.Conn, user string, payloadLen uint64) *protocol.Mux {
+	t.Helper()
+	var f protocol.Fields
+	f.SetStr("op", "sign-data")
+	f.SetStr("user", user)
+	f.SetStr("key", "k")
+	h, err := protocol.NewRequestHeader(f, payloadLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := protocol.NewMux(c, nil)
+	b := append(h.HeaderBytes(), make([]byte, 8)...)
+	binary.BigEndian.PutUint64(b[len(b)-8:], payloadLen)
+	if err := m.ChunkWriter().WriteChunk(protocol.Outer, b); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestProcessLimits (issue 11, finding 5) runs the real bridge with small
+// limits and slow clients: a second request of one certificate, a request
+// beyond the pending-pairing bound, a trickled upload, a request past its
+// overall deadline and a handshake beyond one address's share are each
+// cut off (within seconds, where the old timeouts allowed minutes) and
+// counted in signet_bridge_limits_hit_total.
+func TestProcessLimits(t *testing.T) {
+	p := startProc(t, `pairing_timeout = "60s"
+max_requests_per_cn = 1
+max_pending_pairings = 1
+min_transfer_rate = 2000
+transfer_grace = "300ms"
+request_timeout = "3s"
+handshake_timeout = "60s"
+max_handshakes_per_ip = 2`)
+	// No server yet: alice's request waits for one.
+	a := p.dial(t, p.client, "alice")
+	defer a.Close()
+	header(t, a, "alice", 0)
+	p.waitMetric(t, `signet_bridge_clients_waiting 1`)
+
+	// A second request of alice's: refused at once.
+	a2 := p.dial(t, p.client, "alice")
+	defer a2.Close()
+	closedWithin(t, a2, 10*time.Second, "alice's second request")
+	p.waitMetric(t, `signet_bridge_limits_hit_total{limit="requests_per_cn"} 1`)
+
+	// bob's request would be the second waiting one: refused.
+	b := p.dial(t, p.client, "bob")
+	defer b.Close()
+	header(t, b, "bob", 0)
+	closedWithin(t, b, 10*time.Second, "bob's request beyond max_pending_pairings")
+	p.waitMetric(t, `signet_bridge_limits_hit_total{limit="pending_pairings"} 1`)
+
+	// A server arrives and gets alice's request, which then never ends:
+	// the overall deadline cuts it (a server that never answers would
+	// otherwise hold it for server_timeout).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p.sinkServer(t, ctx)
+	closedWithin(t, a, 10*time.Second, "alice's request past request_timeout")
+	p.waitMetric(t, `signet_bridge_limits_hit_total{limit="request_timeout"} 1`)
+
+	// bob trickles a 100 kB payload at 200 bytes/s (a tenth of the
+	// minimum); bounded: the loop gives up after 10 s.
+	b2 := p.dial(t, p.client, "bob")
+	defer b2.Close()
+	m := header(t, b2, "bob", 100_000)
+	start := time.Now()
+	for time.Since(start) < 10*time.Second {
+		if err := m.ChunkWriter().WriteChunk(protocol.Outer, make([]byte, 10)); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	closedWithin(t, b2, 5*time.Second, "bob's trickled upload")
+	p.waitMetric(t, `signet_bridge_limits_hit_total{limit="min_transfer_rate"} 1`)
+	p.waitMetric(t, `signet_bridge_requests_total{op="sign-data",result="too_slow"} 1`)
+
+	// Two TCP connections from 127.0.0.1 that never start TLS hold this
+	// address's share of handshakes: a third is refused at once.
+	for range 2 {
+		c, err := net.Dial("tcp", p.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	p.waitMetric(t, `signet_bridge_tls_handshakes_in_progress{port="client"} 2`)
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second},
+		Config: &tls.Config{RootCAs: p.pool, ServerName: "bridge.test", Certificates: []tls.Certificate{p.cert(t, "alice")}}}
+	if c, err := d.Dial("tcp", p.client); err == nil {
+		c.Close()
+		t.Fatal("a handshake beyond max_handshakes_per_ip was accepted")
+	}
+	p.waitMetric(t, `signet_bridge_limits_hit_total{limit="client_ip_handshakes"} 1`)
+}
