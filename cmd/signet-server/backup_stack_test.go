@@ -23,6 +23,7 @@ import (
 
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/testenv"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
 
@@ -40,11 +41,7 @@ func TestBackupRestoreStack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds signet, signet-bridge and signet-server and runs them")
 	}
-	for _, tool := range []string{"rpmkeys", "sbverify", "gpg", "gpgconf"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed: %v (scripts/install-deps.sh installs it)", tool, err)
-		}
-	}
+	testenv.MustHave(t, "rpmkeys", "sbverify", "gpg", "gpgconf")
 	rpms := artifacts.RPMUtilsTestdata(t)
 	efi := artifacts.EFIImages(t)
 	dir := t.TempDir()
