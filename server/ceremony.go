@@ -73,20 +73,22 @@ type TranscriptEntry struct {
 
 // record writes the audit row and the transcript line for one step. A step
 // whose record cannot be written is reported as failed.
+//
+// A step run under audited's context has its success record committed with
+// its change already; record then adds a record only for a failure (a
+// change committed before a later part of the step failed is thereby
+// recorded as both).
 func (a *Admin) record(ctx context.Context, e TranscriptEntry, opErr error) error {
 	e.Time, e.Actor, e.Result = a.now(), a.Actor, "ok"
 	if opErr != nil {
 		e.Result = "error: " + opErr.Error()
 	}
-	detail, _ := json.Marshal(struct {
-		KeyType     string `json:"key_type,omitempty"`
-		Fingerprint string `json:"fingerprint,omitempty"`
-		Detail      string `json:"detail,omitempty"`
-	}{e.KeyType, e.Fingerprint, e.Detail})
-	_, aerr := a.Store.AppendAudit(ctx, store.AuditRecord{
-		At: e.Time, Actor: e.Actor, Operation: e.Operation, KeyName: e.Key,
-		Detail: string(detail), Result: e.Result,
-	})
+	var aerr error
+	if rec, written := store.AuditWritten(ctx); written && opErr == nil {
+		e.Time = rec.At
+	} else {
+		_, aerr = a.Store.AppendAudit(ctx, a.auditOf(e))
+	}
 	if a.Transcript != nil {
 		line, _ := json.Marshal(e)
 		if _, err := a.Transcript.Write(append(line, '\n')); err != nil && aerr == nil {
@@ -100,6 +102,41 @@ func (a *Admin) record(ctx context.Context, e TranscriptEntry, opErr error) erro
 		return fmt.Errorf("%s was done but could not be recorded: %w", e.Operation, aerr)
 	}
 	return nil
+}
+
+// auditOf is the audit record of a transcript entry.
+func (a *Admin) auditOf(e TranscriptEntry) store.AuditRecord {
+	detail, _ := json.Marshal(struct {
+		KeyType     string `json:"key_type,omitempty"`
+		Fingerprint string `json:"fingerprint,omitempty"`
+		Detail      string `json:"detail,omitempty"`
+	}{e.KeyType, e.Fingerprint, e.Detail})
+	return store.AuditRecord{
+		At: e.Time, Actor: e.Actor, Operation: e.Operation, KeyName: e.Key,
+		Detail: string(detail), Result: e.Result,
+	}
+}
+
+type entryKey struct{}
+
+// audited returns the context for a step whose entry is e: the first
+// change the step commits carries e's success record in its transaction
+// (store.WithAudit), so that a change is never committed without its
+// record. Steps that learn more of e as they go (a new key's fingerprint)
+// find it with entryOf.
+func (a *Admin) audited(ctx context.Context, e *TranscriptEntry) context.Context {
+	ctx = context.WithValue(ctx, entryKey{}, e)
+	return store.WithAudit(ctx, func() store.AuditRecord {
+		r := *e
+		r.Time, r.Actor, r.Result = a.now(), a.Actor, "ok"
+		return a.auditOf(r)
+	})
+}
+
+// entryOf is the entry audited put on ctx, or nil.
+func entryOf(ctx context.Context) *TranscriptEntry {
+	e, _ := ctx.Value(entryKey{}).(*TranscriptEntry)
+	return e
 }
 
 // keyEntry starts a transcript entry for an operation on an existing key,

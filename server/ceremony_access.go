@@ -24,6 +24,7 @@ func (a *Admin) Grant(ctx context.Context, key, user string, passphrase []byte, 
 		detail += " (key admin)"
 	}
 	e := a.keyEntry(ctx, "key-grant", key, detail)
+	ctx = a.audited(ctx, &e)
 	return a.record(ctx, e, a.grant(ctx, key, user, passphrase, keyAdmin))
 }
 
@@ -59,12 +60,18 @@ func AccessBinding(k store.Key, userID int64) hsm.Binding {
 // Revoke removes user's access to key.
 func (a *Admin) Revoke(ctx context.Context, key, user string) error {
 	e := a.keyEntry(ctx, "key-revoke", key, "user "+user)
+	ctx = a.audited(ctx, &e)
 	return a.record(ctx, e, a.Store.Revoke(ctx, key, user))
 }
 
 // AddUser adds a user; an admin needs a password (for Sigul's
 // administration operations), which is stored as an Argon2id hash.
 func (a *Admin) AddUser(ctx context.Context, name string, admin bool, password []byte) error {
+	e := TranscriptEntry{Operation: "user-add", Detail: "user " + name}
+	if admin {
+		e.Detail += " (admin)"
+	}
+	ctx = a.audited(ctx, &e)
 	err := func() error {
 		if name == "" || strings.ContainsAny(name, "\x00\n") || len(name) > 64 {
 			return fmt.Errorf("user name %q must be 1 to 64 bytes without NUL or newline", name)
@@ -83,16 +90,13 @@ func (a *Admin) AddUser(ctx context.Context, name string, admin bool, password [
 		_, err := a.Store.AddUser(ctx, u)
 		return err
 	}()
-	detail := "user " + name
-	if admin {
-		detail += " (admin)"
-	}
-	return a.record(ctx, TranscriptEntry{Operation: "user-add", Detail: detail}, err)
+	return a.record(ctx, e, err)
 }
 
 // DeleteUser deletes a user. A user who still has key accesses is kept
 // unless force is set, in which case the accesses go too.
 func (a *Admin) DeleteUser(ctx context.Context, name string, force bool) error {
-	err := a.Store.DeleteUser(ctx, name, force)
-	return a.record(ctx, TranscriptEntry{Operation: "user-delete", Detail: "user " + name}, err)
+	e := TranscriptEntry{Operation: "user-delete", Detail: "user " + name}
+	ctx = a.audited(ctx, &e)
+	return a.record(ctx, e, a.Store.DeleteUser(ctx, name, force))
 }

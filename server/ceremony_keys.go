@@ -43,6 +43,7 @@ func (a *Admin) GenerateKey(ctx context.Context, req NewKeyRequest) (store.Key, 
 	if req.Backup {
 		e.Detail = strings.TrimPrefix(e.Detail+"; for backup (extractable only wrapped under the trusted wrap key)", "; ")
 	}
+	ctx = a.audited(ctx, &e)
 	k, err := a.generate(ctx, req)
 	e.Fingerprint = k.Fingerprint
 	return k, a.record(ctx, e, err)
@@ -89,6 +90,7 @@ type ImportedKey struct {
 func (a *Admin) ImportKey(ctx context.Context, req NewKeyRequest, in ImportedKey) (store.Key, error) {
 	typ, _ := hsm.KeyTypeOf(in.Signer.Public())
 	e := TranscriptEntry{Operation: "key-import", Key: req.Name, KeyType: typ.String(), Detail: ownerDetail(req)}
+	ctx = a.audited(ctx, &e)
 	k, err := a.importKey(ctx, req, in)
 	e.Fingerprint = k.Fingerprint
 	return k, a.record(ctx, e, err)
@@ -141,6 +143,9 @@ func (a *Admin) addKey(ctx context.Context, req NewKeyRequest, hk *hsm.Key, crea
 		err = fmt.Errorf("the imported key's fingerprint %s differs from the original %s", k.Fingerprint, wantFP)
 	}
 	if err == nil {
+		if e := entryOf(ctx); e != nil {
+			e.Fingerprint = k.Fingerprint // for the record AddKey commits
+		}
 		k, err = a.Store.AddKey(ctx, k)
 	}
 	if err == nil && req.Owner != "" {
@@ -212,6 +217,7 @@ func tokenKey(tok *hsm.Token, k store.Key) (*hsm.Key, error) {
 // forgetMissing is set; then only its database entry is removed.
 func (a *Admin) DeleteKey(ctx context.Context, name string, forgetMissing bool) error {
 	e := a.keyEntry(ctx, "key-delete", name, "")
+	ctx = a.audited(ctx, &e)
 	hk, _, err := a.Signer(ctx, name)
 	switch {
 	case err == nil:

@@ -118,11 +118,12 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 	if err != nil {
 		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
+	r.noteAudit("certificate=%s/%s type=%s subject=%q serial=%x issuer=%s/%s", subjectKey, certName, certType,
+		cert.Subject.String(), cert.SerialNumber, issuerKey, issuerCert)
 	if _, err := h.Store.PutCertificate(ctx, subjectKey, certName, cert.Raw, false); err != nil {
 		return nil, storeStatus(err)
 	}
 	resp := withPayload(sx509.EncodeCertificatePEM(cert))
-	resp.Audit = fmt.Sprintf("certificate=%s/%s type=%s subject=%q serial=%x issuer=%s/%s", subjectKey, certName, certType,
-		cert.Subject.String(), cert.SerialNumber, issuerKey, issuerCert)
+	resp.Audit = r.auditNote
 	return resp, nil
 }

@@ -110,8 +110,30 @@ func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err e
 	if err := h.Auth.CheckIdentity(r.CN, r.User); err != nil {
 		return h.finish(ctx, r, nil, err)
 	}
+	// A change the handler commits carries the request's record in its
+	// transaction (no record, no effect); finish then adds none.
+	ctx = store.WithAudit(ctx, func() store.AuditRecord { return h.auditRecord(r, nil, "ok") })
 	out, ferr := fn(h, ctx, r)
 	return h.finish(ctx, r, out, ferr)
+}
+
+// auditRecord is the audit record of request r answered with resp.
+func (h *Handlers) auditRecord(r *Request, resp *Response, result string) store.AuditRecord {
+	key := string(r.Fields["key"])
+	if key == "" {
+		key = string(r.Fields["issuer-key"]) // sign-certificate
+	}
+	digest := ""
+	if r.PayloadSize > 0 && len(r.PayloadSHA512) > 0 {
+		digest = fmt.Sprintf("sha512:%x", r.PayloadSHA512)
+	}
+	detail := fmt.Sprintf("cn=%s size=%d", r.CN, r.PayloadSize)
+	if resp != nil && resp.Audit != "" {
+		detail += " " + resp.Audit
+	} else if r.auditNote != "" {
+		detail += " " + r.auditNote
+	}
+	return store.AuditRecord{Actor: r.User, Operation: r.Op, KeyName: key, Detail: detail, Digest: digest, Result: result}
 }
 
 // finish turns errors into replies and writes the audit record. A reply
@@ -134,22 +156,11 @@ func (h *Handlers) finish(ctx context.Context, r *Request, resp *Response, err e
 		h.log().Error("request failed", "op", r.Op, "user", r.User, "err", err)
 		resp, result = &Response{Status: protocol.CodeUnknownError}, "error: "+err.Error()
 	}
-	key := string(r.Fields["key"])
-	if key == "" {
-		key = string(r.Fields["issuer-key"]) // sign-certificate
+	var aerr error
+	if _, written := store.AuditWritten(ctx); !written {
+		_, aerr = h.Store.AppendAudit(ctx, h.auditRecord(r, resp, result))
 	}
-	digest := ""
-	if r.PayloadSize > 0 && len(r.PayloadSHA512) > 0 {
-		digest = fmt.Sprintf("sha512:%x", r.PayloadSHA512)
-	}
-	detail := fmt.Sprintf("cn=%s size=%d", r.CN, r.PayloadSize)
-	if resp != nil && resp.Audit != "" {
-		detail += " " + resp.Audit
-	}
-	if _, aerr := h.Store.AppendAudit(ctx, store.AuditRecord{
-		Actor: r.User, Operation: r.Op, KeyName: key, Detail: detail,
-		Digest: digest, Result: result,
-	}); aerr != nil {
+	if aerr != nil {
 		if resp != nil {
 			closePayload(resp.Payload)
 			if resp.Batch != nil {

@@ -40,6 +40,17 @@ type Request struct {
 	// sign-rpm, §7.10).
 	PayloadAt            io.ReaderAt
 	PayloadAuthenticated bool
+
+	// auditNote is what a handler says of the request, in its audit
+	// record, before the change it commits (see noteAudit).
+	auditNote string
+}
+
+// noteAudit sets what r's audit record says besides its size and digest,
+// for a handler that commits a change: the record goes into the change's
+// transaction, before the reply (and its Audit) exists.
+func (r *Request) noteAudit(format string, args ...any) {
+	r.auditNote = fmt.Sprintf(format, args...)
 }
 
 // Field is one reply field, in order.

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -115,49 +116,95 @@ func (s *Store) AppendAudits(ctx context.Context, recs []AuditRecord) ([]AuditRe
 	out := make([]AuditRecord, len(recs))
 	ats := make([]string, len(recs))
 	for i, rec := range recs {
-		if rec.Operation == "" {
-			return nil, invalid("audit record without operation")
-		}
-		if rec.At.IsZero() {
-			rec.At = time.Now()
-		}
-		ats[i] = formatTime(rec.At)
 		var err error
-		if rec.At, err = parseTime(ats[i]); err != nil {
-			return nil, invalid("audit time %s cannot be stored as RFC 3339", ats[i])
+		if out[i], ats[i], err = prepareAudit(rec); err != nil {
+			return nil, err
 		}
-		out[i] = rec
 	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		var lastID int64
-		var last []byte
-		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&lastID, &last)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			lastID, last = 0, genesisHash()
-		case err != nil:
-			return dbErr("append audit", err)
-		}
-		for i := range out {
-			rec := &out[i]
-			rec.ID = lastID + 1
-			rec.PrevHash = last
-			rec.Hash = auditHash(rec.PrevHash, rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO audit
-			(id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result,
-				rec.PrevHash, rec.Hash); err != nil {
-				return dbErr("append audit", err)
-			}
-			lastID, last = rec.ID, rec.Hash
-		}
-		return nil
-	})
+	err := s.writeTxOnly(ctx, func(tx *sql.Tx) error { return appendAudits(ctx, tx, out, ats) })
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// prepareAudit checks rec and fixes its time as it will be stored.
+func prepareAudit(rec AuditRecord) (AuditRecord, string, error) {
+	if rec.Operation == "" {
+		return rec, "", invalid("audit record without operation")
+	}
+	if rec.At.IsZero() {
+		rec.At = time.Now()
+	}
+	at := formatTime(rec.At)
+	var err error
+	if rec.At, err = parseTime(at); err != nil {
+		return rec, "", invalid("audit time %s cannot be stored as RFC 3339", at)
+	}
+	return rec, at, nil
+}
+
+// appendAudits appends out (times ats) to the chain inside tx, filling in
+// their ids and hashes.
+func appendAudits(ctx context.Context, tx *sql.Tx, out []AuditRecord, ats []string) error {
+	var lastID int64
+	var last []byte
+	err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&lastID, &last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		lastID, last = 0, genesisHash()
+	case err != nil:
+		return dbErr("append audit", err)
+	}
+	for i := range out {
+		rec := &out[i]
+		rec.ID = lastID + 1
+		rec.PrevHash = last
+		rec.Hash = auditHash(rec.PrevHash, rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit
+			(id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result,
+			rec.PrevHash, rec.Hash); err != nil {
+			return dbErr("append audit", err)
+		}
+		lastID, last = rec.ID, rec.Hash
+	}
+	return nil
+}
+
+// pendingAudit is the record that a change made with its context commits
+// along with the change (see WithAudit).
+type pendingAudit struct {
+	mu      sync.Mutex
+	build   func() AuditRecord
+	written bool
+	rec     AuditRecord
+}
+
+type pendingAuditKey struct{}
+
+// WithAudit returns a context under which the first write transaction that
+// changes something (users, keys, accesses, certificates) also appends the
+// audit record build returns, in the same transaction: the change and its
+// record are committed together or not at all ("no record, no effect").
+// build is called inside the transaction, after the change, so it may
+// describe what was done. Later writes under the same context append
+// nothing more; AuditWritten tells the caller whether the record went in.
+func WithAudit(ctx context.Context, build func() AuditRecord) context.Context {
+	return context.WithValue(ctx, pendingAuditKey{}, &pendingAudit{build: build})
+}
+
+// AuditWritten returns the record WithAudit put on ctx, as stored, and
+// whether a committed change has written it.
+func AuditWritten(ctx context.Context) (AuditRecord, bool) {
+	p, _ := ctx.Value(pendingAuditKey{}).(*pendingAudit)
+	if p == nil {
+		return AuditRecord{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rec, p.written
 }
 
 const auditColumns = `id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash`

@@ -319,8 +319,38 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 // writeTx runs fn in a BEGIN IMMEDIATE transaction and commits it if fn
-// returns nil. Errors from fn are returned unchanged.
+// returns nil, with the audit record WithAudit put on ctx if it has not
+// been written yet. Errors from fn are returned unchanged.
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	p, _ := ctx.Value(pendingAuditKey{}).(*pendingAudit)
+	if p == nil {
+		return s.writeTxOnly(ctx, fn)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.written {
+		return s.writeTxOnly(ctx, fn)
+	}
+	var rec []AuditRecord
+	err := s.writeTxOnly(ctx, func(tx *sql.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		r, at, err := prepareAudit(p.build())
+		if err != nil {
+			return err
+		}
+		rec = []AuditRecord{r}
+		return appendAudits(ctx, tx, rec, []string{at})
+	})
+	if err == nil {
+		p.written, p.rec = true, rec[0]
+	}
+	return err
+}
+
+// writeTxOnly is writeTx without a pending audit record.
+func (s *Store) writeTxOnly(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	select {
 	case s.writeSem <- struct{}{}:
 	case <-ctx.Done():
