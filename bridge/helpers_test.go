@@ -3,36 +3,31 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/testpki"
 	"github.com/signet-project/signet/protocol"
 )
 
 // --- certificates ---------------------------------------------------------
 
 type testPKI struct {
-	pool                *x509.CertPool
-	bridge, server      tls.Certificate
-	alice, bob, robot   tls.Certificate
-	serverBySAN         tls.Certificate // CN node-7, DNS name signer.test
-	otherCA             tls.Certificate // chains to another CA
-	caCertPEM, caKeyPEM []byte
+	pool              *x509.CertPool
+	bridge, server    tls.Certificate
+	alice, bob, robot tls.Certificate
+	serverBySAN       tls.Certificate // CN node-7, DNS name signer.test
+	otherCA           tls.Certificate // chains to another CA
 }
 
 var (
@@ -42,50 +37,33 @@ var (
 
 func getPKI() *testPKI {
 	pkiOnce.Do(func() {
-		now := time.Now()
-		mkCA := func(cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
-			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-				NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-				IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-			}
-			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		mkCA := func(cn string) *testpki.CA {
+			ca, err := testpki.NewCA(cn)
 			if err != nil {
 				panic(err)
 			}
-			c, _ := x509.ParseCertificate(der)
-			return c, k
+			return ca
 		}
-		ca, caKey := mkCA("test CA")
-		other, otherKey := mkCA("other CA")
-		serial := int64(10)
-		leaf := func(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn, dns string, eku ...x509.ExtKeyUsage) tls.Certificate {
-			serial++
-			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-				NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-				KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku,
-			}
+		ca, other := mkCA("test CA"), mkCA("other CA")
+		leaf := func(ca *testpki.CA, cn, dns string, eku ...x509.ExtKeyUsage) tls.Certificate {
+			l := testpki.Leaf{CN: cn, EKU: eku}
 			if dns != "" {
-				tmpl.DNSNames = []string{dns}
+				l.DNSNames = []string{dns}
 			}
-			der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+			c, err := ca.Issue(l)
 			if err != nil {
 				panic(err)
 			}
-			return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+			return c.TLS
 		}
-		p := &testPKI{pool: x509.NewCertPool()}
-		p.pool.AddCert(ca)
-		p.bridge = leaf(ca, caKey, "bridge.test", "bridge.test", x509.ExtKeyUsageServerAuth)
-		p.server = leaf(ca, caKey, "server.test", "server.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-		p.serverBySAN = leaf(ca, caKey, "node-7", "signer.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-		p.alice = leaf(ca, caKey, "alice", "", x509.ExtKeyUsageClientAuth)
-		p.bob = leaf(ca, caKey, "bob", "", x509.ExtKeyUsageClientAuth)
-		p.robot = leaf(ca, caKey, "robot", "", x509.ExtKeyUsageClientAuth)
-		p.otherCA = leaf(other, otherKey, "alice", "", x509.ExtKeyUsageClientAuth)
+		p := &testPKI{pool: ca.Pool}
+		p.bridge = leaf(ca, "bridge.test", "bridge.test", x509.ExtKeyUsageServerAuth)
+		p.server = leaf(ca, "server.test", "server.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+		p.serverBySAN = leaf(ca, "node-7", "signer.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+		p.alice = leaf(ca, "alice", "", x509.ExtKeyUsageClientAuth)
+		p.bob = leaf(ca, "bob", "", x509.ExtKeyUsageClientAuth)
+		p.robot = leaf(ca, "robot", "", x509.ExtKeyUsageClientAuth)
+		p.otherCA = leaf(other, "alice", "", x509.ExtKeyUsageClientAuth)
 		pki = p
 	})
 	return pki

@@ -2,21 +2,19 @@ package protocol
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testpki"
 )
 
 // testPKI is a throwaway CA with the certificates of the three roles.
@@ -32,41 +30,23 @@ var (
 
 func getPKI(t testing.TB) *testPKI {
 	pkiOnce.Do(func() {
-		caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		now := time.Now()
-		caTmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		}
-		caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+		ca, err := testpki.NewCA("test CA")
 		if err != nil {
 			panic(err)
 		}
-		ca, _ := x509.ParseCertificate(caDER)
-		leaf := func(serial int64, cn string, dns string, eku ...x509.ExtKeyUsage) tls.Certificate {
-			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-				NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-				KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku,
-			}
-			if dns != "" {
-				tmpl.DNSNames = []string{dns}
-			}
-			der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		leaf := func(cn string, dns []string, eku []x509.ExtKeyUsage) tls.Certificate {
+			c, err := ca.Issue(testpki.Leaf{CN: cn, DNSNames: dns, EKU: eku})
 			if err != nil {
 				panic(err)
 			}
-			return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+			return c.TLS
 		}
-		pki = &testPKI{pool: x509.NewCertPool()}
-		pki.pool.AddCert(ca)
-		pki.client = leaf(2, "alice", "", x509.ExtKeyUsageClientAuth)
+		pki = &testPKI{pool: ca.Pool}
+		pki.client = leaf("alice", nil, testpki.Client)
 		// The server certificate is a TLS client towards the bridge and a
 		// TLS server in the inner session: it needs both EKUs (§1.2).
-		pki.server = leaf(3, "server.test", "server.test", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-		pki.bridge = leaf(4, "bridge.test", "bridge.test", x509.ExtKeyUsageServerAuth)
+		pki.server = leaf("server.test", []string{"server.test"}, testpki.Both)
+		pki.bridge = leaf("bridge.test", []string{"bridge.test"}, testpki.Server)
 	})
 	return pki
 }

@@ -3,23 +3,18 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/signet-project/signet/formats/openpgp"
+	"github.com/signet-project/signet/internal/testpki"
 	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server"
 )
@@ -27,40 +22,18 @@ import (
 // testPKI is a CA and certificates issued by it, for real TLS on loopback.
 type testPKI struct {
 	t    *testing.T
-	ca   *x509.Certificate
-	key  crypto.Signer
+	ca   *testpki.CA
 	pool *x509.CertPool
 }
 
 func newPKI(t *testing.T) *testPKI {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signet test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{t: t, ca: ca, key: key, pool: pool}
+	ca := testpki.New(t, "signet test CA")
+	return &testPKI{t: t, ca: ca, pool: ca.Pool}
 }
 
 // leaf issues a certificate for cn, valid for TLS clients and servers.
 func (p *testPKI) leaf(cn string) tls.Certificate {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, key.Public(), p.key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return p.ca.MustIssue(p.t, testpki.Leaf{CN: cn, DNSNames: []string{cn}, IPs: testpki.Loopback, EKU: testpki.Both}).TLS
 }
 
 // connFixture runs a ConnServer behind a Dialer against a test "bridge"

@@ -2,39 +2,23 @@ package server_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/testpki"
 	"github.com/signet-project/signet/server"
 )
 
-// testTLS makes a CA-less pair of TLS configurations: the bridge side with
-// a self-signed certificate for 127.0.0.1, the server side trusting it.
+// testTLS makes a pair of TLS configurations: the bridge side with a
+// certificate for 127.0.0.1, the server side trusting its CA.
 func testTLS(t *testing.T) (bridge, srv *tls.Config) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bridge"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	ca := testpki.New(t, "test CA")
+	c := ca.MustIssue(t, testpki.Leaf{CN: "bridge", IPs: testpki.Loopback, EKU: testpki.Server})
+	return &tls.Config{Certificates: []tls.Certificate{c.TLS}}, &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}
 }
 
 // fakeBridge accepts the server's connections and hands them out.

@@ -3,15 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testpki"
 )
 
 // TestMain lets a test run this binary as signet-bridge itself.
@@ -36,41 +32,25 @@ func TestMain(m *testing.M) {
 // server (CN server.test) and a user (CN alice), as PEM files in dir.
 func writePKI(t *testing.T, dir string) (cert, key, ca string) {
 	t.Helper()
-	now := time.Now()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	serial := int64(1)
+	pki := testpki.New(t, "test CA")
 	leaf := func(name, cn string, dns []string, eku ...x509.ExtKeyUsage) (string, string) {
-		serial++
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-		if err != nil {
+		c := pki.MustIssue(t, testpki.Leaf{CN: cn, DNSNames: dns, EKU: eku})
+		cert, key := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		if err := c.Write(cert, key); err != nil {
 			t.Fatal(err)
 		}
-		kDER, _ := x509.MarshalPKCS8PrivateKey(k)
-		return write(name+".crt", "CERTIFICATE", der), write(name+".key", "PRIVATE KEY", kDER)
+		return cert, key
 	}
 	// Servers and users as Sigul's certutil recipe makes them: no EKU.
 	leaf("server", "server.test", nil)
 	leaf("alice", "alice", nil)
 	leaf("bob", "bob", nil)
 	cert, key = leaf("bridge", "bridge.test", []string{"bridge.test"}, x509.ExtKeyUsageServerAuth)
-	return cert, key, write("ca.crt", "CERTIFICATE", caDER)
+	ca = filepath.Join(dir, "ca.crt")
+	if err := pki.WriteCert(ca); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key, ca
 }
 
 func freePort(t *testing.T) string {

@@ -3,38 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/testpki"
 	rabbitmqtest "github.com/signet-project/signet/rabbitmq-test"
 )
 
-// files writes a client configuration (a self-signed certificate serves
-// as CA and client certificate: nothing is signed here), a passphrase
+// files writes a client configuration (a CA and a client certificate), a passphrase
 // file and a signet-robo configuration with extra lines; it returns the
 // latter's path.
 func files(t *testing.T, amqpURL, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "robo"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
+	ca := testpki.New(t, "test CA")
+	c := ca.MustIssue(t, testpki.Leaf{CN: "robo", EKU: testpki.Client})
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -42,9 +29,14 @@ func files(t *testing.T, amqpURL, extra string) string {
 		}
 		return p
 	}
-	cert := write("robo.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	write("robo-key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-	write("client.toml", []byte(fmt.Sprintf("bridge-hostname = \"localhost\"\nbridge-port = 1\nserver-hostname = \"server\"\nuser-name = \"robo\"\nca-file = %q\nclient-cert-file = %q\nclient-key-file = \"robo-key.pem\"\n", cert, cert)))
+	caFile, cert := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "robo.pem")
+	if err := ca.WriteCert(caFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(cert, filepath.Join(dir, "robo-key.pem")); err != nil {
+		t.Fatal(err)
+	}
+	write("client.toml", []byte(fmt.Sprintf("bridge-hostname = \"localhost\"\nbridge-port = 1\nserver-hostname = \"server\"\nuser-name = \"robo\"\nca-file = %q\nclient-cert-file = %q\nclient-key-file = \"robo-key.pem\"\n", caFile, cert)))
 	pass := write("pass", []byte("secret passphrase\n"))
 	return write("robo.toml", []byte(fmt.Sprintf(`client_config = %q
 %s

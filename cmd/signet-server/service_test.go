@@ -3,13 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -20,7 +15,7 @@ import (
 
 	"github.com/signet-project/signet/bridge"
 	"github.com/signet-project/signet/cmd/internal/health"
-	"github.com/signet-project/signet/internal/servertest"
+	"github.com/signet-project/signet/internal/testpki"
 	"github.com/signet-project/signet/server/store"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
@@ -29,38 +24,16 @@ import (
 // bridge's certificate and the CA pool.
 func testPKI(t *testing.T, dir string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
+	ca := testpki.New(t, "test CA")
+	if err := ca.WriteCert(filepath.Join(dir, "ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	servertest.WritePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", caDER)
-	leaf := func(serial int64, cn string, ip bool, eku ...x509.ExtKeyUsage) (tls.Certificate, []byte, []byte) {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: eku,
-			KeyUsage: x509.KeyUsageDigitalSignature}
-		if ip {
-			tmpl.IPAddresses = []net.IP{net.ParseIP(cn)}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalPKCS8PrivateKey(k)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}, der, kder
+	bc := ca.MustIssue(t, testpki.Leaf{CN: "127.0.0.1", IPs: testpki.Loopback, EKU: testpki.Server})
+	sc := ca.MustIssue(t, testpki.Leaf{CN: "server", EKU: testpki.Both})
+	if err := sc.Write(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")); err != nil {
+		t.Fatal(err)
 	}
-	bc, _, _ := leaf(2, "127.0.0.1", true, x509.ExtKeyUsageServerAuth)
-	_, sder, skey := leaf(3, "server", false, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
-	servertest.WritePEM(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", sder)
-	servertest.WritePEM(t, filepath.Join(dir, "server-key.pem"), "PRIVATE KEY", skey)
-	return bc, pool
+	return bc.TLS, ca.Pool
 }
 
 // TestSystemdService runs `signet-server run` as systemd would: the PIN

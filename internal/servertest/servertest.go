@@ -17,16 +17,10 @@ package servertest
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -38,6 +32,7 @@ import (
 
 	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/internal/testpki"
 	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server"
 	"github.com/signet-project/signet/server/store"
@@ -62,8 +57,7 @@ type Env struct {
 	Dir   string
 	Admin *server.Admin
 	Relay *Relay
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
+	ca    *testpki.CA
 }
 
 // New starts an Env for t; it stops when t ends.
@@ -74,18 +68,11 @@ func New(t *testing.T) *Env {
 
 	// PKI: a CA, the bridge (IP SAN), the server (CN only, as Sigul's
 	// certutil recipe makes them), a client certificate per user.
-	e.caKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signet test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, e.caKey.Public(), e.caKey)
-	if err != nil {
+	e.ca = testpki.New(t, "signet test CA")
+	if err := e.ca.WriteCert(filepath.Join(e.Dir, "ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	e.ca, _ = x509.ParseCertificate(der)
-	WritePEM(t, filepath.Join(e.Dir, "ca.pem"), "CERTIFICATE", der)
-	pool := x509.NewCertPool()
-	pool.AddCert(e.ca)
+	pool := e.ca.Pool
 	bridgeCert := e.Leaf("127.0.0.1", true, x509.ExtKeyUsageServerAuth)
 	srvCert := e.Leaf(ServerCN, false, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 
@@ -137,14 +124,6 @@ func New(t *testing.T) *Env {
 	return e
 }
 
-// WritePEM writes one PEM block to path, mode 0600.
-func WritePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Leaf returns a TLS certificate for cn issued by the Env's CA (with
 // localhost and 127.0.0.1 names if san).
 func (e *Env) Leaf(cn string, san bool, eku ...x509.ExtKeyUsage) tls.Certificate {
@@ -154,21 +133,12 @@ func (e *Env) Leaf(cn string, san bool, eku ...x509.ExtKeyUsage) tls.Certificate
 
 // LeafDER is Leaf, with the certificate's and the key's DER.
 func (e *Env) LeafDER(cn string, san bool, eku ...x509.ExtKeyUsage) (tls.Certificate, []byte, []byte) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku}
+	l := testpki.Leaf{CN: cn, EKU: eku}
 	if san {
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		l.DNSNames, l.IPs = []string{"localhost"}, testpki.Loopback
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, e.ca, key.Public(), e.caKey)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, kder
+	c := e.ca.MustIssue(e.t, l)
+	return c.TLS, c.DER, c.KeyDER
 }
 
 // Config returns a client configuration for user, with a client
@@ -178,8 +148,12 @@ func (e *Env) Config(user string) *client.Config {
 	keyPath := filepath.Join(e.Dir, user+".key")
 	if _, err := os.Stat(certPath); err != nil {
 		_, der, kder := e.LeafDER(user, false, x509.ExtKeyUsageClientAuth)
-		WritePEM(e.t, certPath, "CERTIFICATE", der)
-		WritePEM(e.t, keyPath, "PRIVATE KEY", kder)
+		if err := testpki.WritePEM(certPath, "CERTIFICATE", der, 0o600); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := testpki.WritePEM(keyPath, "PRIVATE KEY", kder, 0o600); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	_, port, _ := net.SplitHostPort(e.Relay.ClientLn.Addr().String())
 	p, _ := strconv.Atoi(port)
