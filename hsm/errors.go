@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"fmt"
 	"errors"
 
 	"github.com/miekg/pkcs11"
@@ -15,6 +16,12 @@ var (
 	ErrKeyExists = errors.New("key already exists")
 	// ErrBadPIN: the token refused the PIN. The PIN itself is never in the message.
 	ErrBadPIN = errors.New("the token refused the PIN")
+	// ErrOtherPIN: the token is already logged in, by this process, with a
+	// different PIN (a stale wrapped PIN, say). The token is not asked:
+	// logging the working sessions out would fail concurrent signing, and
+	// trying the PIN would spend the token's retry counter. It wraps
+	// ErrBadPIN.
+	ErrOtherPIN = fmt.Errorf("the token is logged in with another PIN: %w", ErrBadPIN)
 	// ErrPINLocked: the token locked its user PIN after too many wrong tries.
 	ErrPINLocked = errors.New("the token's user PIN is locked")
 	// ErrNotLoggedIn: an operation that needs the user PIN ran before Login.

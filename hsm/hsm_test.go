@@ -628,3 +628,44 @@ func TestUnwrapperConcurrentMissesRunKDFOnce(t *testing.T) {
 		t.Fatalf("32 concurrent unwraps ran the KDF %d times, want 1", runs)
 	}
 }
+
+// TestOtherPINWhileSigning: once logged in, another PIN (a stale wrapped
+// PIN) is refused with ErrOtherPIN without logging the working sessions
+// out, so signing that runs meanwhile never fails.
+func TestOtherPINWhileSigning(t *testing.T) {
+	tk := softhsmtest.New(t)
+	tok := tk.Open(t)
+	key, err := tok.GenerateKey(hsm.GenerateRequest{Type: hsm.ECDSAP256, Label: "busy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := append(bytes.Clone(tk.PIN), '0')
+	digest := sha256.Sum256([]byte("signed while a stale PIN is tried"))
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				if _, err := key.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		err := tok.Login(stale)
+		if !errors.Is(err, hsm.ErrOtherPIN) || !errors.Is(err, hsm.ErrBadPIN) {
+			t.Fatalf("a stale PIN while logged in: err = %v, want ErrOtherPIN (an ErrBadPIN)", err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("signing failed while a stale PIN was tried: %v", err)
+	}
+	if err := tok.Login(tk.PIN); err != nil {
+		t.Fatalf("the right PIN after stale ones: %v", err)
+	}
+}

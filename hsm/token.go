@@ -95,8 +95,11 @@ func (t *Token) MaxSessions() int { return cap(t.sem) }
 
 // Login logs in as the token's user. The token checks the PIN at once; a
 // wrong one gives ErrBadPIN. The Token keeps a private copy of the PIN in
-// memory to log in again after a recovery, until Close. Logging in again
-// with another PIN replaces it only if the token accepts the new one.
+// memory to log in again after a recovery, until Close. Once logged in,
+// the same PIN is accepted (compared in constant time) and any other gives
+// ErrOtherPIN without asking the token: a PIN that differs from one the
+// token accepted is wrong or stale, and trying it would log out the
+// sessions that are signing and spend the token's retry counter.
 func (t *Token) Login(pin []byte) error {
 	if len(pin) == 0 {
 		return fmt.Errorf("hsm: empty PIN for token %q: %w", t.cfg.TokenLabel, ErrBadPIN)
@@ -105,24 +108,15 @@ func (t *Token) Login(pin []byte) error {
 	old := append([]byte(nil), t.pin...)
 	t.mu.Unlock()
 	defer zero(old)
-	if t.LoggedIn() && subtle.ConstantTimeCompare(old, pin) == 1 {
-		return nil
+	if len(old) > 0 {
+		if subtle.ConstantTimeCompare(old, pin) == 1 {
+			return nil
+		}
+		return fmt.Errorf("hsm: login to token %q: %w", t.name(), ErrOtherPIN)
 	}
 	err := t.do(func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, _ uint64) error {
-		// A different PIN while logged in: log out and let the token check
-		// it, so that a wrong PIN is never accepted because someone else
-		// logged in first.
-		if len(old) > 0 {
-			if err := c.Logout(sh); err != nil && !isCode(err, pkcs11.CKR_USER_NOT_LOGGED_IN) {
-				return err
-			}
-		}
 		err := c.Login(sh, pkcs11.CKU_USER, string(pin))
 		if err != nil && !isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
-			if len(old) > 0 {
-				// Restore the previous login so that other users keep working.
-				c.Login(sh, pkcs11.CKU_USER, string(old))
-			}
 			return loginError(err)
 		}
 		t.mu.Lock()

@@ -225,11 +225,26 @@ func (h *Handlers) adminOrKeyAuth(ctx context.Context, r *Request, keyAdmin bool
 	return h.Auth.AdminOrKey(ctx, r.User, key, pw, pass, keyAdmin)
 }
 
+// login logs the token in with the PIN unwrapped from ka's access row. A
+// PIN the token does not take (a row wrapped before the token's PIN was
+// changed) fails the request as an authentication failure, and the
+// operator is told which access to grant again; the token is not asked
+// again with it (hsm.ErrOtherPIN).
+func (h *Handlers) login(ka KeyAccess) error {
+	err := h.Token.Login(ka.PIN)
+	if errors.Is(err, hsm.ErrBadPIN) {
+		h.log().Warn("an access row unwraps a PIN the token refuses: grant the access again, or run signet-server token change-pin",
+			"key", ka.Key.Name, "user", ka.Access.UserName, "err", err)
+		return ErrAuthFailed
+	}
+	return err
+}
+
 // signer logs the token in with the unwrapped PIN (a constant-time
 // comparison when it is already logged in with it) and returns the key,
 // checked against the database.
 func (h *Handlers) signer(ka KeyAccess) (*hsm.Key, error) {
-	if err := h.Token.Login(ka.PIN); err != nil {
+	if err := h.login(ka); err != nil {
 		return nil, err
 	}
 	h.keysMu.Lock()

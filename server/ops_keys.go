@@ -240,7 +240,7 @@ func (h *Handlers) changeKeyExpiration(ctx context.Context, r *Request) (*Respon
 	if _, ok := r.Fields["subkey"]; ok {
 		return nil, &refusal{status: protocol.CodeUnknownError, message: "signet keys have no subkeys"}
 	}
-	if err := h.Token.Login(ka.PIN); err != nil {
+	if err := h.login(ka); err != nil {
 		return nil, err
 	}
 	return &Response{}, h.ceremony(r).SetExpiration(ctx, ka.Key.Name, expires)

@@ -422,3 +422,35 @@ func TestDeleteKeyChecksTheTokenKey(t *testing.T) {
 		t.Fatal("delete-key left the row of a key missing from the token")
 	}
 }
+
+// TestStalePINIsAnAuthenticationFailure: an access row whose wrapped PIN
+// is not the token's (wrapped before a PIN change) is refused as
+// AUTHENTICATION_FAILED, and users with good rows keep signing.
+func TestStalePINIsAnAuthenticationFailure(t *testing.T) {
+	f := newOps(t)
+	ctx := context.Background()
+	k, err := f.a.Store.GetKey(ctx, "fedora")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := f.a.Store.GetUser(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := append(bytes.Clone(f.a.PIN), '9')
+	w, err := hsm.WrapPIN(stale, []byte("bob pass"), server.AccessBinding(k, bob.ID), cheapKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.a.Store.Grant(ctx, "fedora", "bob", w, false); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("payload\n")
+	alice := map[string]string{"passphrase": "alice pass"}
+	resp, _ := f.do("sign-data", "alice", fieldsName("key", "fedora"), alice, data)
+	f.want("sign-data by alice", resp, protocol.CodeOK)
+	resp, _ = f.do("sign-data", "bob", fieldsName("key", "fedora"), map[string]string{"passphrase": "bob pass"}, data)
+	f.want("sign-data with a stale wrapped PIN", resp, protocol.CodeAuthenticationFailed)
+	resp, _ = f.do("sign-data", "alice", fieldsName("key", "fedora"), alice, data)
+	f.want("sign-data by alice after bob's stale PIN", resp, protocol.CodeOK)
+}
