@@ -1,8 +1,8 @@
 package hsm
 
 import (
-	"fmt"
 	"errors"
+	"fmt"
 
 	"github.com/miekg/pkcs11"
 )
