@@ -196,14 +196,15 @@ func (a *Admin) RestoreKey(ctx context.Context, data []byte, p hsm.WrapProfile, 
 	}
 	e.Detail = fmt.Sprintf("from %s: backup of %s by %s on token %q, wrap key %s", source,
 		b.Created.Format(time.RFC3339), b.Actor, b.SourceToken, b.WrapKeyID)
-	k, note, err := a.restoreKey(ctx, b, body, mac, p)
-	if note != "" {
-		e.Detail += "; " + note
-	}
+	// The key's database row commits with the step's success record.
+	ctx = a.audited(ctx, &e)
+	k, _, err := a.restoreKey(ctx, &e, b, body, mac, p)
 	return k, b, a.record(ctx, e, err)
 }
 
-func (a *Admin) restoreKey(ctx context.Context, b BackupBody, body, mac []byte, p hsm.WrapProfile) (store.Key, string, error) {
+// restoreKey does RestoreKey's work; it completes e's detail before the
+// first database change, which carries e as its audit record.
+func (a *Admin) restoreKey(ctx context.Context, e *TranscriptEntry, b BackupBody, body, mac []byte, p hsm.WrapProfile) (store.Key, string, error) {
 	if err := a.needToken(); err != nil {
 		return store.Key{}, "", err
 	}
@@ -299,8 +300,11 @@ func (a *Admin) restoreKey(ctx context.Context, b BackupBody, body, mac []byte, 
 		note = "users with access on the source, to grant again here: " + strings.Join(users, ", ")
 	}
 	if inDB {
-		return dbKey, "the database already had the key; added to the token only; " + note, nil
+		note = "the database already had the key; added to the token only; " + note
+		e.Detail += "; " + note
+		return dbKey, note, nil
 	}
+	e.Detail += "; " + note
 	k, err := a.Store.AddKey(ctx, store.Key{Name: b.Key.Name, KeyType: b.Key.KeyType, Token: a.TokenName,
 		ObjectID: hk.ID(), PublicKey: b.Key.PublicKey, PGPCreated: created, PGPCertificate: b.Key.PGPCertificate,
 		Fingerprint: b.Key.Fingerprint, Backup: true})
