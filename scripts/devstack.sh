@@ -42,7 +42,7 @@ up) ;;
 esac
 
 "$root/scripts/install-deps.sh" >/dev/null
-mkdir -p "$dir/bin" "$dir/pki" "$dir/secrets" "$dir/run" "$dir/log"
+mkdir -p "$dir/bin" "$dir/pki" "$dir/secrets" "$dir/run" "$dir/log" "$dir/spool"
 chmod 700 "$dir/secrets"
 (cd "$root" && CGO_ENABLED=1 go build -o "$dir/bin/" ./cmd/signet-server ./cmd/signet-bridge ./cmd/signet)
 
@@ -96,6 +96,7 @@ idle = 4
 
 [server]
 unwrap_cache = "5m"
+spool_dir = "$dir/spool"
 metrics_file = "$dir/run/server.prom"
 EOF
 if [ ! -f "$dir/token/softhsm2.conf" ]; then
