@@ -151,9 +151,11 @@ func (r *Robo) handlePackages(ctx context.Context, m *Message) (any, bool, error
 }
 
 // signRPMs signs the fetched packages as one sign-rpms batch with head
-// signing. A refusal for one package is its failure; anything else (the
-// connection) is transient for the whole request: the packages signed so
-// far are simply signed again.
+// signing; the client library sends a package without payload digest
+// (rpm < 4.14) whole in the same batch and logs that it did, at level
+// info, in the robo's log. A refusal for one package is its failure;
+// anything else (the connection) is transient for the whole request: the
+// packages signed so far are simply signed again.
 func (r *Robo) signRPMs(ctx context.Context, key string, srcs []*source, results []artifactResult) error {
 	var files []client.RPMFile
 	var idx []int
