@@ -173,9 +173,13 @@ func (b *rpmBatch) unanswered(i, replies int, err error) error {
 	if err != nil {
 		return fmt.Errorf("%w (%s; the batch ended after %d of %d replies): %w", ErrNotSigned, what, replies, len(b.files), err)
 	}
+	hint := ""
+	if b.opts.HeadSigning {
+		hint = "; with --head-signing a Sigul 1.2 server checks whole files, so it ends the batch at the first package that did not fit in the headers sent: sign such packages without --head-signing"
+	}
 	return fmt.Errorf("%w (%s): the bridge or server ended the batch cleanly after %d of %d replies, without a word on this package; "+
-		"the bridge's or the server's log says why it dropped the rest (a Sigul 1.2 server cannot report some per-package errors, §7.12)",
-		ErrNotSigned, what, replies, len(b.files))
+		"the bridge's or the server's log says why it dropped the rest (a Sigul 1.2 server cannot report some per-package errors, §7.12)%s",
+		ErrNotSigned, what, replies, len(b.files), hint)
 }
 
 type rpmBatch struct {
