@@ -2,16 +2,10 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +18,7 @@ import (
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/internal/artifacts"
 	"github.com/signet-project/signet/internal/testenv"
+	"github.com/signet-project/signet/internal/testpki"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
 
@@ -425,53 +420,21 @@ func stop(t *testing.T) {
 // the server (CN server) and alice into dir, and returns dir.
 func writeStackPKI(t *testing.T, dir string) string {
 	t.Helper()
-	os.MkdirAll(dir, 0o700)
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	caKey := newKey()
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "backup stack CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	writePEMFile(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", caDER)
-	for i, c := range []struct {
-		name, cn string
-		dns      []string
-		ips      []net.IP
-		eku      []x509.ExtKeyUsage
-	}{
-		{"bridge", "localhost", []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}},
-		{"server", "server", []string{"server"}, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}},
-		{"alice", "alice", nil, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+	ca := testpki.New(t, "backup stack CA")
+	if err := ca.WriteCert(filepath.Join(dir, "ca.pem")); err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]testpki.Leaf{
+		"bridge": {CN: "localhost", DNSNames: []string{"localhost"}, IPs: testpki.Loopback, EKU: testpki.Both},
+		"server": {CN: "server", DNSNames: []string{"server"}, EKU: testpki.Both},
+		"alice":  {CN: "alice", EKU: testpki.Client},
 	} {
-		k := newKey()
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: c.cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), DNSNames: c.dns, IPAddresses: c.ips,
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: c.eku}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
+		if err := ca.MustIssue(t, l).Write(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")); err != nil {
 			t.Fatal(err)
 		}
-		kder, _ := x509.MarshalPKCS8PrivateKey(k)
-		writePEMFile(t, filepath.Join(dir, c.name+".pem"), "CERTIFICATE", der)
-		writePEMFile(t, filepath.Join(dir, c.name+"-key.pem"), "PRIVATE KEY", kder)
 	}
 	return dir
-}
-
-func writePEMFile(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
