@@ -22,6 +22,7 @@ func (k *Key) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.DecrypterOpts)
 	}
 	switch o := opts.(type) {
 	case nil:
+	//lint:ignore SA1019 Sigul's decrypt is OpenPGP's, which uses PKCS #1 v1.5 for RSA
 	case *rsa.PKCS1v15DecryptOptions:
 		if o.SessionKeyLen != 0 {
 			return nil, fmt.Errorf("hsm: PKCS#1 v1.5 SessionKeyLen: %w", ErrUnsupported)

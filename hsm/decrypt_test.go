@@ -41,6 +41,7 @@ func TestDecrypt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openssl pkeyutl -encrypt: %v", err)
 	}
+	//lint:ignore SA1019 the mode the token key serves
 	got, err := k.Decrypt(rand.Reader, out, &rsa.PKCS1v15DecryptOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +61,7 @@ func TestDecrypt(t *testing.T) {
 	if _, err := k.Decrypt(nil, out, &rsa.OAEPOptions{Hash: crypto.SHA256}); !errors.Is(err, hsm.ErrUnsupported) {
 		t.Errorf("OAEP: %v, want ErrUnsupported", err)
 	}
+	//lint:ignore SA1019 checking that this option is refused
 	if _, err := k.Decrypt(nil, out, &rsa.PKCS1v15DecryptOptions{SessionKeyLen: 32}); !errors.Is(err, hsm.ErrUnsupported) {
 		t.Errorf("SessionKeyLen: %v, want ErrUnsupported", err)
 	}

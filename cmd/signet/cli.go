@@ -207,6 +207,7 @@ func (a *app) readNewSecret(prompt1, prompt2 string) ([]byte, error) {
 	}
 	if string(p) != string(p2) {
 		clear(p)
+		//lint:ignore ST1005 Sigul's client says the same, capitalized
 		return nil, errors.New("Input does not match")
 	}
 	return p, nil

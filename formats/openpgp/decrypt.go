@@ -273,6 +273,7 @@ type pkcs1v15Decrypter struct{ dec crypto.Decrypter }
 func (p pkcs1v15Decrypter) Public() crypto.PublicKey { return p.dec.Public() }
 
 func (p pkcs1v15Decrypter) Decrypt(rand io.Reader, ciphertext []byte, _ crypto.DecrypterOpts) ([]byte, error) {
+	//lint:ignore SA1019 OpenPGP encrypts session keys to RSA with PKCS #1 v1.5 (RFC 9580 section 5.1.3)
 	b, err := p.dec.Decrypt(rand, ciphertext, &rsa.PKCS1v15DecryptOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errSessionKeyDecrypt, err)

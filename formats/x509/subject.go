@@ -229,6 +229,7 @@ func addAttribute(name *pkix.Name, comp []token, rfc bool, seen map[string]bool)
 	switch attr.short {
 	case "C":
 		if len(val) != 2 || !isLetter(val[0]) || !isLetter(val[1]) {
+			//lint:ignore ST1005 C is the attribute's name
 			return fmt.Errorf("C: %q is not a two-letter country code", val)
 		}
 		val = strings.ToUpper(val)

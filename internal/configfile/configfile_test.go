@@ -23,6 +23,7 @@ type testConfig struct {
 		Idle    int    `mapstructure:"idle"`
 	} `mapstructure:"bridge"`
 	Limits map[string]int64 `mapstructure:"limits"`
+	//lint:ignore U1000 a key named after an unexported field must still be refused
 	hidden string
 }
 

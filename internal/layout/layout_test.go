@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -46,12 +44,8 @@ func match(pattern, p string) bool {
 	return p == pattern
 }
 
-func goTool() string {
-	if p, err := exec.LookPath(filepath.Join(runtime.GOROOT(), "bin", "go")); err == nil {
-		return p
-	}
-	return "go"
-}
+// goTool is the go command; go test puts its own first on PATH.
+func goTool() string { return "go" }
 
 // deps lists every package of the module with its signet dependencies
 // (transitive, tests excluded), module-relative.
