@@ -124,6 +124,37 @@ func returnData(h *protocol.RequestHeader) bool {
 	return err != nil || v
 }
 
+// refusal is why checkRequest refused a request: the result it is counted
+// under, the log message and its details.
+type refusal struct {
+	result, msg string
+	err         error
+	extra       []any
+}
+
+// checkRequest applies the bridge's checks to the request header of a
+// client whose certificate CN is cn (§4.2 steps 3 to 8): the §4.4
+// whitelist and limits, the configured payload limits, CN against user,
+// and Koji. It returns the operation's spec, or why it refused.
+func (b *Bridge) checkRequest(h *protocol.RequestHeader, cn string) (protocol.OpSpec, *refusal) {
+	spec, err := protocol.ValidateRequest(h)
+	if err != nil {
+		return spec, &refusal{result: ResultDroppedInvalid, msg: "request dropped: it fails the bridge's whitelist or limits (PROTOCOL-v1 §4.4)", err: err}
+	}
+	if lim, ok := b.cfg.OpLimits[spec.Name]; ok && h.PayloadLen() > lim {
+		return spec, &refusal{result: ResultDroppedInvalid, msg: "request dropped: payload above the configured limit for this operation",
+			err: &protocol.LimitError{What: "payload length of op " + spec.Name, Value: h.PayloadLen(), Limit: lim}}
+	}
+	if !b.cnAllowed(cn, h.User()) {
+		return spec, &refusal{result: ResultDroppedCNMismatch, msg: "request dropped: the client certificate's CN is not the request's user; list the CN in proxy_cns if it may act for others"}
+	}
+	if why := kojiReason(spec, h); why != "" {
+		return spec, &refusal{result: ResultDroppedKoji, msg: "request dropped: Koji integration is not supported by this bridge; send the RPM itself, without koji-instance or import-signature",
+			extra: []any{"koji_reason", why}}
+	}
+	return spec, nil
+}
+
 // handleClient serves one client connection: handshake, request header
 // and checks, pairing, relay, teardown (§4.2).
 func (b *Bridge) handleClient(raw net.Conn) {
@@ -186,22 +217,9 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		return
 	}
 	r.op, r.user, r.payload = h.Op(), h.User(), h.PayloadLen()
-	spec, err := protocol.ValidateRequest(h)
-	if err != nil {
-		r.finish(ResultDroppedInvalid, "request dropped: it fails the bridge's whitelist or limits (PROTOCOL-v1 §4.4)", err)
-		return
-	}
-	if lim, ok := b.cfg.OpLimits[spec.Name]; ok && h.PayloadLen() > lim {
-		r.finish(ResultDroppedInvalid, "request dropped: payload above the configured limit for this operation",
-			&protocol.LimitError{What: "payload length of op " + spec.Name, Value: h.PayloadLen(), Limit: lim})
-		return
-	}
-	if !b.cnAllowed(r.cn, r.user) {
-		r.finish(ResultDroppedCNMismatch, "request dropped: the client certificate's CN is not the request's user; list the CN in proxy_cns if it may act for others", nil)
-		return
-	}
-	if why := kojiReason(spec, h); why != "" {
-		r.finish(ResultDroppedKoji, "request dropped: Koji integration is not supported by this bridge; send the RPM itself, without koji-instance or import-signature", nil, "koji_reason", why)
+	spec, rf := b.checkRequest(h, r.cn)
+	if rf != nil {
+		r.finish(rf.result, rf.msg, rf.err, rf.extra...)
 		return
 	}
 
