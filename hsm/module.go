@@ -14,6 +14,11 @@
 // Ed25519 uses CKK_EC_EDWARDS and CKM_EDDSA (PKCS#11 3.0), which miekg/pkcs11
 // does not name, so the constants are defined here.
 //
+// Keys generated for backup (GenerateRequest.Backup) may leave the token,
+// but only wrapped under a trusted wrap key that every token of a
+// deployment shares (Key.Wrap, Token.Unwrap, InstallWrapKey); the wrap key
+// is split among custodians with Shamir's scheme (SplitWrapKey).
+//
 // The package also wraps token PINs under users' passphrases (see WrapPIN).
 package hsm
 

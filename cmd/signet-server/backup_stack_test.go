@@ -203,8 +203,8 @@ client-key-file = "%s/alice-key.pem"
 		if out, err = client("get-public-key", "rpm"); err == nil {
 			break
 		}
-		if i == 150 {
-			t.Fatalf("no request went through B's stack in 30 s: %v\n%s", err, out)
+		if i == 300 {
+			t.Fatalf("no request went through B's stack in 60 s: %v\n%s", err, out)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
