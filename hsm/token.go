@@ -300,3 +300,38 @@ func zero(b []byte) {
 		b[i] = 0
 	}
 }
+
+// SetPIN changes the token's user PIN from old to new (C_SetPIN in a
+// session logged in as the user). The Token must be logged in with old;
+// afterwards it keeps new for logging in again. A YubiHSM 2's PIN is its
+// authentication key id and password: changing it is done with Yubico's
+// tools, and its module refuses C_SetPIN.
+func (t *Token) SetPIN(old, new []byte) error {
+	if len(new) == 0 {
+		return fmt.Errorf("hsm: refusing an empty new PIN for token %q", t.name())
+	}
+	t.mu.Lock()
+	cur := append([]byte(nil), t.pin...)
+	t.mu.Unlock()
+	defer zero(cur)
+	if len(cur) == 0 {
+		return fmt.Errorf("hsm: changing the PIN of token %q: %w", t.name(), ErrNotLoggedIn)
+	}
+	if subtle.ConstantTimeCompare(cur, old) != 1 {
+		return fmt.Errorf("hsm: changing the PIN of token %q: %w", t.name(), ErrOtherPIN)
+	}
+	err := t.do(func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, _ uint64) error {
+		if err := c.SetPIN(sh, string(old), string(new)); err != nil {
+			return loginError(err)
+		}
+		t.mu.Lock()
+		zero(t.pin)
+		t.pin = append([]byte(nil), new...)
+		t.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("hsm: changing the PIN of token %q: %w", t.name(), err)
+	}
+	return nil
+}

@@ -1,4 +1,5 @@
-// This file holds `signet-server token ...`: list, init and check.
+// This file holds `signet-server token ...`: list, init and check
+// (change-pin is in changepin.go).
 
 package main
 
@@ -133,7 +134,7 @@ key is missing, differs, or fails to sign.`,
 			})
 		},
 	}
-	c.AddCommand(list, initc, check)
+	c.AddCommand(list, initc, check, a.changePINCmd())
 	return c
 }
 

@@ -259,3 +259,58 @@ func (s *Store) WrappedPINHeaders(ctx context.Context, n int) ([][]byte, error) 
 	}
 	return out, nil
 }
+
+// AllAccesses returns every access row, with its wrapped PIN, ordered by
+// key and user name.
+func (s *Store) AllAccesses(ctx context.Context) ([]KeyAccess, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT a.id, k.id, k.name, u.id, u.name, a.key_admin, a.wrapped_pin
+		FROM key_accesses a JOIN keys k ON k.id = a.key_id JOIN users u ON u.id = a.user_id
+		ORDER BY k.name, u.name`)
+	if err != nil {
+		return nil, dbErr("list key accesses", err)
+	}
+	defer rows.Close()
+	var out []KeyAccess
+	for rows.Next() {
+		var a KeyAccess
+		if err := rows.Scan(&a.ID, &a.KeyID, &a.KeyName, &a.UserID, &a.UserName, &a.KeyAdmin, &a.WrappedPIN); err != nil {
+			return nil, dbErr("list key accesses", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("list key accesses", err)
+	}
+	return out, nil
+}
+
+// ReplaceWrappedPINs, in one transaction, gives the access rows in rewrap
+// (by row id) their new wrapped PINs and deletes the rows in remove: a
+// token PIN change, after which every row either wraps the new PIN or is
+// gone. Every row named must exist.
+func (s *Store) ReplaceWrappedPINs(ctx context.Context, rewrap map[int64][]byte, remove []int64) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		for id, w := range rewrap {
+			if len(w) == 0 {
+				return invalid("empty wrapped PIN for access row %d", id)
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE key_accesses SET wrapped_pin = ? WHERE id = ?`, w, id)
+			if err != nil {
+				return dbErr("rewrap access", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return invalid("access row %d is gone", id)
+			}
+		}
+		for _, id := range remove {
+			res, err := tx.ExecContext(ctx, `DELETE FROM key_accesses WHERE id = ?`, id)
+			if err != nil {
+				return dbErr("remove access", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return invalid("access row %d is gone", id)
+			}
+		}
+		return nil
+	})
+}
