@@ -225,6 +225,7 @@ const shareHeader = "signet wrap-key share, version 1"
 // caller writes it with private permissions and wipes the returned bytes.
 func (s *Share) Encode() []byte {
 	var b bytes.Buffer
+	b.Grow(1024) // once: no reallocation leaves a copy of the share behind
 	fmt.Fprintf(&b, "%s\n", shareHeader)
 	fmt.Fprintf(&b, "# For custodian %s only. Any %d of the %d shares rebuild the key that\n", s.Custodian, s.Threshold, s.Total)
 	fmt.Fprintf(&b, "# wraps signet's key backups; keep it offline, never copy it elsewhere.\n")
@@ -233,15 +234,16 @@ func (s *Share) Encode() []byte {
 	fmt.Fprintf(&b, "split: %s\n", s.Split)
 	fmt.Fprintf(&b, "share: %d of %d\n", s.Index, s.Total)
 	fmt.Fprintf(&b, "threshold: %d\n", s.Threshold)
-	v := hex.EncodeToString(s.Value)
-	defer zero([]byte(v)) // best effort: v's bytes are copied below
+	v := make([]byte, hex.EncodedLen(len(s.Value)))
+	hex.Encode(v, s.Value)
+	defer zero(v)
 	for i := 0; i < len(v); i += 32 {
 		b.WriteString("value: ")
 		for j := i; j < i+32 && j < len(v); j += 8 {
 			if j > i {
 				b.WriteByte(' ')
 			}
-			b.WriteString(v[j:min(j+8, len(v))])
+			b.Write(v[j:min(j+8, len(v))])
 		}
 		b.WriteByte('\n')
 	}
@@ -253,32 +255,51 @@ func (s *Share) Encode() []byte {
 // fails the checksum; the message never shows the share's value.
 func ParseShare(r io.Reader) (Share, error) {
 	var s Share
-	var value, sum strings.Builder
-	defer func() { value.Reset() }()
+	// The scanner reads into buf, and the value's digits go to value:
+	// both are zeroed on return.
+	buf := make([]byte, 4096)
+	defer zero(buf)
+	value := make([]byte, 0, 2*scalarSize)
+	defer func() { zero(value[:cap(value)]) }()
+	var sum string
 	sc := bufio.NewScanner(io.LimitReader(r, 4096))
+	sc.Buffer(buf, len(buf))
 	have := map[string]bool{}
 	first := true
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		line := bytes.TrimSpace(sc.Bytes())
 		if first {
-			if line != shareHeader {
+			if string(line) != shareHeader {
 				return Share{}, errors.New("not a signet wrap-key share (the first line is wrong)")
 			}
 			first = false
 			continue
 		}
-		if line == "" || strings.HasPrefix(line, "#") {
+		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		k, v, ok := strings.Cut(line, ":")
+		kb, vb, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			return Share{}, fmt.Errorf("line %d is not 'field: value'", n)
 		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		k, vb := string(bytes.TrimSpace(kb)), bytes.TrimSpace(vb)
 		if k != "value" && have[k] {
 			return Share{}, fmt.Errorf("line %d: %s is given twice", n, k)
 		}
 		have[k] = true
+		if k == "value" {
+			for _, c := range vb {
+				if c == ' ' {
+					continue
+				}
+				if len(value) == cap(value) {
+					return Share{}, errors.New("the value is not 96 hex digits: mistyped or damaged")
+				}
+				value = append(value, c)
+			}
+			continue
+		}
+		v := string(vb)
 		var err error
 		switch k {
 		case "custodian":
@@ -297,10 +318,8 @@ func ParseShare(r io.Reader) (Share, error) {
 			}
 		case "threshold":
 			s.Threshold, err = strconv.Atoi(v)
-		case "value":
-			value.WriteString(strings.ReplaceAll(v, " ", ""))
 		case "checksum":
-			sum.WriteString(strings.ToLower(v))
+			sum = strings.ToLower(v)
 		default:
 			return Share{}, fmt.Errorf("line %d: unknown field %q", n, k)
 		}
@@ -316,13 +335,13 @@ func ParseShare(r io.Reader) (Share, error) {
 			return Share{}, fmt.Errorf("the %s line is missing", k)
 		}
 	}
-	val, err := hex.DecodeString(value.String())
-	if err != nil || len(val) != scalarSize {
+	val := make([]byte, scalarSize)
+	if n, err := hex.Decode(val, value); err != nil || n != scalarSize || len(value) != 2*scalarSize {
 		zero(val)
 		return Share{}, errors.New("the value is not 96 hex digits: mistyped or damaged")
 	}
 	s.Value = val
-	if subtle.ConstantTimeCompare([]byte(s.checksum()), []byte(sum.String())) != 1 {
+	if subtle.ConstantTimeCompare([]byte(s.checksum()), []byte(sum)) != 1 {
 		s.Wipe()
 		return Share{}, errors.New("the checksum does not match: the share was mistyped or damaged")
 	}
