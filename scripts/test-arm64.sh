@@ -16,7 +16,7 @@ CC=aarch64-linux-gnu-gcc CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 SIGNET_SOFTHSM2_MODULE=$root/usr/lib/softhsm/libsofthsm2.so \
 SIGNET_HSM_KEYTYPES=rsa2048,ecdsa-p256,ed25519 \
 	qemu-aarch64-static -L / .cache/hsm.arm64.test -test.count=1 -test.v \
-	-test.run '^(TestGenerateSignVerify|TestSignRefusals|TestImport|TestFindListDelete|TestOpenRefusals|TestRecovery|TestConcurrentSessionCap|TestWrapPIN|TestUnwrapperCachesOnlySuccess)$' |
+	-test.run '^(TestGenerateSignVerify|TestSignRefusals|TestImport|TestFindListDelete|TestOpenRefusals|TestRecovery|TestConcurrentSessionCap|TestWrapPIN|TestUnwrapperCachesOnlySuccess|TestShares|TestWrapBetweenTokens)$' |
 	tee .cache/hsm.arm64.log | grep -E '^(--- |PASS|FAIL|ok)'
 grep -q '^PASS$' .cache/hsm.arm64.log
 
