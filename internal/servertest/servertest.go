@@ -17,6 +17,7 @@ package servertest
 import (
 	"bytes"
 	"context"
+	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -56,8 +57,10 @@ type Env struct {
 	t     *testing.T
 	Dir   string
 	Admin *server.Admin
-	Relay *Relay
-	ca    *testpki.CA
+	// Handlers is the server's operations, for in-process requests (Do).
+	Handlers *server.Handlers
+	Relay    *Relay
+	ca       *testpki.CA
 }
 
 // New starts an Env for t; it stops when t ends.
@@ -108,6 +111,7 @@ func New(t *testing.T) *Env {
 		t.Fatal(err)
 	}
 	h := &server.Handlers{Store: st, Token: tok, Auth: au, TokenName: tk.Label, PIN: tk.PIN, KDF: CheapKDF}
+	e.Handlers = h
 
 	// The Relay ("bridge").
 	e.Relay = StartRelay(t, &tls.Config{Certificates: []tls.Certificate{bridgeCert}, ClientCAs: pool,
@@ -122,6 +126,70 @@ func New(t *testing.T) *Env {
 	go func() { d.Run(dctx); close(done) }()
 	t.Cleanup(func() { cancel(); e.Relay.Stop(); <-done })
 	return e
+}
+
+// AddKey generates a key in the token, with an OpenPGP certificate when
+// userIDs are given, and grants it to alice (key admin, AlicePass).
+func (e *Env) AddKey(name string, typ hsm.KeyType, userIDs ...string) store.Key {
+	e.t.Helper()
+	k, err := e.Admin.GenerateKey(context.Background(), server.NewKeyRequest{Name: name, Type: typ, UserIDs: userIDs,
+		Owner: "alice", OwnerPassphrase: []byte(AlicePass)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return k
+}
+
+// Request is one request to run in-process with Do: outer fields, inner
+// secrets and the payload. The payload is marked as authenticated (its
+// hash was sent and matched), as a request from signet's client is.
+type Request struct {
+	Op, User        string
+	Fields, Secrets map[string]string
+	Payload         []byte
+}
+
+// Do runs r through the server's handlers without a connection, as
+// ConnServer would after its checks, and returns the reply and its
+// payload. A dropped request (no reply) fails the test.
+func (e *Env) Do(r Request) (*server.Response, []byte) {
+	e.t.Helper()
+	resp, body, err := e.Try(r)
+	if err != nil {
+		e.t.Fatalf("%s: %v", r.Op, err)
+	}
+	return resp, body
+}
+
+// Try is Do for a request that may be dropped: it returns the error that
+// dropped it (wrapping server.ErrDrop) instead of failing the test.
+func (e *Env) Try(r Request) (*server.Response, []byte, error) {
+	e.t.Helper()
+	sum := sha512.Sum512(r.Payload)
+	req := &server.Request{Op: r.Op, User: r.User, CN: r.User, Fields: map[string][]byte{}, Secrets: map[string][]byte{},
+		Payload: bytes.NewReader(r.Payload), PayloadSize: int64(len(r.Payload)), PayloadSHA512: sum[:],
+		PayloadAt: bytes.NewReader(r.Payload), PayloadAuthenticated: true}
+	for k, v := range r.Fields {
+		req.Fields[k] = []byte(v)
+	}
+	for k, v := range r.Secrets {
+		req.Secrets[k] = []byte(v)
+	}
+	resp, err := e.Handlers.Serve(context.Background(), req)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := io.ReadAll(resp.Payload)
+	if c, ok := resp.Payload.(io.Closer); ok {
+		c.Close()
+	}
+	if err != nil {
+		e.t.Fatalf("%s: reading the reply payload: %v", r.Op, err)
+	}
+	if int64(len(body)) != resp.PayloadSize {
+		e.t.Fatalf("%s: payload is %d bytes, PayloadSize says %d", r.Op, len(body), resp.PayloadSize)
+	}
+	return resp, body, nil
 }
 
 // Leaf returns a TLS certificate for cn issued by the Env's CA (with
