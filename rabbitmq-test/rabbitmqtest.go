@@ -94,6 +94,7 @@ func StartTLS(t testing.TB, user string) *Broker {
 
 func start(t testing.TB, externalUser string) *Broker {
 	t.Helper()
+	testenv.SkipShort(t, "starts RabbitMQ")
 	bin, err := binDir()
 	if err == nil {
 		_, err = exec.LookPath("epmd")

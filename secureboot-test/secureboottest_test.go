@@ -111,6 +111,7 @@ const (
 // images signed under it boot and anything else is refused, by the
 // firmware and by shim.
 func TestBoot(t *testing.T) {
+	testenv.SkipShort(t, "boots QEMU")
 	dir := images(t)
 	ours := newSigner(t, "ours")
 	other := newSigner(t, "other")
@@ -226,6 +227,7 @@ func qemuChildren(t *testing.T) []string {
 // TestBootCancel ends a boot with its context: Boot returns the context's
 // error and leaves no QEMU behind.
 func TestBootCancel(t *testing.T) {
+	testenv.SkipShort(t, "boots QEMU")
 	if err := Available(AMD64); err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
@@ -276,6 +278,7 @@ func TestBootBadInput(t *testing.T) {
 // once more, the result says so and carries the first attempt's log, and no
 // QEMU is left behind.
 func TestBootRetry(t *testing.T) {
+	testenv.SkipShort(t, "boots QEMU")
 	if err := Available(AMD64); err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}

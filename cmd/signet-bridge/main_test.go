@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/internal/testpki"
 )
 
@@ -187,6 +188,7 @@ func TestConfigRefusals(t *testing.T) {
 // TestRunAndSIGTERM runs the real binary, checks that both ports and the
 // metrics endpoint answer, then sends SIGTERM and expects a clean exit.
 func TestRunAndSIGTERM(t *testing.T) {
+	testenv.SkipShort(t, "runs signet-bridge as a process")
 	client, server, metrics := freePort(t), freePort(t), freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("client_listen = %q\nserver_listen = %q\nmetrics_listen = %q\nshutdown_timeout = \"5s\"", client, server, metrics), "")
 	cmd := exec.Command(os.Args[0], "run", "--config", cfg)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/protocol"
 )
 
@@ -53,6 +54,7 @@ func (l *lockedBuffer) String() string {
 // its metrics endpoint answers. It is stopped with SIGTERM when t ends.
 func startProc(t *testing.T, extra string) *proc {
 	t.Helper()
+	testenv.SkipShort(t, "runs signet-bridge as a process")
 	p := &proc{client: freePort(t), server: freePort(t), metrics: freePort(t), logs: &lockedBuffer{}}
 	cfg := writeConfig(t, fmt.Sprintf("client_listen = %q\nserver_listen = %q\nmetrics_listen = %q\nshutdown_timeout = \"2s\"\n%s",
 		p.client, p.server, p.metrics, extra), "")

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // bridgeCmd runs this test binary as signet-bridge.
@@ -25,6 +27,7 @@ func bridgeCmd(env []string, args ...string) *exec.Cmd {
 // accept connections; `status` reports from the metrics endpoint with the
 // plugin exit statuses; SIGTERM brings STOPPING=1.
 func TestNotifyAndStatus(t *testing.T) {
+	testenv.SkipShort(t, "runs signet-bridge as a process")
 	sock := filepath.Join(t.TempDir(), "notify")
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {

@@ -89,6 +89,7 @@ func TestMain(m *testing.M) {
 var tools = []string{"softhsm2-util", "pkcs11-tool", "gpg", "gpgconf", "rpmkeys", "rpm", "openssl"}
 
 func TestScripts(t *testing.T) {
+	testenv.SkipShort(t, "runs signet-server as a process per command")
 	if _, err := softhsmtest.Module(); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/signet-project/signet/bridge"
 	"github.com/signet-project/signet/cmd/internal/health"
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/internal/testpki"
 	"github.com/signet-project/signet/server/store"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
@@ -40,6 +41,7 @@ func testPKI(t *testing.T, dir string) (tls.Certificate, *x509.CertPool) {
 // from a credential in $CREDENTIALS_DIRECTORY, readiness to a real unix
 // datagram socket in $NOTIFY_SOCKET, against a real bridge; then `status`.
 func TestSystemdService(t *testing.T) {
+	testenv.SkipShort(t, "runs signet-server and signet-bridge as processes")
 	dir := t.TempDir()
 	tk := softhsmtest.NewDir(t)
 	t.Setenv("SOFTHSM2_CONF", tk.Conf)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/signet-project/signet/internal/servertest"
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 type result struct {
@@ -186,6 +187,7 @@ func TestCLIUsage(t *testing.T) {
 // TestBinaryExitStatus runs the built command as a process: the exit
 // status is what scripts see.
 func TestBinaryExitStatus(t *testing.T) {
+	testenv.SkipShort(t, "builds and runs signet as a process")
 	bin := filepath.Join(t.TempDir(), "signet")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

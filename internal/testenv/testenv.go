@@ -46,6 +46,16 @@ func Has(t testing.TB, tool string) bool {
 	return true
 }
 
+// SkipShort skips t under go test -short: the fast loop leaves out what
+// starts QEMU, RabbitMQ, PostgreSQL or signet's own programs as
+// processes. what says which.
+func SkipShort(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("%s: not with -short", what)
+	}
+}
+
 // Unavailable ends t because something it needs is missing: it fails
 // under CI=true and skips otherwise.
 func Unavailable(t testing.TB, format string, args ...any) {
