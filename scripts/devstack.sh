@@ -9,7 +9,8 @@
 #
 # Ports: SIGNET_CLIENT_PORT (default 44334) for clients, SIGNET_SERVER_PORT
 # (default 44333) for servers. Secrets for this dev stack only are in
-# DIR/secrets (mode 600).
+# DIR/secrets (mode 600). SIGNET_DEVSTACK_PIN=1 gives the server the token
+# PIN file, so that new-key and import-key work over the network.
 set -euo pipefail
 usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
@@ -99,6 +100,9 @@ unwrap_cache = "5m"
 spool_dir = "$dir/spool"
 metrics_file = "$dir/run/server.prom"
 EOF
+if [ "${SIGNET_DEVSTACK_PIN:-}" = 1 ]; then
+	printf 'pin_file = "%s"\n' "$dir/token/pin" >>"$dir/server.toml"
+fi
 if [ ! -f "$dir/token/softhsm2.conf" ]; then
 	SIGNET_SERVER="$dir/bin/signet-server" SIGNET_TRANSCRIPT="$dir/ceremony.log" "$root/scripts/softhsm-token.sh" "$dir/token" signet-devstack >/dev/null
 fi

@@ -32,18 +32,31 @@ have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done
 # Verifiers: rpmkeys (RPM), gpg and sq (OpenPGP), sbverify, osslsigncode and
 # pesign (Authenticode), evmctl (IMA), git, ostree and skopeo (their
 # signatures); qemu with OVMF/AAVMF, mtools and mkfs.vfat boot signed EFI
-# images under Secure Boot.
+# images under Secure Boot. The interop tests run the unmodified Sigul 1.2
+# (../shared/third-party) with Debian's python3: its client needs
+# python3-nss, six, cryptography and rpm, its NSS database certutil and
+# pk12util; sigul-stack.sh's bridge and server also need sqlalchemy, gpg,
+# requests and xattr, and librpm-dev and python3-dev to build
+# rpm-head-signing's C extension.
 need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool sq sbverify sbsign osslsigncode pesign evmctl git ostree skopeo
-	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server)
+	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server certutil pk12util)
+sigul_py_modules="nss.nss, six, cryptography, rpm, sqlalchemy, gpg, requests, xattr"
+have_sigul_py() {
+	/usr/bin/python3 -c "import $sigul_py_modules" 2>/dev/null &&
+		/usr/bin/python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null &&
+		[ -e /usr/include/rpm/rpmlib.h ]
+}
 if [ -r /etc/debian_version ]; then
 	softhsm_mod=/usr/lib/softhsm/libsofthsm2.so
 	pkgs=(softhsm2 gnupg openssl rpm opensc sq ca-certificates gcc
 		sbsigntool osslsigncode pesign ima-evm-utils git ostree skopeo
 		qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 mtools dosfstools cpio rpm2cpio zstd xz-utils time
-		rabbitmq-server)
+		rabbitmq-server
+		libnss3-tools python3-nss python3-six python3-cryptography python3-rpm python3-sqlalchemy python3-gpg
+		python3-requests python3-xattr librpm-dev python3-dev python3-setuptools)
 	firmware=(/usr/share/OVMF/OVMF_CODE_4M.secboot.fd /usr/share/AAVMF/AAVMF_CODE.fd)
 	have_fw() { for f in "${firmware[@]}"; do [ -e "$f" ] || return 1; done; }
-	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && have_fw && pkgs=()
+	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && have_fw && have_sigul_py && pkgs=()
 	if [ "$want_arm64" = 1 ]; then
 		{ have_all aarch64-linux-gnu-gcc qemu-aarch64-static && [ -e /usr/aarch64-linux-gnu/include/stdio.h ]; } || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 		if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -86,6 +99,13 @@ elif [ -r /etc/fedora-release ]; then
 	missing=()
 	for p in "${pkgs[@]}"; do rpm -q "$p" >/dev/null 2>&1 || missing+=("$p"); done
 	if [ "${#missing[@]}" -gt 0 ]; then "${sudo_cmd[@]}" dnf install -y "${missing[@]}"; fi
+	# Sigul 1.2 for the interop tests; python3-nss is not in every Fedora
+	# release, and sigul-stack.sh itself is for Debian: best effort.
+	if ! have_sigul_py; then
+		"${sudo_cmd[@]}" dnf install -y nss-tools python3-nss python3-six python3-cryptography python3-rpm python3-sqlalchemy \
+			python3-gpg python3-requests python3-pyxattr rpm-devel python3-devel python3-setuptools ||
+			echo "install-deps: Sigul's Python modules are not all installable here; the interop tests will skip" >&2
+	fi
 	if [ "$want_arm64" = 1 ]; then
 		echo "install-deps: on Fedora, provide an arm64 sysroot with SoftHSM2 yourself (SIGNET_ARM64_ROOT)" >&2
 	fi

@@ -1,0 +1,10 @@
+// Package interop holds no code: its tests prove that signet works with
+// the programs it replaces, unmodified. They run Sigul 1.2 (client, bridge
+// and server, from ../shared/third-party beside the repository) against
+// signet's bridge and server and the other way round, and check every
+// output with the ecosystem's own verifiers.
+//
+// harness_test.go starts the stacks; sigulclient_*_test.go run Sigul's
+// client against signet; signetclient_*_test.go run signet's client
+// against Sigul's bridge and server.
+package interop
