@@ -25,6 +25,8 @@ type NewKeyRequest struct {
 	Type hsm.KeyType
 	// UserIDs, if any, make an OpenPGP certificate now and store it.
 	UserIDs []string
+	// Expires, if set, is the key expiration time in that certificate.
+	Expires time.Time
 	// Owner, if set, is granted access to the new key as key admin, with
 	// OwnerPassphrase as their passphrase for it.
 	Owner           string
@@ -177,7 +179,7 @@ func (a *Admin) describe(req NewKeyRequest, hk *hsm.Key, created time.Time) (sto
 		PublicKey: der, PGPCreated: created, Fingerprint: pk.FingerprintHex(), Backup: req.Backup,
 	}
 	if len(req.UserIDs) > 0 {
-		if k.PGPCertificate, err = pk.Certificate(req.UserIDs, a.now()); err != nil {
+		if k.PGPCertificate, err = pk.CertificateExpiring(req.UserIDs, a.now(), req.Expires); err != nil {
 			return store.Key{}, err
 		}
 	}

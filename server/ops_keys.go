@@ -157,6 +157,15 @@ func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 	}
 	req := NewKeyRequest{Name: key, Type: typ, Owner: owner, OwnerPassphrase: pass}
 	if kt == "gnupg" {
+		// Sigul's --gnupg-expire-date (gpg's Expire-Date); other key
+		// types have no expiry, as in Sigul.
+		if v, ok := r.Fields["expire-date"]; ok {
+			d, err := time.Parse(time.DateOnly, string(v))
+			if err != nil {
+				return nil, fmt.Errorf("%w: expire-date %q is not YYYY-MM-DD", ErrDrop, v)
+			}
+			req.Expires = d
+		}
 		uid := string(r.Fields["name-real"])
 		if c := r.Fields["name-comment"]; len(c) > 0 {
 			uid += " (" + string(c) + ")"

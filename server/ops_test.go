@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/protocol"
@@ -80,6 +81,24 @@ func (f *opsFixture) do(op, user string, fields, secrets map[string]string, payl
 		f.t.Fatalf("%s: payload is %d bytes, PayloadSize says %d", op, len(body), resp.PayloadSize)
 	}
 	return resp, body
+}
+
+// certInfo reads an armored OpenPGP certificate.
+func certInfo(t *testing.T, armored []byte) *openpgp.CertificateInfo {
+	t.Helper()
+	block, err := armor.Decode(bytes.NewReader(armored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := io.ReadAll(block.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := openpgp.ParseCertificate(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
 
 func (f *opsFixture) want(op string, resp *server.Response, status protocol.ErrorCode) {
@@ -350,6 +369,21 @@ func TestNewAndImportKey(t *testing.T) {
 	f.want("new-key twice", resp, protocol.CodeAlreadyExists)
 	resp, _ = f.do("new-key", "root", fieldsName("key", "k2", "keytype", "DSA"), secrets, nil)
 	f.want("new-key of an unknown type", resp, protocol.CodeUnsupportedKeytype)
+	// expire-date (Sigul's --gnupg-expire-date) is the key's expiry.
+	resp, expiring := f.do("new-key", "root", fieldsName("key", "k44", "keytype", "gnupg", "name-real", "Fedora 44", "expire-date", "2031-05-06"), secrets, nil)
+	f.want("new-key with expire-date", resp, protocol.CodeOK)
+	if info := certInfo(t, expiring); !info.Expires.Equal(time.Date(2031, 5, 6, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("new-key with expire-date 2031-05-06: the certificate expires %v", info.Expires)
+	}
+	if info := certInfo(t, cert); !info.Expires.IsZero() {
+		t.Fatalf("new-key without expire-date: the certificate expires %v", info.Expires)
+	}
+	badDate := &server.Request{Op: "new-key", User: "root", CN: "root", Payload: bytes.NewReader(nil),
+		Fields:  map[string][]byte{"key": []byte("k45"), "keytype": []byte("gnupg"), "name-real": []byte("x"), "expire-date": []byte("2031-13-01")},
+		Secrets: map[string][]byte{"password": []byte("root pw"), "passphrase": []byte("root key pass")}}
+	if _, err := f.h.Serve(context.Background(), badDate); !errors.Is(err, server.ErrDrop) {
+		t.Fatalf("new-key with expire-date 2031-13-01: err = %v, want ErrDrop", err)
+	}
 	data := []byte("data")
 	resp, sig := f.do("sign-data", "root", fieldsName("key", "k43", "armor", bool1), map[string]string{"passphrase": "root key pass"}, data)
 	f.want("sign-data with the new key", resp, protocol.CodeOK)
