@@ -8,8 +8,6 @@ package interop
 import (
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,32 +26,13 @@ func TestSigulClient(t *testing.T) {
 	c := &sc{s: signet(t), dir: t.TempDir(), worked: map[string]bool{}}
 	sigulTree(t)
 	t.Run("Admin", c.testAdmin)
+	t.Run("NewKeyExpiry", c.testNewKeyExpiry)
 	t.Run("OpenPGP", c.testOpenPGP)
 	t.Run("SignRPM", c.testSignRPM)
+	t.Run("BatchWithCorruptPackage", c.testBatchCorrupt)
+	t.Run("HeadSigning", c.testHeadSigning)
+	t.Run("FileSigning", c.testFileSigning)
 	t.Run("SignPE", c.testSignPE)
-}
-
-// clientCommands reads client.py's command list (command_handlers).
-func clientCommands(t testing.TB) []string {
-	t.Helper()
-	src, err := os.ReadFile(filepath.Join(thirdParty(t), "sigul/src/client.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, table, ok := strings.Cut(string(src), "\ncommand_handlers = {")
-	if !ok {
-		t.Fatal("client.py has no command_handlers table")
-	}
-	table, _, _ = strings.Cut(table, "\n}")
-	var cmds []string
-	for _, m := range regexp.MustCompile(`'([a-z-]+)': \(cmd_`).FindAllStringSubmatch(table, -1) {
-		cmds = append(cmds, m[1])
-	}
-	if len(cmds) < 25 {
-		t.Fatalf("read only %d commands from client.py's command_handlers: %v", len(cmds), cmds)
-	}
-	slices.Sort(cmds)
-	return cmds
 }
 
 // run runs Sigul's client as user (admin or alice) with secrets, in dir
