@@ -230,6 +230,8 @@ type testServer struct {
 	// cert, if set, replaces the server certificate on the outer
 	// connection (an impersonator's).
 	cert *tls.Certificate
+	// replySize, if set, is the length of every sign-data reply.
+	replySize int
 }
 
 func newTestServer(t *testing.T, addr string) *testServer {
@@ -362,6 +364,9 @@ func (ts *testServer) serveOne(conn *tls.Conn) error {
 		err = protocol.WriteReply(w, keys, protocol.CodeOK, f, uint64(len(body)), bytes.NewReader(body))
 	case "sign-data", "sign-rpm":
 		out := transform(payload)
+		if ts.replySize > 0 {
+			out = make([]byte, ts.replySize)
+		}
 		err = protocol.WriteReply(w, keys, protocol.CodeOK, nil, uint64(len(out)), bytes.NewReader(out))
 	case "sign-rpms":
 		sk, kerr := msg.SubKeys()

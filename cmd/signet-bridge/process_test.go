@@ -285,7 +285,7 @@ func TestProcessLimits(t *testing.T) {
 max_requests_per_cn = 1
 max_pending_pairings = 1
 min_transfer_rate = 2000
-transfer_grace = "300ms"
+transfer_grace = "2s"
 request_timeout = "3s"
 handshake_timeout = "60s"
 max_handshakes_per_ip = 2`)
@@ -317,8 +317,8 @@ max_handshakes_per_ip = 2`)
 	closedWithin(t, a, 10*time.Second, "alice's request past request_timeout")
 	p.waitMetric(t, `signet_bridge_limits_hit_total{limit="request_timeout"} 1`)
 
-	// bob trickles a 100 kB payload at 200 bytes/s (a tenth of the
-	// minimum); bounded: the loop gives up after 10 s.
+	// bob trickles a 100 kB payload at 280 bytes/s with the chunk headers
+	// (a seventh of the minimum); bounded: the loop gives up after 10 s.
 	b2 := p.dial(t, p.client, "bob")
 	defer b2.Close()
 	m := header(t, b2, "bob", 100_000)
