@@ -37,9 +37,10 @@ have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done
 # python3-nss, six, cryptography and rpm, its NSS database certutil and
 # pk12util; sigul-stack.sh's bridge and server also need sqlalchemy, gpg,
 # requests and xattr, and librpm-dev and python3-dev to build
-# rpm-head-signing's C extension.
+# rpm-head-signing's C extension. rpmbuild, systemd-analyze and unshare
+# build and check the packages of dist/.
 need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool sq sbverify sbsign osslsigncode pesign evmctl git ostree skopeo
-	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server certutil pk12util)
+	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server certutil pk12util systemd-analyze unshare)
 sigul_py_modules="nss.nss, six, cryptography, rpm, sqlalchemy, gpg, requests, xattr"
 have_sigul_py() {
 	/usr/bin/python3 -c "import $sigul_py_modules" 2>/dev/null &&
@@ -51,7 +52,7 @@ if [ -r /etc/debian_version ]; then
 	pkgs=(softhsm2 gnupg openssl rpm opensc sq ca-certificates gcc
 		sbsigntool osslsigncode pesign ima-evm-utils git ostree skopeo
 		qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 mtools dosfstools cpio rpm2cpio zstd xz-utils time
-		rabbitmq-server
+		rabbitmq-server systemd util-linux
 		libnss3-tools python3-nss python3-six python3-cryptography python3-rpm python3-sqlalchemy python3-gpg
 		python3-requests python3-xattr librpm-dev python3-dev python3-setuptools)
 	firmware=(/usr/share/OVMF/OVMF_CODE_4M.secboot.fd /usr/share/AAVMF/AAVMF_CODE.fd)
@@ -94,7 +95,7 @@ elif [ -r /etc/fedora-release ]; then
 	pkgs=(softhsm gnupg2 openssl rpm rpm-build opensc sequoia-sq gcc
 		sbsigntools osslsigncode pesign ima-evm-utils git ostree skopeo
 		qemu-system-x86-core qemu-system-aarch64-core edk2-ovmf edk2-aarch64 mtools dosfstools cpio zstd xz
-		rabbitmq-server)
+		rabbitmq-server systemd util-linux)
 	[ "$want_arm64" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu qemu-user-static-aarch64)
 	missing=()
 	for p in "${pkgs[@]}"; do rpm -q "$p" >/dev/null 2>&1 || missing+=("$p"); done
