@@ -45,13 +45,19 @@ rpmof() { ls "$rpms"/signet-"$1"-"$version"-*.rpm; }
 
 echo "== file lists, owners and modes (rpm -qlvp)"
 # has RPM MODE OWNER GROUP PATH: the package lists PATH with that mode and owner.
+# rpm -qlvp shortens owner names to 8 characters; the same fields in full:
+listing() { rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILENAMES}\n]' "$1"; }
 has() {
 	local line
-	line=$(rpm -qlvp "$(rpmof "$1")" | awk -v p="$5" '$NF == p')
+	line=$(listing "$(rpmof "$1")" | awk -v p="$5" '$NF == p')
 	if [ -z "$line" ]; then fail "signet-$1 lacks $5"; return; fi
 	set -- "$1" "$2" "$3" "$4" "$5" $line
-	if [ "$6" = "$2" ] && [ "$8" = "$3" ] && [ "$9" = "$4" ]; then ok "signet-$1: $2 $3:$4 $5"; else fail "signet-$1: $5 is $6 $8:$9, want $2 $3:$4"; fi
+	if [ "$6" = "$2" ] && [ "$7" = "$3" ] && [ "$8" = "$4" ]; then ok "signet-$1: $2 $3:$4 $5"; else fail "signet-$1: $5 is $6 $7:$8, want $2 $3:$4"; fi
 }
+for r in server bridge robo client; do
+	echo "-- rpm -qlvp signet-$r (without man pages)"
+	rpm -qlvp "$(rpmof "$r")" | grep -v /man1/
+done
 for r in server bridge robo; do
 	has "$r" -rwxr-xr-x root root /usr/bin/signet-$r
 	has "$r" -rw-r--r-- root root /usr/lib/systemd/system/signet-$r.service
@@ -129,6 +135,9 @@ else fail "signet-server-status(1) does not match --help"; fi
 
 echo "== systemd-analyze verify"
 units=$root/usr/lib/systemd/system
+# The units need the standard targets (sysinit.target, ...) beside them:
+# the host's, without overwriting the packaged ones.
+cp -rn /usr/lib/systemd/system/. "$units/"
 for r in server bridge robo; do
 	if systemd-analyze verify --man=no --root="$root" "$units/signet-$r.service" >"$work/verify" 2>&1 && [ ! -s "$work/verify" ]; then
 		ok "signet-$r.service verifies"

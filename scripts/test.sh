@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, then gofmt, vet and staticcheck
 # (pinned, installed with go install), the whole Go test suite against real
-# SoftHSM2 tokens and real verifiers, and the hsm tests again as an arm64
-# binary under qemu-user against Debian's arm64 SoftHSM2.
+# SoftHSM2 tokens and real verifiers, the RPM packages built from dist/ and
+# checked, and the hsm tests again as an arm64 binary under qemu-user
+# against Debian's arm64 SoftHSM2, with an arm64 signet-server signing
+# through an amd64 bridge and client.
 #
 #   scripts/test.sh            everything
 #   SIGNET_SKIP_ARM64=1 scripts/test.sh   skip the arm64 run
@@ -37,6 +39,9 @@ fi
 
 echo "== go test (amd64, native)"
 go test -count=1 -timeout 30m ./...
+
+echo "== RPM packages (dist/signet.spec) and systemd units"
+scripts/test-dist.sh
 
 if [ "$arm64" = 1 ]; then
 	scripts/test-arm64.sh
