@@ -77,7 +77,8 @@ printf '%s\0' "$pass" | "${A[@]}" sign-rpms -o "$tmp/signed" demo-rsa "$tmp/rpms
 n=0
 for f in "$tmp/rpms/"*.rpm; do
 	s=$tmp/signed/$(basename "$f")
-	rpmkeys --dbpath "$tmp/rpmdb" --checksig -v "$s" | grep -q 'Header V4 RSA/SHA256 Signature, key ID [0-9a-f]*: OK'
+	out=$(rpmkeys --dbpath "$tmp/rpmdb" --checksig -v "$s")
+	grep -q 'Header V4 RSA/SHA256 Signature, key ID [0-9a-f]*: OK' <<<"$out" || { echo "$out"; echo "test-arm64: $s"; exit 1; }
 	rpmkeys --dbpath "$tmp/rpmdb" --checksig "$s" >/dev/null
 	n=$((n + 1))
 done

@@ -85,14 +85,19 @@ for r in client server bridge robo; do
 done
 # A client host installs no server: nothing of another role in signet-client,
 # and each role's package holds only its own programs and man pages.
-if rpm -qlp "$(rpmof client)" | grep -E 'signet-(server|bridge|robo)|/etc/|systemd'; then
+# (Outputs are captured before grep reads them: with pipefail, grep -q
+# closing a pipe early would fail the writer, and a failing rpm must fail.)
+files=$(rpm -qlp "$(rpmof client)")
+if grep -E 'signet-(server|bridge|robo)|/etc/|systemd' <<<"$files"; then
 	fail "signet-client carries a service's files (above)"
 else ok "signet-client: the signet program, its man pages and completions only"; fi
 for r in server bridge robo; do
-	if rpm -qlp "$(rpmof "$r")" | grep -E '^/usr/(bin|share/man/man1)/' | grep -v "/signet-$r[-.]" | grep -v "/signet-$r\$"; then
+	files=$(rpm -qlp "$(rpmof "$r")")
+	if grep -E '^/usr/(bin|share/man/man1)/' <<<"$files" | grep -v "/signet-$r[-.]" | grep -v "/signet-$r\$"; then
 		fail "signet-$r carries another program's files (above)"
 	else ok "signet-$r: only signet-$r's program and man pages"; fi
-	if rpm -qcp "$(rpmof "$r")" | grep -q "^/etc/signet/"; then ok "signet-$r: /etc/signet files are %config"; else fail "signet-$r: no %config files"; fi
+	conf=$(rpm -qcp "$(rpmof "$r")")
+	if grep -q "^/etc/signet/" <<<"$conf"; then ok "signet-$r: /etc/signet files are %config"; else fail "signet-$r: no %config files"; fi
 done
 
 echo "== scriptlets create the users (rpm -qp --scripts)"
@@ -129,7 +134,9 @@ done
 # The pages are the command tree's own text.
 page=$root/usr/share/man/man1/signet-server-status.1
 [ -e "$page" ] || page=$page.gz
-if zcat -f "$page" | grep -q "Nagios" && "$root/usr/bin/signet-server" status --help | grep -q Nagios; then
+man=$(zcat -f "$page")
+help=$("$root/usr/bin/signet-server" status --help)
+if grep -q "Nagios" <<<"$man" && grep -q Nagios <<<"$help"; then
 	ok "signet-server-status(1) carries the status command's help"
 else fail "signet-server-status(1) does not match --help"; fi
 
@@ -149,7 +156,8 @@ cp "$root/usr/share/doc/signet-server/pin-credential.conf" "$units/signet-server
 if systemd-analyze verify --man=no --root="$root" "$units/signet-server.service" >"$work/verify" 2>&1 && [ ! -s "$work/verify" ]; then
 	ok "signet-server.service with pin-credential.conf verifies"
 else fail "systemd-analyze verify with the credential drop-in:"; cat "$work/verify"; fi
-if systemd-analyze cat-config --root="$root" systemd/system/signet-server.service.d/pin-credential.conf 2>/dev/null | grep -q '^LoadCredentialEncrypted=signet-token.pin:'; then
+dropin=$(systemd-analyze cat-config --root="$root" systemd/system/signet-server.service.d/pin-credential.conf)
+if grep -q '^LoadCredentialEncrypted=signet-token.pin:' <<<"$dropin"; then
 	ok "the drop-in loads the signet-token.pin credential"
 else fail "the drop-in does not load signet-token.pin"; fi
 
