@@ -111,7 +111,7 @@ func (c *sc) testBatchCorrupt(t *testing.T) {
 // payload unchanged.
 func (c *sc) testHeadSigning(t *testing.T) {
 	db := c.rpmDB(t, "demo-rsa")
-	pkgs := append(rpmUtilsPackages(t, true), c.bigRPM(t))
+	pkgs := append(rpmUtilsPackages(t, true), bigRPM(t))
 	out := c.path("head")
 	c.ok(t, c.alice(t, append([]string{"sign-rpms", "--head-signing", "-o", out, "demo-rsa"}, pkgs...)...), "sign-rpms")
 	for _, p := range pkgs {
@@ -147,7 +147,7 @@ func rpmUtilsPackages(t testing.TB, withDigest bool) []string {
 
 // bigRPM builds (with rpmbuild) a noarch package of 4 MiB of random data,
 // stored uncompressed.
-func (c *sc) bigRPM(t testing.TB) string {
+func bigRPM(t testing.TB) string {
 	t.Helper()
 	needTools(t, "rpmbuild")
 	dir := t.TempDir()
@@ -235,7 +235,7 @@ func (c *sc) testFileSigning(t *testing.T) {
 	cert := c.path("ima.der")
 	tool(t, "", nil, "openssl", "x509", "-in", c.write(t, "ima.pem", []byte(pem)), "-outform", "DER", "-out", cert)
 
-	pkg := c.bigRPM(t)
+	pkg := bigRPM(t)
 	two := []string{c.s.alicePass, c.s.alicePass}
 	for _, mode := range [][]string{nil, {"--head-signing"}} {
 		out := c.path("ima" + strings.Join(mode, ""))
