@@ -255,6 +255,10 @@ type Relay struct {
 	// on its way to the server.
 	tamperUp func(off int64, data []byte)
 	wg       sync.WaitGroup
+	// servers holds server connections whose handshake is done, waiting
+	// for a client; stop ends the waits.
+	servers chan *tls.Conn
+	stop    chan struct{}
 }
 
 // StartRelay starts a relay with TLS configuration cfg on two loopback
@@ -268,9 +272,10 @@ func StartRelay(t *testing.T, cfg *tls.Config) *Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Relay{ClientLn: cl, ServerLn: sl, cfg: cfg}
-	r.wg.Add(1)
+	r := &Relay{ClientLn: cl, ServerLn: sl, cfg: cfg, servers: make(chan *tls.Conn), stop: make(chan struct{})}
+	r.wg.Add(2)
 	go r.run()
+	go r.acceptServers()
 	return r
 }
 
@@ -296,9 +301,40 @@ func (r *Relay) Stop() {
 	if _, done := stopOnce.LoadOrStore(r, true); done {
 		return
 	}
+	close(r.stop)
 	r.ClientLn.Close()
 	r.ServerLn.Close()
 	r.wg.Wait()
+}
+
+// acceptServers completes each server connection's handshake as soon as
+// it arrives, as a bridge does: a server's dial waits for its handshake,
+// and gives up (and dials again) if it waits too long. The connection
+// then waits for a client.
+func (r *Relay) acceptServers() {
+	defer r.wg.Done()
+	for {
+		sc, err := r.ServerLn.Accept()
+		if err != nil {
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			sc.SetDeadline(time.Now().Add(60 * time.Second))
+			s := tls.Server(sc, r.cfg)
+			if s.Handshake() != nil {
+				s.Close()
+				return
+			}
+			sc.SetDeadline(time.Time{})
+			select {
+			case r.servers <- s:
+			case <-r.stop:
+				s.Close()
+			}
+		}()
+	}
 }
 
 func (r *Relay) run() {
@@ -308,8 +344,10 @@ func (r *Relay) run() {
 		if err != nil {
 			return
 		}
-		sc, err := r.ServerLn.Accept()
-		if err != nil {
+		var s *tls.Conn
+		select {
+		case s = <-r.servers:
+		case <-r.stop:
 			cc.Close()
 			return
 		}
@@ -319,19 +357,19 @@ func (r *Relay) run() {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.pair(cc, sc, tp, up)
+			r.pair(cc, s, tp, up)
 		}()
 	}
 }
 
-func (r *Relay) pair(cc, sc net.Conn, tamper, tamperUp func(int64, []byte)) {
+func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []byte)) {
 	deadline := time.Now().Add(60 * time.Second)
 	cc.SetDeadline(deadline)
-	sc.SetDeadline(deadline)
-	c, s := tls.Server(cc, r.cfg), tls.Server(sc, r.cfg)
+	s.SetDeadline(deadline)
+	c := tls.Server(cc, r.cfg)
 	defer c.Close()
 	defer s.Close()
-	if c.Handshake() != nil || s.Handshake() != nil {
+	if c.Handshake() != nil {
 		return
 	}
 	done := make(chan struct{})
