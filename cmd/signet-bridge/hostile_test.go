@@ -166,16 +166,18 @@ func TestHostileClients(t *testing.T) {
 			for ctx.Err() == nil {
 				slowLoris(ctx, i%4, clientAddr, bridgeTLS(mallory))
 				slowConns.Add(1)
-				pause(ctx, 50*time.Millisecond)
+				// Back again soon; not at once, which would measure
+				// little more than this machine's handshake rate.
+				pause(ctx, 200*time.Millisecond)
 			}
 		}()
 	}
 	var malformedDone, malformedHung atomic.Int64
-	for w := range 2 {
+	for w := range 3 { // three at a time: eve may have four requests open
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < 1000 && ctx.Err() == nil; i += 2 {
+			for i := w; i < 1000 && ctx.Err() == nil; i += 3 {
 				if !malformed(i, clientAddr, bridgeTLS(eve)) {
 					malformedHung.Add(1)
 				}
