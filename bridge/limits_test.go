@@ -139,6 +139,9 @@ func TestSlowHeader(t *testing.T) {
 	_ = m
 	dropped(t, c, "the slow header")
 	eventually(t, "the too_slow drop", func() bool { return h.count(opUnknown, ResultTooSlow) == 1 })
+	if n := h.metric("signet_bridge_limits_hit_total", "limit", LimitMinTransferRate); n != 1 {
+		t.Fatalf("the limit hit is counted %v times", n)
+	}
 	if h.metric("signet_bridge_pairing_wait_seconds") != 0 {
 		t.Fatal("the slow client was paired")
 	}

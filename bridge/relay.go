@@ -206,11 +206,15 @@ func (b *Bridge) handleClient(raw net.Conn) {
 
 	h, err := protocol.ReadRequestHeader(cm.Reader(protocol.Outer))
 	if err != nil {
+		lr := ""
+		if !isProtocolErr(err) {
+			lr = b.limitResult(err) // counts the hit
+		}
 		switch {
 		case isProtocolErr(err):
 			r.finish(ResultDroppedInvalid, "request dropped: malformed request header", err)
-		case b.limitResult(err) != "":
-			r.finish(b.limitResult(err), "request dropped: the client did not send its request header in time", err)
+		case lr != "":
+			r.finish(lr, "request dropped: the client did not send its request header in time", err)
 		default:
 			r.finish(ResultPeerError, "request dropped: the client did not send a whole request header", err)
 		}
