@@ -140,6 +140,15 @@ if grep -q "Nagios" <<<"$man" && grep -q Nagios <<<"$help"; then
 	ok "signet-server-status(1) carries the status command's help"
 else fail "signet-server-status(1) does not match --help"; fi
 
+# The shipped configuration decodes under the programs' strict reading
+# (an unknown key would fail before these outcomes).
+out=$("$root/usr/bin/signet-server" --config "$root/etc/signet/server.toml" status --metrics-file "$work/absent" 2>&1 || true)
+if grep -q '^CRITICAL: metrics file' <<<"$out"; then ok "/etc/signet/server.toml decodes"; else fail "/etc/signet/server.toml: $out"; fi
+out=$("$root/usr/bin/signet-bridge" --config "$root/etc/signet/bridge.toml" status --timeout 1s 2>&1 || true)
+if grep -q '^[A-Z]*: .*127.0.0.1:9334\|^[A-Z]*: signet-bridge has' <<<"$out"; then ok "/etc/signet/bridge.toml decodes (metrics_listen 127.0.0.1:9334)"; else fail "/etc/signet/bridge.toml: $out"; fi
+out=$("$root/usr/bin/signet-robo" --config "$root/etc/signet/robo.toml" check-config 2>&1 || true)
+if grep -q 'no message kind is enabled' <<<"$out"; then ok "/etc/signet/robo.toml decodes (and asks for a kind to be enabled)"; else fail "/etc/signet/robo.toml: $out"; fi
+
 echo "== systemd-analyze verify"
 units=$root/usr/lib/systemd/system
 # The units need the standard targets (sysinit.target, ...) beside them:
