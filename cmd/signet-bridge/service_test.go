@@ -28,6 +28,7 @@ func bridgeCmd(env []string, args ...string) *exec.Cmd {
 // plugin exit statuses; SIGTERM brings STOPPING=1.
 func TestNotifyAndStatus(t *testing.T) {
 	testenv.SkipShort(t, "runs signet-bridge as a process")
+	testenv.SkipShort(t, "runs signet-bridge as a process")
 	sock := filepath.Join(t.TempDir(), "notify")
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
