@@ -99,9 +99,11 @@ func repoRoot(t testing.TB) string {
 
 // thirdParty returns ../shared/third-party beside the repository. It skips
 // the test when that folder is absent (a user's fresh clone) and fails it
-// when the folder is there but lacks what the tests run.
+// when the folder is there but lacks what the tests run. Every interop
+// test calls it first; under -short (the fast loop) it skips them all.
 func thirdParty(t testing.TB) string {
 	t.Helper()
+	testenv.SkipShort(t, "interop tests start signet's and Sigul's programs as processes")
 	dir := filepath.Join(filepath.Dir(repoRoot(t)), "shared", "third-party")
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		t.Skipf("interop: %s is absent: these tests need Sigul 1.2's sources and sigul-stack.sh there (../shared beside the repository)", dir)
