@@ -33,7 +33,7 @@ func TestMain(m *testing.M) { os.Exit(softhsmtest.Main(m)) }
 func keyTypes(t testing.TB) []hsm.KeyType {
 	env := os.Getenv("SIGNET_HSM_KEYTYPES")
 	if env == "" {
-		return hsm.KeyTypes
+		return hsm.KeyTypes()
 	}
 	var out []hsm.KeyType
 	for _, s := range strings.Split(env, ",") {

@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -24,8 +25,12 @@ const (
 	Ed25519
 )
 
-// KeyTypes lists every supported key type.
-var KeyTypes = []KeyType{RSA2048, RSA3072, RSA4096, ECDSAP256, ECDSAP384, Ed25519}
+// keyTypes lists every supported key type.
+var keyTypes = []KeyType{RSA2048, RSA3072, RSA4096, ECDSAP256, ECDSAP384, Ed25519}
+
+// KeyTypes returns every supported key type (a copy: the list is not
+// changeable from outside).
+func KeyTypes() []KeyType { return slices.Clone(keyTypes) }
 
 var keyTypeNames = map[KeyType]string{
 	RSA2048:   "rsa2048",
@@ -54,7 +59,7 @@ func ParseKeyType(s string) (KeyType, error) {
 		}
 	}
 	var all []string
-	for _, k := range KeyTypes {
+	for _, k := range keyTypes {
 		all = append(all, k.String())
 	}
 	return 0, fmt.Errorf("hsm: key type %q: %w; choose one of %s", s, ErrUnsupported, strings.Join(all, ", "))

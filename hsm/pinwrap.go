@@ -30,10 +30,12 @@ type KDFParams struct {
 	Threads   uint8
 }
 
-// DefaultKDF costs about 0.1 s and 64 MiB on a current server core: enough
-// to make offline guessing of a stolen database expensive, and paid once
-// per passphrase per cache period, not per signature (see Unwrapper).
-var DefaultKDF = KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 2}
+// DefaultKDF returns the default cost, about 0.1 s and 64 MiB on a current
+// server core: enough to make offline guessing of a stolen database
+// expensive, and paid once per passphrase per cache period, not per
+// signature (see Unwrapper). It is a function so that no importer can
+// lower it for the whole process.
+func DefaultKDF() KDFParams { return KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 2} }
 
 // Limits on stored parameters, so a tampered database cannot make the
 // server spend unbounded memory or time on one request.

@@ -358,7 +358,7 @@ func TestSubProtocolRoundTrip(t *testing.T) {
 		var f Fields
 		must(t, f.SetU32(FieldID, uint32(i+10)))
 		if len(p) == 0 {
-			for _, k := range KojiLookupFields {
+			for _, k := range kojiLookupFields {
 				must(t, f.SetStr(k, "x"))
 			}
 		}

@@ -207,14 +207,14 @@ var opTable = []OpSpec{
 	{Name: "list-binding-methods", Auth: AuthAdmin},
 }
 
-// KojiLookupFields are the fields the bridge requires when a sign-rpm
+// kojiLookupFields are the fields the bridge requires when a sign-rpm
 // request or a sign-rpms sub-request has an empty payload, because it then
 // fetches the RPM from Koji by them (§7.2, §7.10).
-var KojiLookupFields = []string{"rpm-name", "rpm-version", "rpm-release", "rpm-arch"}
+var kojiLookupFields = []string{"rpm-name", "rpm-version", "rpm-release", "rpm-arch"}
 
-// SubRequestFieldSpecs is the bridge's complete whitelist of sub-request
+// subRequestFieldSpecs is the bridge's complete whitelist of sub-request
 // fields (§7.2).
-var SubRequestFieldSpecs = []FieldSpec{
+var subRequestFieldSpecs = []FieldSpec{
 	{Name: FieldID, Type: TypeBlob, Required: true},
 	str("rpm-name"), str("rpm-epoch"), str("rpm-version"), str("rpm-release"), str("rpm-arch"),
 	{Name: "rpm-sigmd5", Type: TypeBlob},
@@ -268,7 +268,7 @@ func ValidateRequest(h *RequestHeader) (OpSpec, error) {
 		return spec, &LimitError{What: "payload length of op " + op, Value: h.payloadLen, Limit: spec.BridgeMaxPayload}
 	}
 	if op == "sign-rpm" && h.payloadLen == 0 {
-		if err := requireAll(h.fields, KojiLookupFields, "sign-rpm with an empty payload (§7.10)"); err != nil {
+		if err := requireAll(h.fields, kojiLookupFields, "sign-rpm with an empty payload (§7.10)"); err != nil {
 			return spec, err
 		}
 	}
@@ -281,14 +281,14 @@ func ValidateRequest(h *RequestHeader) (OpSpec, error) {
 // fields present when P = 0. Uniqueness of id and the running total are
 // connection state that the bridge keeps itself.
 func ValidateSubRequest(h *SubRequestHeader, payloadLen uint64) error {
-	if err := checkWhitelist(h.h.fields, SubRequestFieldSpecs, "sub-request"); err != nil {
+	if err := checkWhitelist(h.h.fields, subRequestFieldSpecs, "sub-request"); err != nil {
 		return err
 	}
 	if payloadLen > BridgeMaxSubRequestPayload {
 		return &LimitError{What: "sub-request payload length", Value: payloadLen, Limit: BridgeMaxSubRequestPayload}
 	}
 	if payloadLen == 0 {
-		return requireAll(h.h.fields, KojiLookupFields, "a sub-request with an empty payload (§7.2)")
+		return requireAll(h.h.fields, kojiLookupFields, "a sub-request with an empty payload (§7.2)")
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ type Admin struct {
 	TokenName string
 	// PIN is the token's user PIN, wrapped under each grantee's passphrase.
 	PIN []byte
-	// KDF is the Argon2id cost of new wrapped PINs (hsm.DefaultKDF if zero).
+	// KDF is the Argon2id cost of new wrapped PINs (hsm.DefaultKDF() if zero).
 	KDF hsm.KDFParams
 	// Actor names who performs the operations, for the audit trail.
 	Actor string
@@ -47,7 +47,7 @@ func (a *Admin) now() time.Time {
 
 func (a *Admin) kdf() hsm.KDFParams {
 	if a.KDF == (hsm.KDFParams{}) {
-		return hsm.DefaultKDF
+		return hsm.DefaultKDF()
 	}
 	return a.KDF
 }

@@ -96,7 +96,7 @@ func (h *Handlers) wrapFor(ctx context.Context, k store.Key, user string, pin, p
 	}
 	kdf := h.KDF
 	if kdf == (hsm.KDFParams{}) {
-		kdf = hsm.DefaultKDF
+		kdf = hsm.DefaultKDF()
 	}
 	return hsm.WrapPIN(pin, passphrase, AccessBinding(k, u.ID), kdf)
 }

@@ -107,9 +107,9 @@ func (h *Handlers) getPublicKey(ctx context.Context, r *Request) (*Response, err
 var errNoPIN = &refusal{status: protocol.CodeUnknownError,
 	message: "this server holds no token PIN: run `signet-server key generate` or `key import` on the server host, or start the server with a PIN file"}
 
-// NewKeyTypes maps Sigul's keytype to the key generated: "gnupg" keys get
+// newKeyTypes maps Sigul's keytype to the key generated: "gnupg" keys get
 // an OpenPGP identity; "RSA" and "ECC" keys are for X.509 and Authenticode.
-var NewKeyTypes = map[string]hsm.KeyType{"gnupg": hsm.RSA4096, "RSA": hsm.RSA4096, "ECC": hsm.ECDSAP256}
+var newKeyTypes = map[string]hsm.KeyType{"gnupg": hsm.RSA4096, "RSA": hsm.RSA4096, "ECC": hsm.ECDSAP256}
 
 func (h *Handlers) ceremony(r *Request) *Admin {
 	return &Admin{Store: h.Store, Token: h.Token, TokenName: h.TokenName, PIN: h.PIN, KDF: h.KDF, Actor: r.User, Now: h.Now}
@@ -129,7 +129,7 @@ func (h *Handlers) checkNewKey(ctx context.Context, r *Request, key string) (kt 
 	if _, err := h.Store.GetKey(ctx, key); err == nil {
 		return "", 0, "", refuse(protocol.CodeAlreadyExists)
 	}
-	typ, ok := NewKeyTypes[kt]
+	typ, ok := newKeyTypes[kt]
 	if !ok {
 		return "", 0, "", refuse(protocol.CodeUnsupportedKeytype)
 	}

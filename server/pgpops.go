@@ -11,9 +11,9 @@ import (
 	"github.com/signet-project/signet/protocol"
 )
 
-// Creator is what container signatures name as their creator
+// creator is what container signatures name as their creator
 // (optional.creator).
-var Creator = "signet"
+const creator = "signet"
 
 // maxSmallPayload bounds the payloads the OpenPGP operations below hold in
 // memory: git tags, container manifests and OSTree commit objects are
@@ -126,7 +126,7 @@ func (h *Handlers) signContainer(ctx context.Context, r *Request) (*Response, er
 		return nil, err
 	}
 	now := h.now()
-	doc, err := openpgp.ContainerSignatureDocument(bytes.NewReader(manifest), ref, Creator, now)
+	doc, err := openpgp.ContainerSignatureDocument(bytes.NewReader(manifest), ref, creator, now)
 	if err != nil {
 		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}

@@ -24,7 +24,7 @@ func (a *app) keyCmd() *cobra.Command {
 	c := group(&cobra.Command{Use: "key", Short: "Generate, import, list, delete, grant and export keys"})
 
 	var types []string
-	for _, t := range hsm.KeyTypes {
+	for _, t := range hsm.KeyTypes() {
 		types = append(types, t.String())
 	}
 	var (

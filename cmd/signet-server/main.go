@@ -88,9 +88,9 @@ file descriptor, or a prompt without echo; never from the command line.`,
 	a.v.SetDefault("database", "signet.db")
 	a.v.SetDefault("transcript", "signet-ceremony.log")
 	a.v.SetDefault("token.module", "/usr/lib/softhsm/libsofthsm2.so")
-	a.v.SetDefault("kdf.time", hsm.DefaultKDF.Time)
-	a.v.SetDefault("kdf.memory_kib", hsm.DefaultKDF.MemoryKiB)
-	a.v.SetDefault("kdf.threads", hsm.DefaultKDF.Threads)
+	a.v.SetDefault("kdf.time", hsm.DefaultKDF().Time)
+	a.v.SetDefault("kdf.memory_kib", hsm.DefaultKDF().MemoryKiB)
+	a.v.SetDefault("kdf.threads", hsm.DefaultKDF().Threads)
 
 	root.AddCommand(a.tokenCmd(), a.keyCmd(), a.userCmd(), a.auditCmd(), a.runCmd(), a.statusCmd())
 	a.addBackupCommands(root)

@@ -40,7 +40,7 @@ import (
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
 
-// CheapKDF keeps the tests fast; production parameters are hsm.DefaultKDF.
+// CheapKDF keeps the tests fast; production parameters are hsm.DefaultKDF().
 var CheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
 
 // The test users' secrets, and the server's certificate name.
