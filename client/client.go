@@ -24,7 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"os/user"
-	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-project/signet/protocol"
@@ -79,9 +79,13 @@ var ErrNoReply = errors.New("the connection ended without a reply (the bridge or
 
 // Client sends requests as one user. Its zero value is not usable: use New.
 type Client struct {
-	cfg          Config
-	user         string
-	outer, inner *tls.Config
+	cfg     Config
+	user    string
+	bridges []bridge
+	inner   *tls.Config
+	// last is the index in bridges of the bridge that last took a
+	// connection: the next request tries it first.
+	last atomic.Int32
 
 	// Dialer, if set, opens the TCP connection to the bridge.
 	Dialer *net.Dialer
@@ -92,6 +96,9 @@ type Client struct {
 	MaxListPayload uint64
 	// Log receives debug messages (never secrets); nil discards them.
 	Log *slog.Logger
+	// Retry bounds the failover between bridges; the zero value uses
+	// the defaults documented in RetryPolicy.
+	Retry RetryPolicy
 }
 
 // New returns a client for cfg. It reads the CA, certificate and key files
@@ -101,9 +108,17 @@ func New(cfg *Config) (*Client, error) {
 	if c.cfg.BridgePort == 0 {
 		c.cfg.BridgePort = DefaultBridgePort
 	}
-	var err error
-	if c.outer, c.inner, err = c.cfg.tlsConfigs(); err != nil {
+	outer, inner, err := c.cfg.tlsConfigs()
+	if err != nil {
 		return nil, err
+	}
+	addrs, err := c.cfg.BridgeAddrs()
+	if err != nil {
+		return nil, err
+	}
+	c.inner = inner
+	for _, a := range addrs {
+		c.bridges = append(c.bridges, bridge{addr: a, outer: outer(a.Host)})
 	}
 	c.user = c.cfg.UserName
 	if c.user == "" {
@@ -193,29 +208,36 @@ func (c *Client) Do(ctx context.Context, req *Request, dst io.Writer) (*Reply, e
 		ctx = context.Background()
 	}
 
+	return c.failover(ctx, h, req, dst)
+}
+
+// attempt sends req through bridge br. sent reports whether the request
+// may have been acted on: whether the inner message, which the server
+// needs before it does anything, may have reached it.
+func (c *Client) attempt(ctx context.Context, br bridge, h *protocol.RequestHeader, req *Request, dst io.Writer) (reply *Reply, sent bool, err error) {
 	d := c.Dialer
 	if d == nil {
 		d = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	}
-	addr := net.JoinHostPort(c.cfg.BridgeHost, strconv.Itoa(c.cfg.BridgePort))
+	addr := br.addr.String()
 	c.log().Debug("connecting to the bridge", "addr", addr, "op", req.Op, "user", c.user)
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the bridge: %w", err)
+		return nil, false, fmt.Errorf("connecting to the bridge: %w", err)
 	}
-	conn := tls.Client(raw, c.outer)
+	conn := tls.Client(raw, br.outer)
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("TLS handshake with the bridge: %w", err)
+		return nil, false, fmt.Errorf("TLS handshake with the bridge %s: %w", addr, err)
 	}
 
-	reply, err := c.exchange(conn, h, req, dst)
+	reply, sent, err = c.exchange(conn, h, req, dst)
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	return reply, err
+	return reply, sent, err
 }
 
 // header builds R1‖R2‖R3 and checks them against the bridge's whitelist
@@ -239,7 +261,7 @@ func (c *Client) header(req *Request) (*protocol.RequestHeader, error) {
 	return h, nil
 }
 
-func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Request, dst io.Writer) (*Reply, error) {
+func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Request, dst io.Writer) (_ *Reply, sent bool, err error) {
 	m := protocol.NewMux(conn, nil)
 	out := m.Writer(protocol.Outer)
 
@@ -255,27 +277,29 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 	}
 	psum, err := protocol.WriteRequest(out, h, payload)
 	if err != nil {
-		return nil, fmt.Errorf("%s: sending the request: %w", req.Op, err)
+		return nil, sent, fmt.Errorf("%s: sending the request: %w", req.Op, err)
 	}
 	if err := <-hs; err != nil {
-		return nil, fmt.Errorf("%s: inner TLS handshake with the server: %w", req.Op, noReply(err))
+		return nil, sent, fmt.Errorf("%s: inner TLS handshake with the server: %w", req.Op, noReply(err))
 	}
 
 	keys, err := protocol.GenerateReplyKeys(nil)
 	if err != nil {
-		return nil, err
+		return nil, sent, err
 	}
 	defer keys.Zero()
+	// From here on the server may act on the request.
+	sent = true
 	if err := c.sendInner(inner, h, psum, keys, req.Secrets, req.SubKeys); err != nil {
-		return nil, fmt.Errorf("%s: sending the inner message: %w", req.Op, err)
+		return nil, sent, fmt.Errorf("%s: sending the inner message: %w", req.Op, err)
 	}
 
 	rh, err := protocol.ReadReplyHeader(m.Reader(protocol.Outer), keys.Header)
 	if err != nil {
 		if errors.Is(err, protocol.ErrIntegrity) {
-			return nil, fmt.Errorf("%s: reply header failed its integrity check: %w", req.Op, err)
+			return nil, sent, fmt.Errorf("%s: reply header failed its integrity check: %w", req.Op, err)
 		}
-		return nil, fmt.Errorf("%s: reading the reply: %w", req.Op, noReply(err))
+		return nil, sent, fmt.Errorf("%s: reading the reply: %w", req.Op, noReply(err))
 	}
 	reply := &Reply{Code: rh.Code(), Fields: rh.Fields()}
 	c.log().Debug("reply", "op", req.Op, "code", reply.Code)
@@ -287,7 +311,7 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 		// As the reference client: the verified header is the answer;
 		// Y4-Y6 need not be read (§6.1).
 		c.teardown(conn, m)
-		return reply, &Error{Op: req.Op, Code: reply.Code, Message: rh.Message()}
+		return reply, sent, &Error{Op: req.Op, Code: reply.Code, Message: rh.Message()}
 	}
 	max := c.MaxReplyPayload
 	if max == 0 {
@@ -298,25 +322,25 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 	}
 	p, err := protocol.NewPayloadReader(m.Reader(protocol.Outer), keys.Payload, max, "reply payload")
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading the reply payload: %w", req.Op, err)
+		return nil, sent, fmt.Errorf("%s: reading the reply payload: %w", req.Op, err)
 	}
 	n, err := io.Copy(dst, p)
 	reply.PayloadLen = uint64(n)
 	if err != nil {
 		if errors.Is(err, protocol.ErrIntegrity) {
-			return nil, fmt.Errorf("%s: reply payload failed its integrity check: %w", req.Op, err)
+			return nil, sent, fmt.Errorf("%s: reply payload failed its integrity check: %w", req.Op, err)
 		}
-		return nil, fmt.Errorf("%s: reading the reply payload: %w", req.Op, err)
+		return nil, sent, fmt.Errorf("%s: reading the reply payload: %w", req.Op, err)
 	}
 	if req.Sub != nil && reply.Code == protocol.CodeOK {
 		// No deadline: a batch takes as long as it takes; ctx still
 		// cancels it.
 		if err := req.Sub(m); err != nil {
-			return reply, fmt.Errorf("%s: %w", req.Op, err)
+			return reply, sent, fmt.Errorf("%s: %w", req.Op, err)
 		}
 	}
 	c.teardown(conn, m)
-	return reply, nil
+	return reply, sent, nil
 }
 
 // sendInner writes the inner message (§5.2) and closes the inner session at

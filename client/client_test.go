@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	want := client.Config{BridgeHost: "b.example", BridgePort: client.DefaultBridgePort, ServerHost: "s.example",
 		CAFile: filepath.Join(dir, "ca.pem"), CertFile: "/abs/c.pem", KeyFile: filepath.Join(dir, "c.key")}
-	if *c != want {
+	if !reflect.DeepEqual(*c, want) {
 		t.Fatalf("LoadConfig = %+v, want %+v", *c, want)
 	}
 	os.WriteFile(path, []byte("[client]\nbridge-hostnme = \"typo\"\n"), 0o600)

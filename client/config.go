@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -22,6 +25,11 @@ type Config struct {
 	BridgeHost string `toml:"bridge-hostname"`
 	// BridgePort is the bridge's client port (default 44334).
 	BridgePort int `toml:"bridge-port"`
+	// Bridges lists further bridges, "host" or "host:port" (the port
+	// defaults to BridgePort). The client tries bridge-hostname first, if
+	// set, then these in order, and moves to the next when one refuses
+	// the connection or is down (see Client.Retry).
+	Bridges []string `toml:"bridges"`
 	// ServerHost is the server's host name; the server's certificate is
 	// checked against it in the inner TLS session.
 	ServerHost string `toml:"server-hostname"`
@@ -96,13 +104,56 @@ func (c *Config) merge(o *Config) {
 	if o.BridgePort != 0 {
 		c.BridgePort = o.BridgePort
 	}
+	if len(o.Bridges) > 0 {
+		c.Bridges = o.Bridges
+	}
 }
+
+// BridgeAddrs returns the bridges to try, in order, as host and port:
+// bridge-hostname (if set), then Bridges.
+func (c *Config) BridgeAddrs() ([]BridgeAddr, error) {
+	port := c.BridgePort
+	if port == 0 {
+		port = DefaultBridgePort
+	}
+	var list []BridgeAddr
+	if c.BridgeHost != "" {
+		list = append(list, BridgeAddr{c.BridgeHost, port})
+	}
+	for _, b := range c.Bridges {
+		a := BridgeAddr{Host: b, Port: port}
+		if h, p, err := net.SplitHostPort(b); err == nil {
+			n, err := strconv.Atoi(p)
+			if err != nil || n <= 0 || n > 65535 {
+				return nil, fmt.Errorf("client configuration: bridges: %q has no valid port number", b)
+			}
+			a = BridgeAddr{h, n}
+		}
+		if a.Host == "" || strings.ContainsAny(a.Host, " /[]") {
+			return nil, fmt.Errorf("client configuration: bridges: %q is not a host name or host:port", b)
+		}
+		list = append(list, a)
+	}
+	if len(list) == 0 {
+		return nil, errors.New("client configuration: bridge-hostname (or bridges) is not set")
+	}
+	return list, nil
+}
+
+// BridgeAddr is one bridge's client endpoint. Host is also the name its
+// certificate is checked against.
+type BridgeAddr struct {
+	Host string
+	Port int
+}
+
+func (a BridgeAddr) String() string { return net.JoinHostPort(a.Host, strconv.Itoa(a.Port)) }
 
 // Validate reports the first missing or invalid setting.
 func (c *Config) Validate() error {
 	switch {
-	case c.BridgeHost == "":
-		return errors.New("client configuration: bridge-hostname is not set")
+	case c.BridgeHost == "" && len(c.Bridges) == 0:
+		return errors.New("client configuration: bridge-hostname (or bridges) is not set")
 	case c.BridgePort <= 0 || c.BridgePort > 65535:
 		return fmt.Errorf("client configuration: bridge-port %d is not a port number", c.BridgePort)
 	case c.ServerHost == "":
@@ -114,5 +165,6 @@ func (c *Config) Validate() error {
 	case c.KeyFile == "":
 		return errors.New("client configuration: client-key-file is not set")
 	}
-	return nil
+	_, err := c.BridgeAddrs()
+	return err
 }

@@ -121,6 +121,14 @@ func openRPM(path string) (*os.File, os.FileInfo, error) {
 // fails does not stop the others: its result carries the error. The
 // returned error is about the batch as a whole (authentication, the
 // connection); results are returned in files' order either way.
+//
+// When the connection is lost mid-batch (not when a reply fails its
+// integrity check, is refused or the batch ends cleanly), the batch
+// resumes on a new connection, through the next bridge, with the packages
+// that have no verified reply yet, up to Retry.Resumes times. Each
+// package's result is reported once (Progress included): a package whose
+// reply was lost may have been signed by a server, and is signed again;
+// only the verified reply is written.
 func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMFile) ([]RPMResult, error) {
 	results := make([]RPMResult, len(files))
 	for i, f := range files {
@@ -131,14 +139,34 @@ func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMF
 	if err != nil {
 		return results, fmt.Errorf("sign-rpms: %w", err)
 	}
-	keys, err := protocol.GenerateSubKeys(nil)
-	if err != nil {
-		return results, err
-	}
-	defer keys.Zero()
-	b := &rpmBatch{c: c, opts: &opts, keys: keys, files: files, results: results,
+	b := &rpmBatch{c: c, opts: &opts, files: files, results: results,
 		answered: make([]bool, len(files)), pkgs: make([]*rpm.Package, len(files))}
-	_, err = c.Do(ctx, &Request{Op: "sign-rpms", Fields: fl.f, Secrets: sec, SubKeys: &keys, Sub: b.run}, nil)
+	resumes := c.Retry.withDefaults().Resumes
+	for try := 0; ; try++ {
+		// Each connection resends the packages that have no verified
+		// reply yet (all of them the first time), with fresh keys.
+		keys, kerr := protocol.GenerateSubKeys(nil)
+		if kerr != nil {
+			err = kerr
+			break
+		}
+		b.start(keys)
+		_, err = c.Do(ctx, &Request{Op: "sign-rpms", Fields: fl.f, Secrets: sec.Clone(), SubKeys: &keys, Sub: b.run}, nil)
+		keys.Zero()
+		left := b.left()
+		if err != nil && left == 0 {
+			// Every package has its verified reply: the connection
+			// broke after the last one, which lost nothing.
+			c.log().Info("sign-rpms: the connection broke after the last reply", "err", err)
+			err = nil
+		}
+		if err == nil || left == 0 || !lostConnection(err) || ctx.Err() != nil || try >= resumes {
+			break
+		}
+		c.avoid(c.last.Load())
+		c.log().Warn("sign-rpms: the connection was lost mid-batch; resuming with the packages that have no reply yet",
+			"left", left, "resume", try+1, "err", err)
+	}
 	// Every package gets a result, and one that says why: a connection
 	// that died mid-batch leaves packages unanswered (and some unsent).
 	b.mu.Lock()
@@ -154,6 +182,34 @@ func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMF
 		b.finish(i, b.unanswered(i, replies, err))
 	}
 	return results, err
+}
+
+// start prepares the batch for a connection: the packages without a
+// reply are to be sent again, under keys.
+func (b *rpmBatch) start(keys protocol.SubKeys) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.keys = keys
+	b.todo = b.todo[:0]
+	for i := range b.files {
+		if !b.answered[i] {
+			b.todo = append(b.todo, i)
+			b.pkgs[i] = nil
+		}
+	}
+}
+
+// left counts the packages without a result.
+func (b *rpmBatch) left() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, a := range b.answered {
+		if !a {
+			n++
+		}
+	}
+	return n
 }
 
 // ErrNotSigned is wrapped by the result of a package of a batch that got
@@ -190,10 +246,11 @@ type rpmBatch struct {
 	results []RPMResult
 
 	mu       sync.Mutex
+	todo     []int // the packages to send on this connection
 	answered []bool
-	pkgs     []*rpm.Package // parsed when sent
+	pkgs     []*rpm.Package // parsed when sent on this connection
 	done     int
-	replies  int // sub-replies read
+	replies  int // sub-replies read, on all connections
 }
 
 func (b *rpmBatch) finish(i int, err error) {
@@ -223,7 +280,8 @@ func (b *rpmBatch) run(m *protocol.Mux) error {
 func (b *rpmBatch) send(m *protocol.Mux) error {
 	out := m.Writer(protocol.Outer)
 	w := protocol.NewSubRequestWriter(out, b.keys)
-	for i, file := range b.files {
+	for _, i := range b.todo {
+		file := b.files[i]
 		f, fi, err := openRPM(file.Path)
 		if err != nil {
 			b.finish(i, err)
@@ -318,19 +376,40 @@ func (b *rpmBatch) receive(m *protocol.Mux) error {
 			b.finish(i, err)
 			continue
 		}
-		err = b.write(i, r.Payload)
+		pr := &streamReader{r: r.Payload}
+		err = b.write(i, pr)
 		if errors.Is(err, protocol.ErrIntegrity) {
 			// The reply stream cannot be trusted any further.
 			b.finish(i, err)
 			return err
 		}
+		if pr.err != nil {
+			// The stream broke inside this reply: the package has no
+			// verified reply, as if its reply had not begun.
+			return fmt.Errorf("reading the replies: %w", noReply(pr.err))
+		}
 		b.finish(i, err)
 	}
 }
 
+// streamReader records an error of the reply stream (not io.EOF), to
+// tell it from an error writing the output.
+type streamReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
 // write stores package i from a verified sub-reply payload: the whole
 // signed package, or the signature header to splice into a copy.
-func (b *rpmBatch) write(i int, payload *protocol.PayloadReader) error {
+func (b *rpmBatch) write(i int, payload io.Reader) error {
 	file := b.files[i]
 	fi, err := os.Stat(file.Path)
 	if err != nil {

@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-// tlsConfigs builds the outer (to the bridge) and inner (to the server)
-// TLS client configurations from c.
-func (c *Config) tlsConfigs() (outer, inner *tls.Config, err error) {
+// tlsConfigs builds the outer (to each bridge, by host name) and inner (to
+// the server) TLS client configurations from c.
+func (c *Config) tlsConfigs() (outer func(host string) *tls.Config, inner *tls.Config, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -28,13 +28,13 @@ func (c *Config) tlsConfigs() (outer, inner *tls.Config, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading the client certificate: %w", err)
 	}
-	mk := func(host string) *tls.Config {
+	mk := func(host string, cache tls.ClientSessionCache) *tls.Config {
 		return &tls.Config{
 			// Resumed sessions skip the certificate signatures of a full
 			// handshake: a client making many requests (a build system,
 			// signet-robo) pays for them once per session lifetime. The
 			// peer is still checked by VerifyConnection on resumption.
-			ClientSessionCache: tls.NewLRUClientSessionCache(16),
+			ClientSessionCache: cache,
 			Certificates:       []tls.Certificate{cert},
 			ServerName:         host,
 			MinVersion:         tls.VersionTLS12,
@@ -46,7 +46,10 @@ func (c *Config) tlsConfigs() (outer, inner *tls.Config, err error) {
 			VerifyConnection:   verifyPeer(pool, host),
 		}
 	}
-	return mk(c.BridgeHost), mk(c.ServerHost), nil
+	// One cache for all bridges: it is keyed by server name.
+	bridges := tls.NewLRUClientSessionCache(16)
+	outer = func(host string) *tls.Config { return mk(host, bridges) }
+	return outer, mk(c.ServerHost, tls.NewLRUClientSessionCache(16)), nil
 }
 
 // verifyPeer checks the peer's chain against roots and its name against

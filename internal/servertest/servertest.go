@@ -61,6 +61,10 @@ type Env struct {
 	Handlers *server.Handlers
 	Relay    *Relay
 	ca       *testpki.CA
+	// relayTLS is the relays' configuration; dial starts a server dialer
+	// to a relay's server listener.
+	relayTLS *tls.Config
+	dial     func(r *Relay)
 }
 
 // New starts an Env for t; it stops when t ends.
@@ -114,19 +118,34 @@ func New(t *testing.T) *Env {
 	e.Handlers = h
 
 	// The Relay ("bridge").
-	e.Relay = StartRelay(t, &tls.Config{Certificates: []tls.Certificate{bridgeCert}, ClientCAs: pool,
-		ClientAuth: tls.RequireAndVerifyClientCert})
+	e.relayTLS = &tls.Config{Certificates: []tls.Certificate{bridgeCert}, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert}
 	cs := &server.ConnServer{Handlers: h, InnerTLS: &tls.Config{Certificates: []tls.Certificate{srvCert},
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}}
-	d := &server.Dialer{Addr: e.Relay.ServerLn.Addr().String(),
-		TLS:  &tls.Config{Certificates: []tls.Certificate{srvCert}, RootCAs: pool},
-		Idle: 2, Max: 4, Serve: cs.Serve}
-	dctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(dctx); close(done) }()
-	t.Cleanup(func() { cancel(); e.Relay.Stop(); <-done })
+	e.dial = func(r *Relay) {
+		d := &server.Dialer{Addr: r.ServerLn.Addr().String(),
+			TLS:  &tls.Config{Certificates: []tls.Certificate{srvCert}, RootCAs: pool},
+			Idle: 2, Max: 4, Serve: cs.Serve}
+		dctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { d.Run(dctx); close(done) }()
+		t.Cleanup(func() { cancel(); r.Stop(); <-done })
+	}
+	e.Relay = e.AddRelay()
 	return e
 }
+
+// AddRelay starts another relay (a second bridge) that the same server
+// dials, as a server dials every configured bridge.
+func (e *Env) AddRelay() *Relay {
+	r := StartRelay(e.t, e.relayTLS)
+	e.dial(r)
+	return r
+}
+
+// RelayAddr returns r's client address as a client configuration's
+// bridges entry ("127.0.0.1:port").
+func RelayAddr(r *Relay) string { return r.ClientLn.Addr().String() }
 
 // AddKey generates a key in the token, with an OpenPGP certificate when
 // userIDs are given, and grants it to alice (key admin, AlicePass).
@@ -254,11 +273,16 @@ type Relay struct {
 	// tamperUp, if set, may change the client's outer stream (the request)
 	// on its way to the server.
 	tamperUp func(off int64, data []byte)
+	// cutAt, if >= 0, makes the relay die when the server's outer stream
+	// of a connection reaches that offset (CutAt).
+	cutAt    int64
+	lastDown int64
 	wg       sync.WaitGroup
 	// servers holds server connections whose handshake is done, waiting
 	// for a client; stop ends the waits.
 	servers chan *tls.Conn
 	stop    chan struct{}
+	once    sync.Once
 }
 
 // StartRelay starts a relay with TLS configuration cfg on two loopback
@@ -272,7 +296,7 @@ func StartRelay(t *testing.T, cfg *tls.Config) *Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Relay{ClientLn: cl, ServerLn: sl, cfg: cfg, servers: make(chan *tls.Conn), stop: make(chan struct{})}
+	r := &Relay{ClientLn: cl, ServerLn: sl, cfg: cfg, servers: make(chan *tls.Conn), stop: make(chan struct{}), cutAt: -1}
 	r.wg.Add(2)
 	go r.run()
 	go r.acceptServers()
@@ -294,16 +318,37 @@ func (r *Relay) SetTamperUp(f func(off int64, data []byte)) {
 	r.mu.Unlock()
 }
 
-var stopOnce sync.Map
+// CutAt makes the relay die, as a bridge that crashes or loses its
+// network, when the server's outer stream of a later connection reaches
+// offset off: it forwards nothing from there, closes that connection's
+// TCP connections (no TLS close_notify, no EOF chunk) and its listeners,
+// so that further connections are refused.
+func (r *Relay) CutAt(off int64) {
+	r.mu.Lock()
+	r.cutAt = off
+	r.mu.Unlock()
+}
+
+// LastDown returns the length of the server's outer stream on the last
+// connection that ended.
+func (r *Relay) LastDown() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastDown
+}
+
+// shut stops accepting: the listeners close and waiting servers are let go.
+func (r *Relay) shut() {
+	r.once.Do(func() {
+		close(r.stop)
+		r.ClientLn.Close()
+		r.ServerLn.Close()
+	})
+}
 
 // Stop closes the listeners and waits for the relayed connections.
 func (r *Relay) Stop() {
-	if _, done := stopOnce.LoadOrStore(r, true); done {
-		return
-	}
-	close(r.stop)
-	r.ClientLn.Close()
-	r.ServerLn.Close()
+	r.shut()
 	r.wg.Wait()
 }
 
@@ -352,17 +397,17 @@ func (r *Relay) run() {
 			return
 		}
 		r.mu.Lock()
-		tp, up := r.tamper, r.tamperUp
+		tp, up, cut := r.tamper, r.tamperUp, r.cutAt
 		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.pair(cc, s, tp, up)
+			r.pair(cc, s, tp, up, cut)
 		}()
 	}
 }
 
-func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []byte)) {
+func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []byte), cut int64) {
 	deadline := time.Now().Add(60 * time.Second)
 	cc.SetDeadline(deadline)
 	s.SetDeadline(deadline)
@@ -374,20 +419,30 @@ func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []by
 	}
 	done := make(chan struct{})
 	go func() { // client -> server
-		relayChunks(c, s, tamperUp)
+		relayChunks(c, s, tamperUp, -1)
 		s.Close()
 		close(done)
 	}()
-	relayChunks(s, c, tamper)
+	down, cutOff := relayChunks(s, c, tamper, cut)
+	r.mu.Lock()
+	r.lastDown = down
+	r.mu.Unlock()
+	if cutOff {
+		// Die: the raw connections close under TLS, the listeners too.
+		cc.Close()
+		s.NetConn().Close()
+		r.shut()
+	}
 	c.Close()
 	<-done
 }
 
 // relayChunks copies chunks from src to dst, letting tamper change the
-// outer stream's bytes (off counts outer data bytes).
-func relayChunks(src io.Reader, dst io.Writer, tamper func(int64, []byte)) {
+// outer stream's bytes (off counts outer data bytes), until the outer
+// stream would pass cut (if cut >= 0). It returns the outer bytes copied
+// and whether it stopped at cut.
+func relayChunks(src io.Reader, dst io.Writer, tamper func(int64, []byte), cut int64) (off int64, cutOff bool) {
 	cr, cw := protocol.NewChunkReader(src), protocol.NewChunkWriter(dst)
-	var off int64
 	for {
 		ch, err := cr.ReadChunk(protocol.MaxChunkLen)
 		if err != nil {
@@ -400,6 +455,9 @@ func relayChunks(src io.Reader, dst io.Writer, tamper func(int64, []byte)) {
 			continue
 		}
 		if ch.Stream == protocol.Outer {
+			if cut >= 0 && off+int64(len(ch.Data)) > cut {
+				return off, true
+			}
 			if tamper != nil {
 				tamper(off, ch.Data)
 			}
@@ -409,6 +467,7 @@ func relayChunks(src io.Reader, dst io.Writer, tamper func(int64, []byte)) {
 			break
 		}
 	}
+	return off, false
 }
 
 // FlipAt returns a tamper function that flips one bit of the server's
