@@ -68,13 +68,13 @@ func TestAdminOperations(t *testing.T) {
 		t.Fatalf("ListKeys = %q, %v", keys, err)
 	}
 	pw := []byte("carol pw")
-	if err := root.NewUser(ctx, "carol", true, []byte(servertest.RootPW), pw); err != nil {
+	if err := root.NewUser(ctx, client.NewUserRequest{Name: "carol", Admin: true, Password: []byte(servertest.RootPW), NewPassword: pw}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(pw, make([]byte, len(pw))) {
 		t.Fatal("NewUser did not zero the new password")
 	}
-	err = root.NewUser(ctx, "carol", false, []byte(servertest.RootPW), nil)
+	err = root.NewUser(ctx, client.NewUserRequest{Name: "carol", Password: []byte(servertest.RootPW)})
 	if code, ok := client.CodeOf(err); !ok || code != protocol.CodeAlreadyExists {
 		t.Fatalf("second new-user carol: %v", err)
 	}
@@ -113,7 +113,7 @@ func TestGrantAndSign(t *testing.T) {
 	e := servertest.New(t)
 	ctx := ctxT(t)
 	alice, bob := newClient(t, e, "alice"), newClient(t, e, "bob")
-	if err := alice.GrantKeyAccess(ctx, "fedora", "bob", []byte(servertest.AlicePass), []byte("bob pass")); err != nil {
+	if err := alice.GrantKeyAccess(ctx, client.GrantKeyAccessRequest{Key: "fedora", User: "bob", Passphrase: []byte(servertest.AlicePass), NewPassphrase: []byte("bob pass")}); err != nil {
 		t.Fatal(err)
 	}
 	users, err := alice.ListKeyUsers(ctx, "fedora", client.Auth{Passphrase: []byte(servertest.AlicePass)})

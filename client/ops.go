@@ -149,11 +149,22 @@ func (c *Client) ListUsers(ctx context.Context, password []byte) ([]string, erro
 	return c.list(ctx, "list-users", "num-users", nil, sec, err)
 }
 
-// NewUser adds a user (ADMIN). newPassword may be nil for a user without
-// a password; such a user can never act as an administrator.
-func (c *Client) NewUser(ctx context.Context, name string, admin bool, password, newPassword []byte) error {
-	sec, err := secrets("password", password, "new-password", newPassword)
-	_, err = c.simple(ctx, "new-user", (&fieldList{}).str("name", name).boolean("admin", admin), sec, err, nil)
+// NewUserRequest is new-user: the user to add and two secrets, named so
+// that they cannot be swapped unnoticed.
+type NewUserRequest struct {
+	Name  string
+	Admin bool
+	// Password is the calling administrator's password.
+	Password []byte
+	// NewPassword is the new user's password; nil for a user without
+	// one, who can never act as an administrator.
+	NewPassword []byte
+}
+
+// NewUser adds a user (ADMIN).
+func (c *Client) NewUser(ctx context.Context, req NewUserRequest) error {
+	sec, err := secrets("password", req.Password, "new-password", req.NewPassword)
+	_, err = c.simple(ctx, "new-user", (&fieldList{}).str("name", req.Name).boolean("admin", req.Admin), sec, err, nil)
 	return err
 }
 
@@ -177,15 +188,25 @@ func (c *Client) UserInfo(ctx context.Context, name string, password []byte) (ad
 	return admin, nil
 }
 
-// ModifyUser changes a user (ADMIN): admin (if not nil), name (if newName
-// is not empty), password (if newPassword is not nil).
-func (c *Client) ModifyUser(ctx context.Context, name string, admin *bool, newName string, password, newPassword []byte) error {
-	sec, err := secrets("password", password, "new-password", newPassword)
-	fl := (&fieldList{}).str("name", name)
-	if admin != nil {
-		fl.boolean("admin", *admin)
+// ModifyUserRequest is modify-user: what changes (Admin if not nil, the
+// name if NewName is not empty, the password if NewPassword is not nil)
+// and the calling administrator's Password.
+type ModifyUserRequest struct {
+	Name        string
+	Admin       *bool
+	NewName     string
+	Password    []byte
+	NewPassword []byte
+}
+
+// ModifyUser changes a user (ADMIN).
+func (c *Client) ModifyUser(ctx context.Context, req ModifyUserRequest) error {
+	sec, err := secrets("password", req.Password, "new-password", req.NewPassword)
+	fl := (&fieldList{}).str("name", req.Name)
+	if req.Admin != nil {
+		fl.boolean("admin", *req.Admin)
 	}
-	fl.optStr("new-name", newName)
+	fl.optStr("new-name", req.NewName)
 	_, err = c.simple(ctx, "modify-user", fl, sec, err, nil)
 	return err
 }
@@ -238,15 +259,25 @@ type NewKeyOptions struct {
 	ExpireDate                       string // YYYY-MM-DD
 }
 
-// NewKey makes a key (ADMIN); passphrase becomes the initial key
-// administrator's passphrase. The public key is written to out.
-func (c *Client) NewKey(ctx context.Context, key string, o NewKeyOptions, password, passphrase []byte, out io.Writer) error {
-	sec, err := secrets("password", password, "passphrase", passphrase)
+// NewKeyRequest is new-key: the key's name and options, the calling
+// administrator's Password, and the Passphrase the initial key
+// administrator will use for the new key.
+type NewKeyRequest struct {
+	Key string
+	NewKeyOptions
+	Password   []byte
+	Passphrase []byte
+}
+
+// NewKey makes a key (ADMIN). The public key is written to out.
+func (c *Client) NewKey(ctx context.Context, req NewKeyRequest, out io.Writer) error {
+	sec, err := secrets("password", req.Password, "passphrase", req.Passphrase)
+	o := req.NewKeyOptions
 	kt := o.KeyType
 	if kt == "" {
 		kt = "gnupg"
 	}
-	fl := (&fieldList{}).str("key", key).str("keytype", kt).optStr("initial-key-admin", o.KeyAdmin).
+	fl := (&fieldList{}).str("key", req.Key).str("keytype", kt).optStr("initial-key-admin", o.KeyAdmin).
 		optStr("name-real", o.NameReal).optStr("name-comment", o.NameComment).optStr("name-email", o.NameEmail)
 	if o.ExpireDate != "" {
 		if _, perr := time.Parse(time.DateOnly, o.ExpireDate); perr != nil && fl.err == nil {
@@ -258,20 +289,35 @@ func (c *Client) NewKey(ctx context.Context, key string, o NewKeyOptions, passwo
 	return err
 }
 
-// ImportKey imports a secret key (ADMIN): in holds size bytes of key
-// material protected by passphrase; newPassphrase becomes the initial key
-// administrator's passphrase.
-func (c *Client) ImportKey(ctx context.Context, key, keyType, keyAdmin string, in io.Reader, size int64, password, passphrase, newPassphrase []byte) error {
-	sec, err := secrets("password", password, "passphrase", passphrase, "new-passphrase", newPassphrase)
+// ImportKeyRequest is import-key: In holds Size bytes of a secret key
+// file. It carries three secrets, named so that they cannot be swapped
+// unnoticed.
+type ImportKeyRequest struct {
+	Key      string
+	KeyType  string // optional: gnupg (the server's default), RSA or ECC
+	KeyAdmin string // optional initial key administrator (default: the caller)
+	In       io.Reader
+	Size     int64
+	// Password is the calling administrator's password.
+	Password []byte
+	// Passphrase protects the key material in In.
+	Passphrase []byte
+	// NewPassphrase becomes the initial key administrator's passphrase.
+	NewPassphrase []byte
+}
+
+// ImportKey imports a secret key (ADMIN).
+func (c *Client) ImportKey(ctx context.Context, req ImportKeyRequest) error {
+	sec, err := secrets("password", req.Password, "passphrase", req.Passphrase, "new-passphrase", req.NewPassphrase)
 	defer sec.Zero()
 	if err != nil {
 		return err
 	}
-	fl := (&fieldList{}).str("key", key).optStr("keytype", keyType).optStr("initial-key-admin", keyAdmin)
+	fl := (&fieldList{}).str("key", req.Key).optStr("keytype", req.KeyType).optStr("initial-key-admin", req.KeyAdmin)
 	if fl.err != nil {
 		return fl.err
 	}
-	_, err = c.Do(ctx, &Request{Op: "import-key", Fields: fl.f, Secrets: sec, Payload: in, PayloadSize: size}, nil)
+	_, err = c.Do(ctx, &Request{Op: "import-key", Fields: fl.f, Secrets: sec, Payload: req.In, PayloadSize: req.Size}, nil)
 	return err
 }
 
@@ -295,11 +341,18 @@ func (c *Client) ListKeyUsers(ctx context.Context, key string, auth Auth) ([]str
 	return c.list(ctx, "list-key-users", "num-users", (&fieldList{}).str("key", key), sec, err)
 }
 
-// GrantKeyAccess gives user access to key with newPassphrase as that
-// user's passphrase (KEY-ADMIN: passphrase is the caller's).
-func (c *Client) GrantKeyAccess(ctx context.Context, key, user string, passphrase, newPassphrase []byte) error {
-	sec, err := secrets("passphrase", passphrase, "new-passphrase", newPassphrase)
-	_, err = c.simple(ctx, "grant-key-access", (&fieldList{}).str("key", key).str("name", user), sec, err, nil)
+// GrantKeyAccessRequest is grant-key-access: Passphrase is the calling
+// key administrator's, NewPassphrase the one User will use for Key.
+type GrantKeyAccessRequest struct {
+	Key, User     string
+	Passphrase    []byte
+	NewPassphrase []byte
+}
+
+// GrantKeyAccess gives a user access to a key (KEY-ADMIN).
+func (c *Client) GrantKeyAccess(ctx context.Context, req GrantKeyAccessRequest) error {
+	sec, err := secrets("passphrase", req.Passphrase, "new-passphrase", req.NewPassphrase)
+	_, err = c.simple(ctx, "grant-key-access", (&fieldList{}).str("key", req.Key).str("name", req.User), sec, err, nil)
 	return err
 }
 
@@ -317,10 +370,18 @@ func (c *Client) GetPublicKey(ctx context.Context, key string, auth Auth, out io
 	return err
 }
 
-// ChangePassphrase replaces the caller's passphrase for key (KEY-USER).
-func (c *Client) ChangePassphrase(ctx context.Context, key string, passphrase, newPassphrase []byte) error {
-	sec, err := secrets("passphrase", passphrase, "new-passphrase", newPassphrase)
-	_, err = c.simple(ctx, "change-passphrase", (&fieldList{}).str("key", key), sec, err, nil)
+// ChangePassphraseRequest is change-passphrase: the caller's current
+// Passphrase for Key and the NewPassphrase that replaces it.
+type ChangePassphraseRequest struct {
+	Key           string
+	Passphrase    []byte
+	NewPassphrase []byte
+}
+
+// ChangePassphrase replaces the caller's passphrase for a key (KEY-USER).
+func (c *Client) ChangePassphrase(ctx context.Context, req ChangePassphraseRequest) error {
+	sec, err := secrets("passphrase", req.Passphrase, "new-passphrase", req.NewPassphrase)
+	_, err = c.simple(ctx, "change-passphrase", (&fieldList{}).str("key", req.Key), sec, err, nil)
 	return err
 }
 

@@ -62,7 +62,7 @@ func (a *app) commands() []*cobra.Command {
 					return err
 				}
 			}
-			return a.client.NewUser(a.ctx, args[0], newAdmin, pw, np)
+			return a.client.NewUser(a.ctx, client.NewUserRequest{Name: args[0], Admin: newAdmin, Password: pw, NewPassword: np})
 		})})
 	nu.Flags().BoolVar(&newAdmin, "admin", false, "Make the user an administrator (implies --with-password)")
 	nu.Flags().BoolVar(&withPassword, "with-password", false, "Define a password for the user")
@@ -117,7 +117,7 @@ func (a *app) commands() []*cobra.Command {
 						return err
 					}
 				}
-				return a.client.ModifyUser(a.ctx, args[0], admin, muNewName, pw, np)
+				return a.client.ModifyUser(a.ctx, client.ModifyUserRequest{Name: args[0], Admin: admin, NewName: muNewName, Password: pw, NewPassword: np})
 			})(cmd, args)
 		}})
 	mu.Flags().StringVar(&muAdmin, "admin", "", `Is the user an administrator ("yes" or "no")?`)
@@ -191,7 +191,7 @@ func (a *app) commands() []*cobra.Command {
 					return err
 				}
 				return a.writeOutput(nkOut, func(w io.Writer) error {
-					return a.client.NewKey(a.ctx, args[0], nk, pw, pass, w)
+					return a.client.NewKey(a.ctx, client.NewKeyRequest{Key: args[0], NewKeyOptions: nk, Password: pw, Passphrase: pass}, w)
 				})
 			})(cmd, args)
 		}})
@@ -230,7 +230,8 @@ func (a *app) commands() []*cobra.Command {
 				return err
 			}
 			defer f.Close()
-			return a.client.ImportKey(a.ctx, args[0], ikType, ikAdmin, f, size, pw, pass, np)
+			return a.client.ImportKey(a.ctx, client.ImportKeyRequest{Key: args[0], KeyType: ikType, KeyAdmin: ikAdmin, In: f, Size: size,
+				Password: pw, Passphrase: pass, NewPassphrase: np})
 		})})
 	ik.Flags().StringVar(&ikAdmin, "key-admin", "", "Initial key administrator")
 	ik.Flags().StringVar(&ikType, "key-type", "", "Key type: gnupg (default), RSA or ECC")
@@ -284,7 +285,7 @@ func (a *app) commands() []*cobra.Command {
 				clear(pass)
 				return err
 			}
-			return a.client.GrantKeyAccess(a.ctx, args[0], args[1], pass, np)
+			return a.client.GrantKeyAccess(a.ctx, client.GrantKeyAccessRequest{Key: args[0], User: args[1], Passphrase: pass, NewPassphrase: np})
 		})})
 
 	var ckeDate, ckeSubkey string
@@ -347,7 +348,7 @@ func (a *app) commands() []*cobra.Command {
 				clear(pass)
 				return err
 			}
-			return a.client.ChangePassphrase(a.ctx, args[0], pass, np)
+			return a.client.ChangePassphrase(a.ctx, client.ChangePassphraseRequest{Key: args[0], Passphrase: pass, NewPassphrase: np})
 		})})
 
 	var stOut string
