@@ -91,7 +91,7 @@ func (r *Robo) signArtifact(ctx context.Context, log *slog.Logger, kc *KindConfi
 	}
 	defer src.Close()
 	t := sigTarget(kc, a)
-	old, err := r.read(ctx, t)
+	old, err := r.read(withPolicy(ctx, kc.sources), t)
 	if err != nil {
 		return fmt.Errorf("reading the existing signature %s: %w", t, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/spf13/viper"
@@ -98,9 +97,13 @@ type KindConfig struct {
 	// PUT to URL.sig).
 	OutputDir  string `mapstructure:"output_dir"`
 	PutBaseURL string `mapstructure:"put_base_url"`
-	// AllowedSources are URL prefixes artifacts may be fetched from;
-	// empty allows any file, http or https URL.
+	// AllowedSources are the directories (file, http or https URLs)
+	// artifacts may be fetched from, and so where a signature may be
+	// stored beside its artifact; required where artifacts are fetched.
+	// See sources.go for how a URL is matched.
 	AllowedSources []string `mapstructure:"allowed_sources"`
+
+	sources sourcePolicy
 }
 
 // KeyConfig is one key a packages request may use.
@@ -148,12 +151,18 @@ const ConfigHelp = `Configuration (TOML, --config):
   armor = false
   output_dir = ""                               or put_base_url = "https://...";
                                                 neither: the .sig goes beside the artifact
-  allowed_sources = ["https://builds.example.org/"]   URL prefixes; empty: any
+  allowed_sources = ["https://builds.example.org/pub/", "file:///srv/builds/"]
+                                                directories artifacts may come from
+                                                (required; same scheme, exact host and
+                                                port, path segment by segment; local
+                                                files after resolving symbolic links;
+                                                redirects only to these)
 
   [packages]                                    signet package and image requests
   enabled = true
   routing_keys = ["org.signet.prod.request.sign-packages"]
   output_dir = "/srv/signed"                    results go to output_dir/<destination>/
+  allowed_sources = ["file:///srv/builds/"]     as above (required)
   [[packages.keys]]
   name = "fedora-43"
   passphrase_file = "/etc/signet/fedora-43.pass"
@@ -269,10 +278,12 @@ func (c *Config) check() error {
 		if len(k.Schemas) == 0 {
 			k.Schemas = []string{"base.message", "signet." + name + ".v1"}
 		}
-		for _, s := range k.AllowedSources {
-			if u, err := url.Parse(s); err != nil || !slices.Contains([]string{"file", "http", "https"}, u.Scheme) {
-				return fmt.Errorf("configuration: [%s] allowed_sources: %q is not a file, http or https URL prefix", name, s)
-			}
+		if name != KindXML && len(k.AllowedSources) == 0 {
+			return fmt.Errorf("configuration: [%s] needs allowed_sources, the file, http or https directories artifacts may come from (there is no default: an empty list would allow any URL)", name)
+		}
+		var err error
+		if k.sources, err = newSourcePolicy(k.AllowedSources); err != nil {
+			return fmt.Errorf("configuration: [%s] allowed_sources: %w", name, err)
 		}
 		switch name {
 		case KindPackages:

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/signet-project/signet/client"
@@ -39,8 +40,9 @@ type artifactRef struct {
 	File     string `json:"file"`
 	Checksum string `json:"checksum"`
 
-	url    *url.URL
-	sha256 string
+	url      *url.URL
+	sha256   string
+	resolved string // a local file's path, symbolic links resolved (set by fetch)
 }
 
 var checksumRE = regexp.MustCompile(`^sha256:([0-9a-fA-F]{64})$`)
@@ -99,24 +101,19 @@ func (s *source) rewind() error {
 // signers that read the file by name (SignRPMs) rather than from the
 // handle that was checked.
 func (r *Robo) fetch(ctx context.Context, kc *KindConfig, a *artifactRef, private bool) (*source, error) {
-	if len(kc.AllowedSources) > 0 {
-		allowed := false
-		for _, p := range kc.AllowedSources {
-			allowed = allowed || strings.HasPrefix(a.url.String(), p)
-		}
-		if !allowed {
-			return nil, failf("%s: not an allowed source", a.File)
-		}
+	if err := kc.sources.check(a.url); err != nil {
+		return nil, failf("%s: %v", a.File, err)
 	}
 	var s *source
 	if a.url.Scheme == "file" {
-		f, err := os.Open(a.url.Path)
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		f, resolved, err := kc.sources.open(a.url)
+		if errors.Is(err, errNotAllowed) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 			return nil, failf("%s: %v", a.File, err)
 		}
 		if err != nil {
 			return nil, err
 		}
+		a.resolved = resolved
 		fi, err := f.Stat()
 		if err != nil || !fi.Mode().IsRegular() {
 			f.Close()
@@ -135,7 +132,7 @@ func (r *Robo) fetch(ctx context.Context, kc *KindConfig, a *artifactRef, privat
 		}
 	} else {
 		var err error
-		if s, err = r.download(ctx, a); err != nil {
+		if s, err = r.download(withPolicy(ctx, kc.sources), a); err != nil {
 			return nil, err
 		}
 	}
@@ -146,7 +143,9 @@ func (r *Robo) fetch(ctx context.Context, kc *KindConfig, a *artifactRef, privat
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.sha256 {
 		s.Close()
-		return nil, failf("%s: checksum mismatch: sha256:%s, expected sha256:%s", a.File, got, a.sha256)
+		// Never the digest computed: it would tell anyone who can
+		// publish a request the hash of any file robo can read.
+		return nil, failf("%s: checksum mismatch: the file's SHA-256 is not the expected sha256:%s", a.File, a.sha256)
 	}
 	if err := s.rewind(); err != nil {
 		s.Close()
@@ -182,6 +181,9 @@ func (r *Robo) download(ctx context.Context, a *artifactRef) (*source, error) {
 		return nil, failf("%s: %v", a.File, err)
 	}
 	resp, err := r.http.Do(req)
+	if errors.Is(err, errNotAllowed) {
+		return nil, failf("%s: %v", a.File, errors.Unwrap(err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", a.File, err)
 	}
@@ -247,7 +249,9 @@ func sigTarget(kc *KindConfig, a *artifactRef) target {
 	case kc.PutBaseURL != "":
 		return target{url: strings.TrimSuffix(kc.PutBaseURL, "/") + "/" + url.PathEscape(a.name()+".sig")}
 	case a.url.Scheme == "file":
-		return target{path: a.url.Path + ".sig"}
+		// Beside the file fetch checked, not wherever the message's
+		// path (through symbolic links) would lead.
+		return target{path: a.resolved + ".sig"}
 	default:
 		return target{url: a.url.String() + ".sig"}
 	}
@@ -259,8 +263,10 @@ const maxSignature = 1 << 20
 // read returns what the target holds, or nil if it holds nothing.
 func (r *Robo) read(ctx context.Context, t target) ([]byte, error) {
 	if t.path != "" {
-		f, err := os.Open(t.path)
-		if errors.Is(err, os.ErrNotExist) {
+		// Not through a symbolic link: store replaces one, never
+		// follows it.
+		f, err := os.OpenFile(t.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 			return nil, nil
 		}
 		if err != nil {

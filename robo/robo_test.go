@@ -30,6 +30,7 @@ func TestRobo(t *testing.T) {
 	gpg := newGPG(t, rsa)
 	t.Run("ArtifactsSign", func(t *testing.T) { testArtifactsSign(t, w, gpg) })
 	t.Run("Malformed", func(t *testing.T) { testMalformed(t, w) })
+	t.Run("SourcePolicy", func(t *testing.T) { testSourcePolicy(t, w, gpg) })
 	t.Run("Packages", func(t *testing.T) { testPackages(t, w, rsa) })
 	t.Run("XMLSign", func(t *testing.T) { testXML(t, w, gpg) })
 	t.Run("BridgeRestart", func(t *testing.T) { testBridgeRestart(t, w, gpg) })
@@ -40,7 +41,12 @@ func TestRobo(t *testing.T) {
 
 // artifactsConfig is a configuration with artifacts-sign enabled on queue
 // name; amqp holds extra [amqp] lines, kind extra [artifacts_sign] lines.
+// Unless kind sets allowed_sources, artifacts may come from the temporary
+// directory (where the tests write them).
 func artifactsConfig(w *world, name, amqp, kind string) string {
+	if !strings.Contains(kind, "allowed_sources") {
+		kind += fmt.Sprintf("allowed_sources = [%q]\n", "file://"+os.TempDir()+"/")
+	}
 	return fmt.Sprintf(`[amqp]
 queue = "%[1]s"
 dead_letter_exchange = "%[1]s.dlx"
@@ -116,7 +122,9 @@ func status(m map[string]any) string { s, _ := m["status"].(string); return s }
 
 func testArtifactsSign(t *testing.T, w *world, gpg *gpgVerifier) {
 	const name = "artifacts"
-	run := w.startRobo(t, artifactsConfig(w, name, "max_attempts = 4", ""))
+	srv := newStore(t)
+	run := w.startRobo(t, artifactsConfig(w, name, "max_attempts = 4",
+		fmt.Sprintf("allowed_sources = [%q, %q]\n", "file://"+os.TempDir()+"/", srv.URL+"/builds/")))
 	p := w.newPeer(t, name+".finished", artifactsKey(name)+".finished")
 	dir := t.TempDir()
 
@@ -125,7 +133,6 @@ func testArtifactsSign(t *testing.T, w *world, gpg *gpgVerifier) {
 	pathA, refA := artifact(t, dir, "fedora-coreos-43.x86_64.qcow2", 300<<10)
 	pathB, refB := artifact(t, dir, "fedora-coreos-43.x86_64.iso", 2<<20)
 	pathC, refC := artifact(t, dir, "fedora-coreos-43.x86_64.raw.xz", 64<<10)
-	srv := newStore(t)
 	data, _ := os.ReadFile(pathC)
 	srv.files["/builds/c.raw.xz"] = data
 	refC["file"] = srv.URL + "/builds/c.raw.xz"
@@ -184,6 +191,13 @@ func testArtifactsSign(t *testing.T, w *world, gpg *gpgVerifier) {
 	f = p.waitFinished(1, 30*time.Second)[0]
 	if fm, _ := f["failure-message"].(string); status(f) != "FAILURE" || !strings.Contains(fm, "checksum mismatch") || f["build_id"] != "bad" {
 		t.Fatalf("finished message for a checksum mismatch: %v", f)
+	}
+	// It names the expected digest, never the file's: that would publish
+	// the SHA-256 of any file robo can read.
+	realD, _ := os.ReadFile(pathD)
+	realSum := sha256.Sum256(realD)
+	if fm, _ := f["failure-message"].(string); strings.Contains(strings.ToLower(fm), hex.EncodeToString(realSum[:])) {
+		t.Fatalf("the failure message echoes the file's digest: %q", fm)
 	}
 	if _, err := os.Stat(pathD + ".sig"); err == nil {
 		t.Fatal("an artifact whose checksum does not match was signed")
@@ -258,6 +272,7 @@ func testPackages(t *testing.T, w *world, rsa []byte) {
 	const name = "packages"
 	rk := "org.signet.test.request.sign-packages"
 	out := t.TempDir()
+	rpmDir, efi := artifacts.RPMUtilsTestdata(t), artifacts.EFIImages(t)
 	w.startRobo(t, fmt.Sprintf(`[amqp]
 queue = "%[1]s"
 dead_letter_exchange = "%[1]s.dlx"
@@ -266,6 +281,7 @@ retry_delay = "500ms"
 enabled = true
 routing_keys = [%[2]q]
 output_dir = %[3]q
+allowed_sources = [%[5]q, %[6]q]
 [[packages.keys]]
 name = "demo-rsa"
 passphrase_file = %[4]q
@@ -273,20 +289,19 @@ passphrase_file = %[4]q
 name = "demo-sb"
 passphrase_file = %[4]q
 cert_name = "signer"
-`, name, rk, out, w.passFile))
+`, name, rk, out, w.passFile, "file://"+rpmDir+"/", "file://"+efi+"/"))
 	p := w.newPeer(t, name+".finished", rk+".finished")
 
 	// RPMs: one sign-rpms batch with head signing.
 	var rpms []any
 	var names []string
-	paths, _ := filepath.Glob(filepath.Join(artifacts.RPMUtilsTestdata(t), "*.rpm"))
+	paths, _ := filepath.Glob(filepath.Join(rpmDir, "*.rpm"))
 	for _, pth := range paths {
 		rpms = append(rpms, fileRef(t, pth))
 		names = append(names, filepath.Base(pth))
 	}
 	p.publish(msg{key: rk, body: jsonBody(t, map[string]any{"key": "demo-rsa", "destination": "f43/updates", "rpms": rpms})})
 	// EFI images: sign-pe with the stored certificate.
-	efi := artifacts.EFIImages(t)
 	images := []any{fileRef(t, filepath.Join(efi, "amd64", "shim.efi")), fileRef(t, filepath.Join(efi, "arm64", "grub.efi"))}
 	p.publish(msg{key: rk, body: jsonBody(t, map[string]any{"key": "demo-sb", "destination": "efi", "images": images})})
 
