@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/signet-project/signet/internal/fileperm"
 )
 
 // WriteFileAtomic creates path with the bytes fn writes, atomically: fn
@@ -12,7 +14,8 @@ import (
 // path only if fn returns nil. On any error the temporary file is removed,
 // so nothing appears at path and nothing is left behind. An existing file
 // at path is replaced only on success. perm is the mode of the new file
-// (the umask is not applied).
+// less the process's umask, as with os.WriteFile: 0o644 for what anyone
+// may read, 0o600 for what only the user may (decrypted plaintext).
 func WriteFileAtomic(path string, perm os.FileMode, fn func(w io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -32,7 +35,7 @@ func WriteFileAtomic(path string, perm os.FileMode, fn func(w io.Writer) error) 
 	if err := fn(f); err != nil {
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
+	if err := f.Chmod(perm &^ fileperm.Umask()); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/signet-project/signet/cmd/internal/secret"
 	"github.com/signet-project/signet/cmd/internal/version"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/internal/fileperm"
 	"github.com/signet-project/signet/server"
 	"github.com/signet-project/signet/server/store"
 )
@@ -296,7 +297,7 @@ func (o *output) commit(data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(o.tmp.Name(), 0o644)
+		err = os.Chmod(o.tmp.Name(), 0o644&^fileperm.Umask())
 	}
 	if err == nil {
 		err = os.Rename(o.tmp.Name(), o.path)

@@ -282,8 +282,14 @@ func openInput(path string) (*os.File, int64, error) {
 // is held in an unlinked temporary file and copied to standard output only
 // after it verified, so nothing unverified is ever printed.
 func (a *app) writeOutput(path string, fn func(w io.Writer) error) error {
+	return a.writeOutputMode(path, 0o644, fn)
+}
+
+// writeOutputMode is writeOutput with the file's mode (less the umask):
+// 0o600 for plaintext no one else should read.
+func (a *app) writeOutputMode(path string, perm os.FileMode, fn func(w io.Writer) error) error {
 	if path != "" {
-		if err := client.WriteFileAtomic(path, 0o644, fn); err != nil {
+		if err := client.WriteFileAtomic(path, perm, fn); err != nil {
 			return err
 		}
 		return nil

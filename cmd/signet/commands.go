@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -386,6 +387,11 @@ func (a *app) commands() []*cobra.Command {
 
 // sign reads the passphrase, opens the input and writes the verified result.
 func (a *app) sign(args []string, out string, do func(pass []byte, in io.Reader, size int64, w io.Writer) error) error {
+	return a.signMode(args, out, 0o644, do)
+}
+
+// signMode is sign with the output file's mode (less the umask).
+func (a *app) signMode(args []string, out string, perm os.FileMode, do func(pass []byte, in io.Reader, size int64, w io.Writer) error) error {
 	pass, err := a.keyPassphrase()
 	if err != nil {
 		return err
@@ -396,5 +402,5 @@ func (a *app) sign(args []string, out string, do func(pass []byte, in io.Reader,
 		return err
 	}
 	defer f.Close()
-	return a.writeOutput(out, func(w io.Writer) error { return do(pass, f, size, w) })
+	return a.writeOutputMode(out, perm, func(w io.Writer) error { return do(pass, f, size, w) })
 }

@@ -54,6 +54,10 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 	if got, _ := os.ReadFile(s.path("decrypted.bin")); !bytes.Equal(got, plain) {
 		t.Fatal("decrypt did not return the original bytes")
 	}
+	// Plaintext is the user's alone, whatever the umask.
+	if fi, err := os.Stat(s.path("decrypted.bin")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("decrypt -o wrote the plaintext with mode %v, want 0600 (%v)", fi.Mode().Perm(), err)
+	}
 	msg, _ := os.ReadFile(s.path("cipher.gpg"))
 	msg[len(msg)-30] ^= 1
 	os.WriteFile(s.path("cipher-bad.gpg"), msg, 0o600)

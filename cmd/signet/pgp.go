@@ -25,7 +25,8 @@ func (a *app) pgpCommands() []*cobra.Command {
 			if err := a.connect(); err != nil {
 				return err
 			}
-			return a.sign(args, decOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
+			// Plaintext: only the user may read the file.
+			return a.signMode(args, decOut, 0o600, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
 				return a.client.Decrypt(a.ctx, args[0], pass, in, size, w)
 			})
 		}}
