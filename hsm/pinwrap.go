@@ -174,6 +174,9 @@ type unwrapCall struct {
 type cacheEntry struct {
 	pin     []byte
 	expires time.Time
+	// timer zeroes and drops the entry when it expires, so that a PIN
+	// no request asks for again does not stay in memory.
+	timer *time.Timer
 }
 
 // NewUnwrapper returns an Unwrapper whose entries live for ttl (zero
@@ -218,12 +221,15 @@ func (u *Unwrapper) Unwrap(wrapped, passphrase []byte, b Binding) ([]byte, error
 	if err == nil {
 		for k, old := range u.entries {
 			if !now.Before(old.expires) || len(u.entries) >= u.max {
-				zero(old.pin)
-				delete(u.entries, k)
+				u.drop(k, old)
 			}
 		}
 		if len(u.entries) < u.max {
-			u.entries[id] = cacheEntry{pin: append([]byte(nil), pin...), expires: now.Add(u.ttl)}
+			if old, ok := u.entries[id]; ok {
+				u.drop(id, old)
+			}
+			u.entries[id] = cacheEntry{pin: append([]byte(nil), pin...), expires: now.Add(u.ttl),
+				timer: time.AfterFunc(u.ttl, func() { u.expire(id) })}
 		}
 		// Waiters copy the PIN before the caller may zero its own copy.
 		c.pin = append([]byte(nil), pin...)
@@ -239,10 +245,28 @@ func (u *Unwrapper) Forget() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for k, e := range u.entries {
-		zero(e.pin)
-		delete(u.entries, k)
+		u.drop(k, e)
 	}
 }
+
+// drop zeroes and removes an entry; u.mu is held.
+func (u *Unwrapper) drop(id [32]byte, e cacheEntry) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	clear(e.pin)
+	delete(u.entries, id)
+}
+
+// expire is an entry's timer: it drops the entry once it has expired.
+func (u *Unwrapper) expire(id [32]byte) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if e, ok := u.entries[id]; ok && !time.Now().Before(e.expires) {
+		u.drop(id, e)
+	}
+}
+
 
 func (u *Unwrapper) id(wrapped, passphrase []byte, b Binding) [32]byte {
 	m := hmac.New(sha256.New, u.macKey[:])
