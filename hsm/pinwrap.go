@@ -267,7 +267,6 @@ func (u *Unwrapper) expire(id [32]byte) {
 	}
 }
 
-
 func (u *Unwrapper) id(wrapped, passphrase []byte, b Binding) [32]byte {
 	m := hmac.New(sha256.New, u.macKey[:])
 	for _, part := range [][]byte{wrapped, passphrase, b.ad()} {
