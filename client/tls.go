@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"strings"
+
+	"github.com/signet-project/signet/internal/fileperm"
 )
 
 // tlsConfigs builds the outer (to each bridge, by host name) and inner (to
@@ -23,6 +25,9 @@ func (c *Config) tlsConfigs() (outer func(host string) *tls.Config, inner *tls.C
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, nil, fmt.Errorf("%s holds no PEM certificate", c.CAFile)
+	}
+	if err := fileperm.CheckPrivate(c.KeyFile, "client key file"); err != nil {
+		return nil, nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {

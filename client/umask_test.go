@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/internal/testpki"
 )
 
 // TestWriteFileAtomicUmask: the mode asked for, less the umask, as
@@ -40,5 +42,25 @@ func TestWriteFileAtomicUmask(t *testing.T) {
 				t.Errorf("umask %s, mode %s: got %v, want %v", umask, name, fi.Mode().Perm(), want[i])
 			}
 		}
+	}
+}
+
+// TestClientKeyMode: a client key others can read is refused.
+func TestClientKeyMode(t *testing.T) {
+	dir := t.TempDir()
+	pki := testpki.New(t, "CA")
+	c := pki.MustIssue(t, testpki.Leaf{CN: "alice", EKU: testpki.Client})
+	cert, key, ca := filepath.Join(dir, "c.pem"), filepath.Join(dir, "c.key"), filepath.Join(dir, "ca.pem")
+	if err := c.Write(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	pki.WriteCert(ca)
+	cfg := &client.Config{BridgeHost: "localhost", BridgePort: 1, ServerHost: "server", UserName: "alice", CAFile: ca, CertFile: cert, KeyFile: key}
+	if _, err := client.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(key, 0o640)
+	if _, err := client.New(cfg); err == nil || !strings.Contains(err.Error(), "mode 0640") {
+		t.Fatalf("a client key of mode 0640: %v", err)
 	}
 }

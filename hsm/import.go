@@ -42,7 +42,7 @@ func (t *Token) ImportKey(req ImportRequest) (*Key, error) {
 			switch a.Type {
 			case pkcs11.CKA_PRIVATE_EXPONENT, pkcs11.CKA_PRIME_1, pkcs11.CKA_PRIME_2,
 				pkcs11.CKA_EXPONENT_1, pkcs11.CKA_EXPONENT_2, pkcs11.CKA_COEFFICIENT, pkcs11.CKA_VALUE:
-				zero(a.Value)
+				clear(a.Value)
 			}
 		}
 	}()

@@ -132,7 +132,7 @@ func KDFRuns() int64 { return kdfRuns.Load() }
 func (p KDFParams) aead(passphrase, salt []byte) (cipher.AEAD, error) {
 	kdfRuns.Add(1)
 	key := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, 32)
-	defer zero(key)
+	defer clear(key)
 	// Argon2id's memory (64 MiB by default, per run) is garbage now; give
 	// it back to the system at once rather than keep a long-running
 	// server's footprint at the peak of its busiest KDF moment. A run

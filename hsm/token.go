@@ -107,7 +107,7 @@ func (t *Token) Login(pin []byte) error {
 	t.mu.Lock()
 	old := append([]byte(nil), t.pin...)
 	t.mu.Unlock()
-	defer zero(old)
+	defer clear(old)
 	if len(old) > 0 {
 		if subtle.ConstantTimeCompare(old, pin) == 1 {
 			return nil
@@ -120,7 +120,7 @@ func (t *Token) Login(pin []byte) error {
 			return loginError(err)
 		}
 		t.mu.Lock()
-		zero(t.pin)
+		clear(t.pin)
 		t.pin = append([]byte(nil), pin...)
 		t.loggedIn = true
 		t.mu.Unlock()
@@ -152,7 +152,7 @@ func (t *Token) Close() error {
 		t.mod.ctx.CloseSession(s.h)
 	}
 	t.idle = nil
-	zero(t.pin)
+	clear(t.pin)
 	t.pin = nil
 	t.mu.Unlock()
 	t.mod.release()
@@ -295,12 +295,6 @@ func (t *Token) recover(gen uint64, cause error) error {
 	return nil
 }
 
-func zero(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
-}
-
 // SetPIN changes the token's user PIN from old to new (C_SetPIN in a
 // session logged in as the user). The Token must be logged in with old;
 // afterwards it keeps new for logging in again. A YubiHSM 2's PIN is its
@@ -313,7 +307,7 @@ func (t *Token) SetPIN(old, new []byte) error {
 	t.mu.Lock()
 	cur := append([]byte(nil), t.pin...)
 	t.mu.Unlock()
-	defer zero(cur)
+	defer clear(cur)
 	if len(cur) == 0 {
 		return fmt.Errorf("hsm: changing the PIN of token %q: %w", t.name(), ErrNotLoggedIn)
 	}
@@ -325,7 +319,7 @@ func (t *Token) SetPIN(old, new []byte) error {
 			return loginError(err)
 		}
 		t.mu.Lock()
-		zero(t.pin)
+		clear(t.pin)
 		t.pin = append([]byte(nil), new...)
 		t.mu.Unlock()
 		return nil

@@ -494,7 +494,7 @@ func InstallWrapKey(cfg Config, p WrapProfile, soPIN, userPIN, key []byte) (stri
 	if err != nil {
 		return "", err
 	}
-	defer zero(mk)
+	defer clear(mk)
 	m, err := loadModule(cfg.Module)
 	if err != nil {
 		return "", err
@@ -574,7 +574,7 @@ func InstallWrapKey(cfg Config, p WrapProfile, soPIN, userPIN, key []byte) (stri
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, macKeyLabel(id)),
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, mk),
 	}
-	defer zero(macT[len(macT)-1].Value)
+	defer clear(macT[len(macT)-1].Value)
 	var pin runtime.Pinner
 	defer pin.Unpin()
 	wrapT := []*pkcs11.Attribute{
@@ -600,7 +600,7 @@ func InstallWrapKey(cfg Config, p WrapProfile, soPIN, userPIN, key []byte) (stri
 			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true)),
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, append([]byte(nil), key...)),
 	}
-	defer zero(wrapT[len(wrapT)-1].Value)
+	defer clear(wrapT[len(wrapT)-1].Value)
 
 	// The wrap key is trusted, so where the token follows the standard on
 	// CKA_TRUSTED only the security officer may create it. The SO PIN is

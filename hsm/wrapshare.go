@@ -43,7 +43,7 @@ type Share struct {
 }
 
 // Wipe zeroes the share's value.
-func (s *Share) Wipe() { zero(s.Value) }
+func (s *Share) Wipe() { clear(s.Value) }
 
 var custodianRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 
@@ -99,7 +99,7 @@ func SplitWrapKey(key []byte, threshold, total int, custodians []string) ([]Shar
 		return nil, err
 	}
 	buf := make([]byte, scalarSize)
-	defer zero(buf)
+	defer clear(buf)
 	copy(buf[scalarSize-WrapKeySize:], key)
 	secret := shareGroup.NewScalar()
 	if err := secret.UnmarshalBinary(buf); err != nil {
@@ -127,7 +127,7 @@ func SplitWrapKey(key []byte, threshold, total int, custodians []string) ([]Shar
 			return nil, fmt.Errorf("hsm: the new shares do not combine: %w", err)
 		}
 		ok := subtle.ConstantTimeCompare(k, key) == 1
-		zero(k)
+		clear(k)
 		if !ok {
 			return nil, errors.New("hsm: the new shares do not reconstruct the key")
 		}
@@ -181,7 +181,7 @@ func CombineShares(shares []Share) ([]byte, error) {
 	}
 	buf, err := secret.MarshalBinary()
 	wipeScalar(secret)
-	defer zero(buf)
+	defer clear(buf)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func CombineShares(shares []Share) ([]byte, error) {
 		err = fmt.Errorf("the shares do not reconstruct wrap key %s: at least one of them is wrong", first.WrapKeyID)
 	}
 	if err != nil {
-		zero(key)
+		clear(key)
 		return nil, err
 	}
 	return key, nil
@@ -236,7 +236,7 @@ func (s *Share) Encode() []byte {
 	fmt.Fprintf(&b, "threshold: %d\n", s.Threshold)
 	v := make([]byte, hex.EncodedLen(len(s.Value)))
 	hex.Encode(v, s.Value)
-	defer zero(v)
+	defer clear(v)
 	for i := 0; i < len(v); i += 32 {
 		b.WriteString("value: ")
 		for j := i; j < i+32 && j < len(v); j += 8 {
@@ -258,9 +258,9 @@ func ParseShare(r io.Reader) (Share, error) {
 	// The scanner reads into buf, and the value's digits go to value:
 	// both are zeroed on return.
 	buf := make([]byte, 4096)
-	defer zero(buf)
+	defer clear(buf)
 	value := make([]byte, 0, 2*scalarSize)
-	defer func() { zero(value[:cap(value)]) }()
+	defer func() { clear(value[:cap(value)]) }()
 	var sum string
 	sc := bufio.NewScanner(io.LimitReader(r, 4096))
 	sc.Buffer(buf, len(buf))
@@ -337,7 +337,7 @@ func ParseShare(r io.Reader) (Share, error) {
 	}
 	val := make([]byte, scalarSize)
 	if n, err := hex.Decode(val, value); err != nil || n != scalarSize || len(value) != 2*scalarSize {
-		zero(val)
+		clear(val)
 		return Share{}, errors.New("the value is not 96 hex digits: mistyped or damaged")
 	}
 	s.Value = val

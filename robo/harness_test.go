@@ -19,6 +19,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/internal/secret"
 	rabbitmqtest "github.com/signet-project/signet/rabbitmq-test"
 )
 
@@ -81,7 +82,7 @@ func (w *world) devstack(t testing.TB, action string) {
 // publicKey fetches key's armored public key through the service.
 func (w *world) publicKey(t testing.TB, key string) []byte {
 	t.Helper()
-	pass, err := readSecret(w.passFile)
+	pass, err := secret.ReadFile(w.passFile, "passphrase")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/internal/fileperm"
+	"github.com/signet-project/signet/internal/secret"
 )
 
 // Signer is what robo needs from the signet client; *client.Client
@@ -94,9 +96,9 @@ func New(cfg *Config, s Signer, log *slog.Logger) (*Robo, error) {
 			keys = []KeyConfig{{Name: kc.Key, PassphraseFile: kc.PassphraseFile, CertName: kc.CertName}}
 		}
 		for _, k := range keys {
-			p, err := readSecret(k.PassphraseFile)
+			p, err := secret.ReadFile(k.PassphraseFile, "passphrase for key "+k.Name)
 			if err != nil {
-				return fmt.Errorf("[%s] passphrase for key %s: %w", name, k.Name, err)
+				return fmt.Errorf("[%s] %w", name, err)
 			}
 			if old, ok := r.passphrases[k.Name]; ok && string(old) != string(p) {
 				return fmt.Errorf("[%s] key %s has two different passphrase files", name, k.Name)
@@ -129,19 +131,6 @@ func httpClient() *http.Client {
 	t.ResponseHeaderTimeout = time.Minute
 	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
-}
-
-// readSecret reads a passphrase file; one trailing newline is removed.
-func readSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b = []byte(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"))
-	if len(b) == 0 {
-		return nil, errors.New("the file is empty")
-	}
-	return b, nil
 }
 
 // passphrase returns a fresh copy of key's passphrase: the client zeroes
@@ -203,6 +192,9 @@ func (r *Robo) dial() (*amqp.Connection, error) {
 			}
 		}
 		if a.TLS.Cert != "" {
+			if err := fileperm.CheckPrivate(a.TLS.Key, "AMQP client key"); err != nil {
+				return nil, err
+			}
 			c, err := tls.LoadX509KeyPair(a.TLS.Cert, a.TLS.Key)
 			if err != nil {
 				return nil, err

@@ -289,7 +289,7 @@ passphrase_file = %[4]q
 name = "demo-sb"
 passphrase_file = %[4]q
 cert_name = "signer"
-`, name, rk, out, w.passFile, "file://"+rpmDir+"/", "file://"+efi+"/"))
+`, name, rk, out, w.passFile, "file://"+filepath.Clean(rpmDir)+"/", "file://"+filepath.Clean(efi)+"/"))
 	p := w.newPeer(t, name+".finished", rk+".finished")
 
 	// RPMs: one sign-rpms batch with head signing.

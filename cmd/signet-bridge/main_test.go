@@ -264,3 +264,21 @@ func TestUnknownKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyFileMode: a TLS key others can read is refused, with the mode
+// expected.
+func TestKeyFileMode(t *testing.T) {
+	cfg := writeConfig(t, "client_listen = \"127.0.0.1:0\"\nserver_listen = \"127.0.0.1:0\"", "")
+	key := filepath.Join(filepath.Dir(cfg), "bridge.key")
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := execute(context.Background(), "check-config", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "mode 0644") || !strings.Contains(err.Error(), "0600 or 0400") {
+		t.Fatalf("a TLS key of mode 0644: %v", err)
+	}
+	os.Chmod(key, 0o600)
+	if _, err := execute(context.Background(), "check-config", "--config", cfg); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-project/signet/internal/secret"
+
 	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/cmd/internal/version"
 	"github.com/signet-project/signet/robo"
@@ -21,6 +23,11 @@ import (
 const defaultConfig = "/etc/signet/robo.toml"
 
 func main() {
+	// It holds PINs or passphrases: no core dumps, no ptrace.
+	if err := secret.Harden(); err != nil {
+		fmt.Fprintln(os.Stderr, "signet-robo:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot().ExecuteContext(ctx)
 	stop()

@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/signet-project/signet/cmd/internal/secret"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/server"
 )
@@ -105,8 +104,8 @@ with 'token wrap-key import'. Fewer than M learn nothing about it.`,
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(so)
-			defer secret.Zero(pin)
+			defer clear(so)
+			defer clear(pin)
 			if err := os.MkdirAll(outDir, 0o700); err != nil {
 				return err
 			}
@@ -115,7 +114,7 @@ with 'token wrap-key import'. Fewer than M learn nothing about it.`,
 				if err != nil {
 					return err
 				}
-				defer secret.Zero(key)
+				defer clear(key)
 				id, _ := hsm.WrapKeyID(key)
 				var cust []string
 				if len(custodians) > 0 {
@@ -208,8 +207,8 @@ token is touched.`,
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(so)
-			defer secret.Zero(pin)
+			defer clear(so)
+			defer clear(pin)
 			return a.with(cmd, false, true, func(s *session) error {
 				var idx, who []string
 				for _, sh := range parts {
@@ -222,7 +221,7 @@ token is touched.`,
 				key, err := hsm.CombineShares(parts)
 				if err == nil {
 					_, err = hsm.InstallWrapKey(a.tokenConfig(), p, so, pin, key)
-					secret.Zero(key)
+					clear(key)
 				}
 				if err := s.admin.RecordStep(cmd.Context(), e, err); err != nil {
 					return err
@@ -267,7 +266,7 @@ func (a *app) wrapKeyPINs() (so, pin []byte, err error) {
 		return nil, nil, err
 	}
 	if pin, err = a.read("token PIN", a.pinFile, a.pinFD, false); err != nil {
-		secret.Zero(so)
+		clear(so)
 		return nil, nil, err
 	}
 	return so, pin, nil
@@ -330,7 +329,7 @@ func writeShares(parts []hsm.Share, files []string) error {
 	for i, sh := range parts {
 		text := sh.Encode()
 		err := writeNew(files[i], text, 0o600)
-		secret.Zero(text)
+		clear(text)
 		if err != nil {
 			removeAll(files[:i])
 			return err

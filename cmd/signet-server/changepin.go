@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/signet-project/signet/cmd/internal/secret"
+	"github.com/signet-project/signet/internal/secret"
 	"github.com/signet-project/signet/server"
 )
 
@@ -48,7 +48,7 @@ tools, then grant the accesses again.`,
 					if err != nil {
 						return err
 					}
-					defer secret.Zero(raw)
+					defer clear(raw)
 					if passes, err = parseAccessPassphrases(raw); err != nil {
 						return err
 					}
@@ -57,7 +57,7 @@ tools, then grant the accesses again.`,
 				if err != nil {
 					return err
 				}
-				defer secret.Zero(newPIN)
+				defer clear(newPIN)
 				res, err := s.admin.ChangePIN(cmd.Context(), server.ChangePINRequest{
 					NewPIN: newPIN, Passphrases: passes, Regrant: regrant, DryRun: dryRun})
 				out := cmd.OutOrStdout()

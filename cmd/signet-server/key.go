@@ -14,9 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/signet-project/signet/cmd/internal/secret"
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/internal/secret"
 	"github.com/signet-project/signet/server"
 )
 
@@ -51,7 +51,7 @@ func (a *app) keyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(pass)
+			defer clear(pass)
 			return a.with(cmd, true, true, func(s *session) error {
 				req := server.NewKeyRequest{Name: args[0], Type: kt, UserIDs: uids, Owner: owner, OwnerPassphrase: pass, Backup: backup}
 				if backup {
@@ -87,7 +87,7 @@ not change. Delete the file and every other copy of the key afterwards.`,
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(data)
+			defer clear(data)
 			in, err := server.ParseImport(data, func() ([]byte, error) {
 				return a.read("passphrase of the OpenPGP key being imported", a.keyPassFile, a.keyPassFD, false)
 			})
@@ -98,7 +98,7 @@ not change. Delete the file and every other copy of the key afterwards.`,
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(pass)
+			defer clear(pass)
 			return a.with(cmd, true, true, func(s *session) error {
 				k, err := s.admin.ImportKey(cmd.Context(), server.NewKeyRequest{Name: args[0], UserIDs: uids, Owner: owner, OwnerPassphrase: pass}, in)
 				if err != nil {
@@ -195,7 +195,7 @@ The user gives that passphrase with each request.`,
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(pass)
+			defer clear(pass)
 			return a.with(cmd, true, false, func(s *session) error {
 				if err := s.admin.Grant(cmd.Context(), args[0], args[1], pass, keyAdmin); err != nil {
 					return err

@@ -18,10 +18,10 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/signet-project/signet/cmd/internal/health"
-	"github.com/signet-project/signet/cmd/internal/secret"
 	"github.com/signet-project/signet/cmd/internal/version"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/internal/fileperm"
+	"github.com/signet-project/signet/internal/secret"
 	"github.com/signet-project/signet/server"
 	"github.com/signet-project/signet/server/store"
 )
@@ -29,6 +29,11 @@ import (
 const defaultConfig = "/etc/signet/server.toml"
 
 func main() {
+	// It holds PINs or passphrases: no core dumps, no ptrace.
+	if err := secret.Harden(); err != nil {
+		fmt.Fprintln(os.Stderr, "signet-server:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot().ExecuteContext(ctx)
 	stop()
@@ -168,7 +173,7 @@ type session struct {
 }
 
 func (s *session) close() {
-	secret.Zero(s.admin.PIN)
+	clear(s.admin.PIN)
 	if s.tok != nil {
 		s.tok.Close()
 	}
@@ -192,14 +197,14 @@ func (a *app) open(ctx context.Context, token, create bool) (*session, error) {
 			err = tok.Login(pin)
 		}
 		if err != nil {
-			secret.Zero(pin)
+			clear(pin)
 			tok.Close()
 			return nil, err
 		}
 	}
 	st, err := a.openStore(ctx, create)
 	if err != nil {
-		secret.Zero(pin)
+		clear(pin)
 		if tok != nil {
 			tok.Close()
 		}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/signet-project/signet/cmd/internal/secret"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/internal/secret"
 	"github.com/signet-project/signet/server"
 )
 
@@ -110,7 +110,7 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		if pin, err = src.Read(); err != nil {
 			return err
 		}
-		defer secret.Zero(pin)
+		defer clear(pin)
 		if err := tok.Login(pin); err != nil {
 			return err
 		}

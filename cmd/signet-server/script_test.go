@@ -11,7 +11,7 @@ package main
 //     is selected with --module $MODULE --token-label $TOKEN, and
 //     SOFTHSM2_CONF points at the script's own token directory.
 //   - Every file in $WORK whose name ends in .secret holds a secret (one
-//     line). pin.secret (the token's user PIN) and so-pin.secret (its
+//     line), mode 0600 when the script starts. pin.secret (the token's user PIN) and so-pin.secret (its
 //     security-officer PIN) are written before the script starts; the
 //     others come with the script or are written by it.
 //   - GNUPGHOME is $WORK/gnupg, mode 0700.
@@ -130,6 +130,14 @@ func setupScript(env *testscript.Env) error {
 	env.Setenv("TOKEN", tk.Label)
 	for name, s := range map[string][]byte{"pin.secret": tk.PIN, "so-pin.secret": tk.SOPIN} {
 		if err := os.WriteFile(filepath.Join(env.WorkDir, name), append(append([]byte(nil), s...), '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	// The script's own secrets were written with the default mode:
+	// signet-server reads only secret files open to their owner alone.
+	owned, _ := filepath.Glob(filepath.Join(env.WorkDir, "*.secret"))
+	for _, p := range owned {
+		if err := os.Chmod(p, 0o600); err != nil {
 			return err
 		}
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/signet-project/signet/cmd/internal/secret"
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/server"
 )
@@ -62,12 +61,12 @@ func (a *app) tokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(so)
+			defer clear(so)
 			pin, err := a.read("new token user PIN", a.pinFile, a.pinFD, true)
 			if err != nil {
 				return err
 			}
-			defer secret.Zero(pin)
+			defer clear(pin)
 			ti, err := hsm.InitToken(a.cfg.Token.Module, label, so, pin)
 			// There is no database yet: the step goes to the transcript only.
 			e := server.TranscriptEntry{Time: time.Now().UTC(), Actor: actor(), Operation: "token-init",

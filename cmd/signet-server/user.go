@@ -7,8 +7,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/signet-project/signet/cmd/internal/secret"
 )
 
 func (a *app) userCmd() *cobra.Command {
@@ -25,7 +23,7 @@ func (a *app) userCmd() *cobra.Command {
 				if pw, err = a.read("administration password of "+args[0], a.pwFile, a.pwFD, true); err != nil {
 					return err
 				}
-				defer secret.Zero(pw)
+				defer clear(pw)
 			}
 			return a.with(cmd, false, true, func(s *session) error {
 				if err := s.admin.AddUser(cmd.Context(), args[0], admin, pw); err != nil {

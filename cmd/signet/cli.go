@@ -18,6 +18,7 @@ import (
 
 	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/cmd/internal/version"
+	"github.com/signet-project/signet/internal/secret"
 	"github.com/signet-project/signet/protocol"
 )
 
@@ -224,28 +225,10 @@ func (a *app) keyPassphrase() ([]byte, error) {
 	return a.readSecret("Key passphrase: ")
 }
 
-// readPassphraseFile reads a passphrase from a file; one trailing newline
-// is dropped.
+// readPassphraseFile reads a passphrase from a file open to its owner
+// alone; one trailing newline is dropped.
 func readPassphraseFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the passphrase file: %w", err)
-	}
-	n := len(b)
-	if n > 0 && b[n-1] == '\n' {
-		n--
-		if n > 0 && b[n-1] == '\r' {
-			n--
-		}
-	}
-	if n == 0 {
-		clear(b)
-		return nil, errors.New("no passphrase in file")
-	}
-	p := make([]byte, n)
-	copy(p, b)
-	clear(b)
-	return p, nil
+	return secret.ReadFile(path, "key passphrase")
 }
 
 // keyAuth is Sigul's "--password" choice: an administrator's password

@@ -76,7 +76,13 @@ func TestCLI(t *testing.T) {
 	}
 	// bob's passphrase from a file (-f), his public key to stdout.
 	ppFile := filepath.Join(dir, "bob.pass")
-	os.WriteFile(ppFile, []byte("bob pass\n"), 0o600)
+	// Not from a file others can read: the mode expected is said.
+	os.WriteFile(ppFile, []byte("bob pass\n"), 0o644)
+	os.Chmod(ppFile, 0o644)
+	if r := signet(t, "", "-c", bobCfg, "-f", ppFile, "get-public-key", "fedora"); r.code == 0 || !strings.Contains(r.stderr, "mode 0644") || !strings.Contains(r.stderr, "0600") {
+		t.Fatalf("a passphrase file of mode 0644 was read: exit %d, %s", r.code, r.stderr)
+	}
+	os.Chmod(ppFile, 0o600)
 	r = signet(t, "", "-c", bobCfg, "-f", ppFile, "get-public-key", "fedora").ok(t, "get-public-key")
 	cert := []byte(r.stdout)
 	if !bytes.HasPrefix(cert, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {

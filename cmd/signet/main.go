@@ -9,9 +9,17 @@
 package main
 
 import (
+	"fmt"
 	"os"
+
+	"github.com/signet-project/signet/internal/secret"
 )
 
 func main() {
+	// It holds passphrases and passwords: no core dumps, no ptrace.
+	if err := secret.Harden(); err != nil {
+		fmt.Fprintln(os.Stderr, "signet:", err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

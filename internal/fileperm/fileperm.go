@@ -6,6 +6,7 @@ package fileperm
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -34,3 +35,23 @@ var umask = sync.OnceValue(func() os.FileMode {
 
 // Umask returns the process's file mode creation mask, read once.
 func Umask() os.FileMode { return umask() }
+
+// Private checks that a file holding a secret or a private key is open to
+// its owner alone: no permission bit for group or others. what names the
+// file in the message ("token PIN file", "TLS key").
+func Private(fi os.FileInfo, path, what string) error {
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		return fmt.Errorf("the %s %s has mode %04o: group and others must have no access (mode 0600 or 0400, owned by the user that runs the program: chmod 600 %s)", what, path, m, path)
+	}
+	return nil
+}
+
+// CheckPrivate is Private for a file by name (following symbolic links:
+// what counts is the file read).
+func CheckPrivate(path, what string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return Private(fi, path, what)
+}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/signet-project/signet/internal/fileperm"
 )
 
 // Load reads a certificate chain and its key, and a CA bundle. It refuses
@@ -15,6 +17,9 @@ import (
 func Load(certFile, keyFile, caFile string) (tls.Certificate, *x509.CertPool, error) {
 	if certFile == "" || keyFile == "" || caFile == "" {
 		return tls.Certificate{}, nil, errors.New("configuration [tls] needs cert, key and ca")
+	}
+	if err := fileperm.CheckPrivate(keyFile, "TLS key file"); err != nil {
+		return tls.Certificate{}, nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {

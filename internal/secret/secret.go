@@ -1,7 +1,10 @@
 // Package secret reads PINs, passphrases and passwords for signet's
-// commands from the three places they may come from: a file, an inherited
-// file descriptor, or a prompt on the terminal without echo. Never from
-// argv or the environment, which other users and crash reports can read.
+// programs from the places they may come from: a file open to its owner
+// alone (mode 0600 or 0400; a systemd credential is one), an inherited
+// file descriptor, standard input, or a prompt on the terminal without
+// echo. Never from argv or the environment, which other users and crash
+// reports can read. Secrets are zeroed with the builtin clear once used;
+// Harden keeps them out of core dumps.
 package secret
 
 import (
@@ -14,6 +17,8 @@ import (
 	"strconv"
 
 	"golang.org/x/term"
+
+	"github.com/signet-project/signet/internal/fileperm"
 )
 
 // maxLen bounds what is read from a file or descriptor.
@@ -48,7 +53,15 @@ func (s Source) Read() ([]byte, error) {
 	case s.File != "":
 		var f *os.File
 		if f, err = os.Open(s.File); err == nil {
-			b, err = readLimited(f)
+			// The mode of the file opened, not of a name checked
+			// before: a file others can read is refused unread.
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil && fi.Mode().IsRegular() {
+				err = fileperm.Private(fi, s.File, s.What+" file")
+			}
+			if err == nil {
+				b, err = readLimited(f)
+			}
 			f.Close()
 		}
 	case s.FD > 0:
@@ -75,7 +88,7 @@ func readLimited(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	if len(b) > maxLen {
-		Zero(b)
+		clear(b)
 		return nil, fmt.Errorf("longer than %d bytes", maxLen)
 	}
 	return b, nil
@@ -109,13 +122,13 @@ func (s Source) prompt() ([]byte, error) {
 	}
 	if s.Confirm {
 		again, err := ask("Repeat the " + s.What)
-		defer Zero(again)
+		defer clear(again)
 		if err != nil {
-			Zero(b)
+			clear(b)
 			return nil, fmt.Errorf("reading the %s: %w", s.What, err)
 		}
 		if !bytes.Equal(b, again) {
-			Zero(b)
+			clear(b)
 			return nil, fmt.Errorf("the two entries of the %s differ", s.What)
 		}
 	}
@@ -138,9 +151,7 @@ func Confirm(question string, batch bool) bool {
 	return line == "y\n" || line == "yes\n" || line == "Y\n"
 }
 
-// Zero overwrites a secret in memory.
-func Zero(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
+// ReadFile reads a secret from a file (see Source.Read).
+func ReadFile(path, what string) ([]byte, error) {
+	return Source{What: what, File: path, Batch: true}.Read()
 }
