@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -101,6 +102,20 @@ func testSourcePolicy(t *testing.T, w *world, gpg *gpgVerifier) {
 		t.Errorf("%v artifacts signed, want 1", n)
 	}
 	w.waitQueues(t, map[string]int{name: 0, name + ".retry": 0, name + ".dead": 0})
+
+	// The devstack's signet-server, which holds the token PIN when it
+	// is given one and users' PINs in its unwrap cache, writes no core.
+	if b, err := os.ReadFile(filepath.Join(w.dir, "run/server.pid")); err == nil {
+		limits, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/limits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`(?m)^Max core file size\s+0\s+0\s`).Match(limits) {
+			t.Errorf("signet-server's core file size limit is not 0:\n%s", limits)
+		}
+	} else if os.Getenv("SIGNET_DEVSTACK") == "" {
+		t.Fatalf("the devstack's server pid: %v", err)
+	}
 
 	// Without allowed_sources, signet-robo does not start.
 	cfg := filepath.Join(t.TempDir(), "robo.toml")
