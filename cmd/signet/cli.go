@@ -158,38 +158,16 @@ func (a *app) connect() error {
 // byte, otherwise from the terminal without echo.
 func (a *app) readSecret(prompt string) ([]byte, error) {
 	if a.batch {
-		var b []byte
-		for {
-			c, err := a.stdin.ReadByte()
-			if err != nil {
-				clear(b)
-				if err == io.EOF {
-					return nil, errors.New("unexpected end of input when reading a batch mode password")
-				}
-				return nil, err
-			}
-			if c == 0 {
-				if b == nil {
-					b = []byte{}
-				}
-				return b, nil
-			}
-			b = append(b, c)
-		}
+		return secret.ReadNUL(a.stdin)
 	}
 	tty, err := a.openTTY()
 	if err != nil {
 		return nil, fmt.Errorf("cannot ask for a password without a terminal (use --batch): %w", err)
 	}
 	defer tty.Close()
-	fmt.Fprint(tty, prompt)
-	b, err := term.ReadPassword(int(tty.Fd()))
-	fmt.Fprintln(tty)
+	b, err := secret.PromptOn(tty, prompt)
 	if err != nil {
 		return nil, fmt.Errorf("reading a password: %w", err)
-	}
-	if b == nil {
-		b = []byte{}
 	}
 	return b, nil
 }

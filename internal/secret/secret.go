@@ -107,12 +107,7 @@ func (s Source) prompt() ([]byte, error) {
 		return nil, fmt.Errorf("the %s is needed and there is no terminal to ask on: give it with a file or descriptor option: %w", s.What, ErrNoTerminal)
 	}
 	defer tty.Close()
-	ask := func(p string) ([]byte, error) {
-		fmt.Fprintf(tty, "%s: ", p)
-		b, err := term.ReadPassword(int(tty.Fd()))
-		fmt.Fprintln(tty)
-		return b, err
-	}
+	ask := func(p string) ([]byte, error) { return PromptOn(tty, p+": ") }
 	b, err := ask("Enter the " + s.What)
 	if err != nil {
 		return nil, fmt.Errorf("reading the %s: %w", s.What, err)
@@ -133,6 +128,52 @@ func (s Source) prompt() ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// PromptOn shows prompt on the terminal tty and reads one line from it
+// without echo.
+func PromptOn(tty *os.File, prompt string) ([]byte, error) {
+	fmt.Fprint(tty, prompt)
+	b, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		clear(b)
+		return nil, err
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b, nil
+}
+
+// ErrNoNUL: the input ended before the NUL that ends a batch-mode secret.
+var ErrNoNUL = errors.New("unexpected end of input when reading a batch mode password")
+
+// ReadNUL reads one secret ended by a NUL byte, as Sigul's batch mode
+// passes secrets on standard input, in the order they are asked for. It
+// reads at most maxLen bytes.
+func ReadNUL(r io.ByteReader) ([]byte, error) {
+	// Room for the longest: appending never copies the secret to a
+	// larger array, leaving the old one unzeroed.
+	b := make([]byte, 0, maxLen)
+	for {
+		c, err := r.ReadByte()
+		if err != nil {
+			clear(b)
+			if err == io.EOF {
+				return nil, ErrNoNUL
+			}
+			return nil, err
+		}
+		if c == 0 {
+			return b, nil
+		}
+		if len(b) == maxLen {
+			clear(b)
+			return nil, fmt.Errorf("a batch mode secret is longer than %d bytes", maxLen)
+		}
+		b = append(b, c)
+	}
 }
 
 // Confirm asks a yes/no question on the terminal; in batch mode, or

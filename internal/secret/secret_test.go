@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,5 +64,21 @@ func TestHarden(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("helper: %v\n%s", err, out)
+	}
+}
+
+func TestReadNUL(t *testing.T) {
+	r := bufio.NewReader(strings.NewReader("first\x00\x00third"))
+	for _, want := range []string{"first", ""} {
+		b, err := ReadNUL(r)
+		if err != nil || string(b) != want {
+			t.Fatalf("ReadNUL = %q, %v; want %q", b, err, want)
+		}
+	}
+	if _, err := ReadNUL(r); err != ErrNoNUL {
+		t.Fatalf("without a NUL: %v", err)
+	}
+	if _, err := ReadNUL(bufio.NewReader(strings.NewReader(strings.Repeat("x", maxLen+1) + "\x00"))); err == nil {
+		t.Fatal("an overlong secret was read")
 	}
 }
