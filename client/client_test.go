@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -47,6 +48,26 @@ func TestLoadConfig(t *testing.T) {
 		CAFile: filepath.Join(dir, "ca.pem"), CertFile: "/abs/c.pem", KeyFile: filepath.Join(dir, "c.key")}
 	if !reflect.DeepEqual(*c, want) {
 		t.Fatalf("LoadConfig = %+v, want %+v", *c, want)
+	}
+	// A list of bridges, with or without bridge-hostname.
+	os.WriteFile(path, []byte("[client]\nbridge-hostname = \"b.example\"\nbridge-port = 4000\nbridges = [\"c.example\", \"d.example:5000\"]\n"), 0o600)
+	if c, err = client.LoadConfig(path); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := c.BridgeAddrs(); err != nil || fmt.Sprint(l) != "[b.example:4000 c.example:4000 d.example:5000]" {
+		t.Fatalf("BridgeAddrs = %v, %v", l, err)
+	}
+	c.BridgeHost = ""
+	if l, err := c.BridgeAddrs(); err != nil || fmt.Sprint(l) != "[c.example:4000 d.example:5000]" {
+		t.Fatalf("BridgeAddrs without bridge-hostname = %v, %v", l, err)
+	}
+	c.Bridges = []string{"d.example:x"}
+	if _, err := c.BridgeAddrs(); err == nil || !strings.Contains(err.Error(), "d.example:x") {
+		t.Fatalf("a bad port: %v", err)
+	}
+	c.Bridges = nil
+	if _, err := c.BridgeAddrs(); err == nil {
+		t.Fatal("no bridge at all was accepted")
 	}
 	os.WriteFile(path, []byte("[client]\nbridge-hostnme = \"typo\"\n"), 0o600)
 	if _, err := client.LoadConfig(path); err == nil || !strings.Contains(err.Error(), "bridge-hostnme") {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/internal/configfile"
 	"github.com/signet-project/signet/internal/metricsserver"
 )
@@ -26,9 +27,13 @@ const (
 type Config struct {
 	// ClientConfig is the signet client configuration (bridge, CA, client
 	// certificate, user name): see client.LoadConfig.
-	ClientConfig  string `mapstructure:"client_config"`
-	MetricsListen string `mapstructure:"metrics_listen"`
-	LogLevel      string `mapstructure:"log_level"`
+	ClientConfig string `mapstructure:"client_config"`
+	// Bridges, if set, replaces the client configuration's bridges
+	// ("host" or "host:port"): signet-robo tries them in order and moves
+	// to the next when one refuses or is down (client.RetryPolicy).
+	Bridges       []string `mapstructure:"bridges"`
+	MetricsListen string   `mapstructure:"metrics_listen"`
+	LogLevel      string   `mapstructure:"log_level"`
 	// WorkDir holds downloads while they are checked and signed (default:
 	// the system's temporary directory).
 	WorkDir string `mapstructure:"work_dir"`
@@ -118,6 +123,9 @@ const ConfigHelp = `Configuration (TOML, --config):
 
   client_config  = "/etc/signet/robo-client.toml"  signet client configuration (bridge,
                                                   CA, client certificate, user-name)
+  bridges = ["bridge1.example.org", "bridge2.example.org:44334"]
+                                                  optional: replaces the client configuration's
+                                                  bridges; tried in order, failing over
   metrics_listen = "127.0.0.1:9336"               Prometheus /metrics; loopback only; empty: off
   log_level      = "info"                         debug, info, warn or error (JSON on stderr)
   work_dir       = "/var/tmp"                     downloads while they are checked and signed
@@ -261,6 +269,11 @@ func (c *Config) check() error {
 	if a.reconnectMax < a.reconnectMin {
 		a.reconnectMax = a.reconnectMin
 	}
+	if len(c.Bridges) > 0 {
+		if _, err := (&client.Config{Bridges: c.Bridges}).BridgeAddrs(); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
 	if c.MetricsListen != "" {
 		if err := metricsserver.CheckLoopback(c.MetricsListen); err != nil {
 			return fmt.Errorf("configuration: metrics_listen: %w", err)
@@ -325,6 +338,15 @@ func (c *Config) check() error {
 		return errors.New("configuration: no message kind is enabled ([artifacts_sign], [packages] or [xml_sign] with enabled = true)")
 	}
 	return nil
+}
+
+// ApplyBridges puts the configuration's bridges, if it lists any, in place
+// of the client configuration's.
+func (c *Config) ApplyBridges(cc *client.Config) {
+	if len(c.Bridges) > 0 {
+		cc.BridgeHost = ""
+		cc.Bridges = slices.Clone(c.Bridges)
+	}
 }
 
 // kinds maps each kind's name to its settings.

@@ -100,6 +100,7 @@ func (a *app) load() (*robo.Robo, *robo.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	cfg.ApplyBridges(ccfg)
 	if err := ccfg.Validate(); err != nil {
 		return nil, nil, err
 	}
