@@ -345,7 +345,7 @@ func (c *Config) check() error {
 func (c *Config) ApplyBridges(cc *client.Config) {
 	if len(c.Bridges) > 0 {
 		cc.BridgeHost = ""
-		cc.Bridges = slices.Clone(c.Bridges)
+		cc.Bridges = append([]string(nil), c.Bridges...)
 	}
 }
 
