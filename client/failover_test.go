@@ -75,11 +75,22 @@ func TestFailoverRefused(t *testing.T) {
 // signed, and rpmkeys verifies every output.
 func TestSignRPMsResume(t *testing.T) {
 	testenv.MustHave(t, "rpmkeys")
-	t.Run("head", func(t *testing.T) { testSignRPMsResume(t, true) })
-	t.Run("whole", func(t *testing.T) { testSignRPMsResume(t, false) })
+	half := func(r *servertest.Relay, total int64) int64 { r.CutAt(total / 2); return total / 2 }
+	t.Run("head", func(t *testing.T) { testSignRPMsResume(t, true, half) })
+	t.Run("whole", func(t *testing.T) { testSignRPMsResume(t, false, half) })
+	// The relay loses its server right after the main reply (141 bytes:
+	// code, empty field block, MAC, length, MAC), at an item boundary: the
+	// client sees its TLS session end cleanly, without the outer EOF
+	// marker that ends the replies.
+	t.Run("server-lost", func(t *testing.T) {
+		testSignRPMsResume(t, true, func(r *servertest.Relay, _ int64) int64 { r.CutServerAt(141); return 141 })
+	})
 }
 
-func testSignRPMsResume(t *testing.T, head bool) {
+// testSignRPMsResume signs a batch once through the first relay alone,
+// then cut (given the length of that batch's reply stream, it returns
+// where the stream is cut) and signs it again with both relays listed.
+func testSignRPMsResume(t *testing.T, head bool, cut func(r *servertest.Relay, total int64) int64) {
 	e := servertest.New(t)
 	second := e.AddRelay()
 	ctx := ctxT(t)
@@ -139,7 +150,7 @@ func testSignRPMsResume(t *testing.T, head bool) {
 	c.Retry = fastRetry
 	var log bytes.Buffer
 	c.Log = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.Relay.CutAt(total / 2)
+	at := cut(e.Relay, total)
 	seen := map[string]int{}
 	t0 := time.Now()
 	res, err = c.SignRPMs(ctx, opts(seen), files)
@@ -147,8 +158,8 @@ func testSignRPMsResume(t *testing.T, head bool) {
 	if err != nil {
 		t.Fatalf("batch: %v\n%s", err, log.String())
 	}
-	if cut := e.Relay.LastDown(); cut > total/2 || cut == 0 {
-		t.Fatalf("the first relay forwarded %d of %d bytes: it was not cut mid-batch", cut, total)
+	if n := e.Relay.LastDown(); n > at || n == 0 {
+		t.Fatalf("the first relay forwarded %d of %d bytes: it was not cut at %d", n, total, at)
 	}
 	if !strings.Contains(log.String(), "resuming with the packages that have no reply yet") {
 		t.Fatalf("the batch did not resume:\n%s", log.String())

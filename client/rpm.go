@@ -348,6 +348,11 @@ func (b *rpmBatch) receive(m *protocol.Mux) error {
 	rr := protocol.NewSubReplyReader(m.Reader(protocol.Outer), b.keys, max)
 	for {
 		r, err := rr.Next()
+		if err == io.EOF && !m.Reader(protocol.Outer).EndedByMarker() {
+			// A bridge ends the replies with the outer EOF marker; one
+			// that closes without it lost its server, or is stopping.
+			return fmt.Errorf("reading the replies: %w: the connection ended without the end of the replies", ErrNoReply)
+		}
 		if err == io.EOF {
 			return nil
 		}

@@ -275,9 +275,10 @@ type Relay struct {
 	tamperUp func(off int64, data []byte)
 	// cutAt, if >= 0, makes the relay die when the server's outer stream
 	// of a connection reaches that offset (CutAt).
-	cutAt    int64
-	lastDown int64
-	wg       sync.WaitGroup
+	cutAt     int64
+	cutServer bool
+	lastDown  int64
+	wg        sync.WaitGroup
 	// servers holds server connections whose handshake is done, waiting
 	// for a client; stop ends the waits.
 	servers chan *tls.Conn
@@ -325,7 +326,18 @@ func (r *Relay) SetTamperUp(f func(off int64, data []byte)) {
 // so that further connections are refused.
 func (r *Relay) CutAt(off int64) {
 	r.mu.Lock()
-	r.cutAt = off
+	r.cutAt, r.cutServer = off, false
+	r.mu.Unlock()
+}
+
+// CutServerAt makes the relay lose its server when the server's outer
+// stream of a later connection reaches offset off: the server's TCP
+// connection closes there and the client's TLS session ends cleanly but
+// without the outer EOF marker, as a bridge does when its server dies.
+// The relay keeps serving.
+func (r *Relay) CutServerAt(off int64) {
+	r.mu.Lock()
+	r.cutAt, r.cutServer = off, true
 	r.mu.Unlock()
 }
 
@@ -397,17 +409,17 @@ func (r *Relay) run() {
 			return
 		}
 		r.mu.Lock()
-		tp, up, cut := r.tamper, r.tamperUp, r.cutAt
+		tp, up, cut, server := r.tamper, r.tamperUp, r.cutAt, r.cutServer
 		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.pair(cc, s, tp, up, cut)
+			r.pair(cc, s, tp, up, cut, server)
 		}()
 	}
 }
 
-func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []byte), cut int64) {
+func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []byte), cut int64, serverOnly bool) {
 	deadline := time.Now().Add(60 * time.Second)
 	cc.SetDeadline(deadline)
 	s.SetDeadline(deadline)
@@ -427,7 +439,10 @@ func (r *Relay) pair(cc net.Conn, s *tls.Conn, tamper, tamperUp func(int64, []by
 	r.mu.Lock()
 	r.lastDown = down
 	r.mu.Unlock()
-	if cutOff {
+	switch {
+	case cutOff && serverOnly:
+		s.NetConn().Close()
+	case cutOff:
 		// Die: the raw connections close under TLS, the listeners too.
 		cc.Close()
 		s.NetConn().Close()
