@@ -105,6 +105,28 @@ func testRPMs(t *testing.T, s *stack) {
 		keyIDs["demo-ed25519"] = keyIDLine.FindStringSubmatch(out)[2]
 	}
 
+	// Failover: the configuration lists a bridge where nothing listens
+	// first, then the real one; the client moves on and signs the batch.
+	conf, err := os.ReadFile(s.path("alice.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := regexp.MustCompile(`(?m)^bridge-port = (\d+)$`).FindSubmatch(conf)
+	if port == nil {
+		t.Fatalf("alice.toml has no bridge-port line:\n%s", conf)
+	}
+	dead := freePorts(t, 1)[0]
+	conf = bytes.Replace(conf, port[0], []byte("bridge-port = "+dead+"\nbridges = [\"localhost:"+string(port[1])+"\"]"), 1)
+	os.WriteFile(s.path("alice-failover.toml"), conf, 0o600)
+	os.Mkdir(s.path("failover"), 0o755)
+	r = s.signet(t, "alice-failover", []string{s.alicePass}, append([]string{"-v", "sign-rpms", "--head-signing", "-o", "failover", "demo-ed25519"}, inputs...)...)
+	if r.code != 0 || !strings.Contains(r.stderr, "localhost:"+dead) {
+		t.Fatalf("sign-rpms through the second bridge: exit %d, want 0 and a word on the first bridge\n%s", r.code, r.stderr)
+	}
+	for _, n := range names {
+		checksig(t, db, s.path("failover/"+n), "Header V4 EdDSA/SHA256 Signature")
+	}
+
 	// A package already signed by another key: re-signing replaces the
 	// Ed25519 signature by the RSA one, with head signing, in place.
 	resigned := s.path("resigned")
