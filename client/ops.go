@@ -347,11 +347,16 @@ type GrantKeyAccessRequest struct {
 	Key, User     string
 	Passphrase    []byte
 	NewPassphrase []byte
+	// ServerBinding, if set, is Sigul's server-binding JSON: how the
+	// server should bind the new passphrase (signet's server supports no
+	// binding method and refuses any).
+	ServerBinding string
 }
 
 // GrantKeyAccess gives a user access to a key (KEY-ADMIN).
 func (c *Client) GrantKeyAccess(ctx context.Context, req GrantKeyAccessRequest) error {
 	sec, err := secrets("passphrase", req.Passphrase, "new-passphrase", req.NewPassphrase)
+	sec, err = withServerBinding(sec, err, req.ServerBinding)
 	_, err = c.simple(ctx, "grant-key-access", (&fieldList{}).str("key", req.Key).str("name", req.User), sec, err, nil)
 	return err
 }
@@ -376,11 +381,14 @@ type ChangePassphraseRequest struct {
 	Key           string
 	Passphrase    []byte
 	NewPassphrase []byte
+	// ServerBinding is as in GrantKeyAccessRequest.
+	ServerBinding string
 }
 
 // ChangePassphrase replaces the caller's passphrase for a key (KEY-USER).
 func (c *Client) ChangePassphrase(ctx context.Context, req ChangePassphraseRequest) error {
 	sec, err := secrets("passphrase", req.Passphrase, "new-passphrase", req.NewPassphrase)
+	sec, err = withServerBinding(sec, err, req.ServerBinding)
 	_, err = c.simple(ctx, "change-passphrase", (&fieldList{}).str("key", req.Key), sec, err, nil)
 	return err
 }
@@ -443,12 +451,24 @@ type CertificateRequest struct {
 // and writes it, PEM-encoded, to out. The server stores it under the
 // subject key as SubjectCertificate, for sign-pe.
 func (c *Client) SignCertificate(ctx context.Context, req CertificateRequest, passphrase []byte, out io.Writer) error {
+	_, err := c.SignCertificateNotice(ctx, req, passphrase, out)
+	return err
+}
+
+// SignCertificateNotice is SignCertificate that also returns the message
+// the server added to its OK reply, if any (signet's server says there
+// when it shortened the validity to end with the issuer certificate's).
+func (c *Client) SignCertificateNotice(ctx context.Context, req CertificateRequest, passphrase []byte, out io.Writer) (notice string, err error) {
 	sec, err := secrets("passphrase", passphrase)
 	fl := (&fieldList{}).str("issuer-key", req.IssuerKey).optStr("issuer-certificate-name", req.IssuerCertificate).
 		str("subject-key", req.SubjectKey).str("subject-certificate-name", req.SubjectCertificate).
 		str("subject", req.Subject).str("validity", req.Validity).str("certificate-type", req.Type)
-	_, err = c.simple(ctx, "sign-certificate", fl, sec, err, out)
-	return err
+	r, err := c.simple(ctx, "sign-certificate", fl, sec, err, out)
+	if err != nil {
+		return "", err
+	}
+	msg, _ := r.Fields.Str(protocol.FieldMessage)
+	return msg, nil
 }
 
 // SignPE writes to out the PE/EFI image read from in (size bytes), signed
@@ -486,4 +506,23 @@ func (c *Client) SignContainer(ctx context.Context, key, dockerReference string,
 // read from in, whose checksum is hash, holding a detached signature.
 func (c *Client) SignOSTree(ctx context.Context, key, hash string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
 	return c.sign(ctx, "sign-ostree", (&fieldList{}).str("key", key).str("ostree-hash", hash), passphrase, in, size, out)
+}
+
+// ListBindingMethods returns the passphrase binding methods the server
+// supports (ADMIN); the client command is list-server-binding-methods.
+func (c *Client) ListBindingMethods(ctx context.Context, password []byte) ([]string, error) {
+	sec, err := secrets("password", password)
+	return c.list(ctx, "list-binding-methods", "num-methods", nil, sec, err)
+}
+
+// withServerBinding adds the server-binding inner field when b is set.
+func withServerBinding(sec protocol.Fields, err error, b string) (protocol.Fields, error) {
+	if b == "" || err != nil {
+		return sec, err
+	}
+	if err := sec.SetStr("server-binding", b); err != nil {
+		sec.Zero()
+		return nil, fmt.Errorf("server binding: %w", err)
+	}
+	return sec, nil
 }

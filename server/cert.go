@@ -91,6 +91,7 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 		return nil, err
 	}
 	var cert *x509.Certificate
+	var clamped bool
 	if !named {
 		if issuerKey != subjectKey || kind != sx509.CA {
 			return nil, &refusal{status: protocol.CodeUnknownError, message: "without issuer-certificate-name the certificate is self-signed: it must be a ca certificate of the issuer key itself"}
@@ -113,17 +114,50 @@ func (h *Handlers) signCertificate(ctx context.Context, r *Request) (*Response, 
 		if perr != nil {
 			return nil, fmt.Errorf("key %s: %w", subjectKey, perr)
 		}
+		clamped = clampValidity(&req, icert, time.Now())
 		cert, err = sx509.Issue(icert, issuer, pub, req)
 	}
 	if err != nil {
 		return nil, &refusal{status: protocol.CodeUnknownError, message: err.Error()}
 	}
-	r.noteAudit("certificate=%s/%s type=%s subject=%q serial=%x issuer=%s/%s", subjectKey, certName, certType,
+	note := fmt.Sprintf("certificate=%s/%s type=%s subject=%q serial=%x issuer=%s/%s", subjectKey, certName, certType,
 		cert.Subject.String(), cert.SerialNumber, issuerKey, issuerCert)
+	var clampMsg string
+	if clamped {
+		clampMsg = clampMessage(validity, issuerKey, issuerCert, cert.NotAfter)
+		note += " notafter-clamped: " + clampMsg
+	}
+	r.noteAudit("%s", note)
 	if _, err := h.Store.PutCertificate(ctx, subjectKey, certName, cert.Raw, false); err != nil {
 		return nil, storeStatus(err)
 	}
 	resp := withPayload(sx509.EncodeCertificatePEM(cert))
 	resp.Audit = r.auditNote
+	if clamped {
+		resp.Fields = append(resp.Fields, Field{"message", []byte(safeMessage(clampMsg))})
+	}
 	return resp, nil
+}
+
+// clampValidity sets req's end of validity: now plus the requested
+// validity, or the issuer certificate's NotAfter if that comes first.
+// Sigul does not check this at all, so scripts written for it ask for the
+// same validity for a CA and, moments later, for the certificates it
+// issues; refusing would break them whenever the second request lands in
+// a later second. It reports whether it clamped.
+func clampValidity(req *sx509.Request, issuer *x509.Certificate, now time.Time) bool {
+	want := now.Add(req.Validity).Truncate(time.Second)
+	end := issuer.NotAfter.UTC()
+	req.Validity = 0
+	if want.After(end) {
+		req.NotAfter = end
+		return true
+	}
+	req.NotAfter = want
+	return false
+}
+
+func clampMessage(validity, issuerKey, issuerCert string, notAfter time.Time) string {
+	return fmt.Sprintf("validity %s would outlast issuer certificate %s/%s: NotAfter clamped to the issuer's, %s",
+		validity, issuerKey, issuerCert, notAfter.UTC().Format(time.RFC3339))
 }

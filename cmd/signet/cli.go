@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/signet-project/signet/client"
@@ -42,6 +43,9 @@ type app struct {
 	batch          bool
 	passphraseFile string
 	verbose        int
+	// protocolVersion is Sigul's hidden --internal-protocol-version, for
+	// its test suite; signet speaks version 1 only.
+	protocolVersion string
 
 	stdin          *bufio.Reader
 	stdout, stderr io.Writer
@@ -114,8 +118,17 @@ func (a *app) rootCommand() *cobra.Command {
 			return usagef("missing command, see --help-commands")
 		},
 	}
+	// Global options go before the command, as in Sigul (whose parser stops
+	// at the command name): after it, -c is grant-key-access's and
+	// change-passphrase's --client-binding-method. The long forms stay
+	// valid anywhere.
+	root.TraverseChildren = true
 	pf := root.PersistentFlags()
-	pf.StringVarP(&a.configFile, "config-file", "c", defaultConfigFile(), "Configuration file path (TOML)")
+	pf.StringVar(&a.configFile, "config-file", defaultConfigFile(), "Configuration file path (TOML; -c before the command)")
+	root.Flags().StringVarP(&a.configFile, "config-file-short", "c", defaultConfigFile(), "Configuration file path")
+	root.Flags().MarkHidden("config-file-short")
+	root.Flags().StringVar(&a.protocolVersion, "internal-protocol-version", "", "")
+	root.Flags().MarkHidden("internal-protocol-version")
 	pf.StringVarP(&a.userName, "user-name", "u", "", "User name sent to the server (default: from the configuration, else the login name)")
 	pf.BoolVar(&a.batch, "batch", false, "Communicate in batch-friendly mode (omit prompts, expect NUL-terminated input)")
 	pf.StringVarP(&a.passphraseFile, "passphrase-file", "f", "", "File with the key passphrase")
@@ -132,6 +145,9 @@ func (a *app) rootCommand() *cobra.Command {
 // connect loads the configuration and makes the client; commands call it
 // after they have checked their arguments.
 func (a *app) connect() error {
+	if a.protocolVersion != "" && a.protocolVersion != "1" {
+		return usagef("--internal-protocol-version %s: signet speaks Sigul protocol version 1 only", a.protocolVersion)
+	}
 	cfg, err := client.LoadConfig(a.configFile)
 	if err != nil {
 		return fmt.Errorf("reading the configuration: %w", err)
@@ -206,7 +222,15 @@ func (a *app) keyPassphrase() ([]byte, error) {
 // readPassphraseFile reads a passphrase from a file open to its owner
 // alone; one trailing newline is dropped.
 func readPassphraseFile(path string) ([]byte, error) {
-	return secret.ReadFile(path, "key passphrase")
+	p, err := secret.ReadFile(path, "key passphrase")
+	if err != nil {
+		return nil, err
+	}
+	if m, bound := boundPassphrase(p); bound {
+		clear(p)
+		return nil, fmt.Errorf("the passphrase file holds a passphrase bound with method %q; signet's client supports %s binding methods: give a file with the passphrase itself", m, supportedNames(clientBindingMethods))
+	}
+	return p, nil
 }
 
 // keyAuth is Sigul's "--password" choice: an administrator's password
@@ -314,4 +338,15 @@ func nargs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// aliasFlags makes each key of aliases another spelling of the flag it
+// maps to: signet's own earlier spellings stay accepted beside Sigul's.
+func aliasFlags(c *cobra.Command, aliases map[string]string) {
+	c.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if to, ok := aliases[name]; ok {
+			return pflag.NormalizedName(to)
+		}
+		return pflag.NormalizedName(name)
+	})
 }

@@ -198,10 +198,12 @@ func (a *app) commands() []*cobra.Command {
 		}})
 	newKey.Flags().StringVar(&nk.KeyAdmin, "key-admin", "", "Initial key administrator")
 	newKey.Flags().StringVar(&nk.KeyType, "key-type", "gnupg", "Key type: gnupg, RSA or ECC")
-	newKey.Flags().StringVar(&nk.NameReal, "name-real", "", "Real name of key subject")
-	newKey.Flags().StringVar(&nk.NameComment, "name-comment", "", "A comment about of key subject")
-	newKey.Flags().StringVar(&nk.NameEmail, "name-email", "", "E-mail of key subject")
-	newKey.Flags().StringVar(&nk.ExpireDate, "expire-date", "", "Key expiration date (YYYY-MM-DD)")
+	newKey.Flags().StringVar(&nk.NameReal, "gnupg-name-real", "", "Real name of key subject (alias --name-real)")
+	newKey.Flags().StringVar(&nk.NameComment, "gnupg-name-comment", "", "A comment about of key subject (alias --name-comment)")
+	newKey.Flags().StringVar(&nk.NameEmail, "gnupg-name-email", "", "E-mail of key subject (alias --name-email)")
+	newKey.Flags().StringVar(&nk.ExpireDate, "gnupg-expire-date", "", "Key expiration date, YYYY-MM-DD (alias --expire-date)")
+	aliasFlags(newKey, map[string]string{"name-real": "gnupg-name-real", "name-comment": "gnupg-name-comment",
+		"name-email": "gnupg-name-email", "expire-date": "gnupg-expire-date"})
 	newKey.Flags().StringVarP(&nkOut, "output", "o", "", "Write the public key to this file (signet; default: standard output)")
 
 	var ikAdmin, ikType string
@@ -274,20 +276,28 @@ func (a *app) commands() []*cobra.Command {
 		})})
 	lku.Flags().BoolVar(&lkuPW, "password", false, "Use a password to authenticate a server administrator")
 
-	add(&cobra.Command{Use: "grant-key-access KEY USER", Short: "Grant key access to a user",
+	var gkaBind bindingFlags
+	gka := add(&cobra.Command{Use: "grant-key-access [options] KEY USER", Short: "Grant key access to a user",
 		Args: nargs(2, "key name and user name"),
-		RunE: conn(func(args []string) error {
-			pass, err := a.keyPassphrase()
+		RunE: func(cmd *cobra.Command, args []string) error {
+			binding, err := gkaBind.check(cmd)
 			if err != nil {
 				return err
 			}
-			np, err := a.readNewSecret("Key passphrase for the new user: ", "Key passphrase for the new user (again): ")
-			if err != nil {
-				clear(pass)
-				return err
-			}
-			return a.client.GrantKeyAccess(a.ctx, client.GrantKeyAccessRequest{Key: args[0], User: args[1], Passphrase: pass, NewPassphrase: np})
-		})})
+			return conn(func(args []string) error {
+				pass, err := a.keyPassphrase()
+				if err != nil {
+					return err
+				}
+				np, err := a.readNewSecret("Key passphrase for the new user: ", "Key passphrase for the new user (again): ")
+				if err != nil {
+					clear(pass)
+					return err
+				}
+				return a.client.GrantKeyAccess(a.ctx, client.GrantKeyAccessRequest{Key: args[0], User: args[1], Passphrase: pass, NewPassphrase: np, ServerBinding: binding})
+			})(cmd, args)
+		}})
+	gkaBind.add(gka)
 
 	var ckeDate, ckeSubkey string
 	cke := add(&cobra.Command{Use: "change-key-expiration [options] KEY", Short: "Change key expiration date",
@@ -338,18 +348,49 @@ func (a *app) commands() []*cobra.Command {
 	gpk.Flags().BoolVar(&gpkPW, "password", false, "Use a password to authenticate a server administrator")
 	gpk.Flags().StringVarP(&gpkOut, "output", "o", "", "Write output to this file (signet; default: standard output)")
 
-	add(&cobra.Command{Use: "change-passphrase KEY", Short: "Change key passphrase", Args: nargs(1, "key name"),
-		RunE: conn(func(args []string) error {
-			pass, err := a.keyPassphrase()
+	var cpBind bindingFlags
+	cp := add(&cobra.Command{Use: "change-passphrase [options] KEY", Short: "Change key passphrase", Args: nargs(1, "key name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			binding, err := cpBind.check(cmd)
 			if err != nil {
 				return err
 			}
-			np, err := a.readNewSecret("New key passphrase: ", "New key passphrase (again): ")
+			return conn(func(args []string) error {
+				pass, err := a.keyPassphrase()
+				if err != nil {
+					return err
+				}
+				np, err := a.readNewSecret("New key passphrase: ", "New key passphrase (again): ")
+				if err != nil {
+					clear(pass)
+					return err
+				}
+				return a.client.ChangePassphrase(a.ctx, client.ChangePassphraseRequest{Key: args[0], Passphrase: pass, NewPassphrase: np, ServerBinding: binding})
+			})(cmd, args)
+		}})
+	cpBind.add(cp)
+
+	add(&cobra.Command{Use: "list-binding-methods", Short: "List bind methods supported by client", Args: nargs(0, ""),
+		Long: `List the passphrase binding methods signet's client supports, one a line:
+none (signet keeps keys in a token, and wraps the token PIN for each key
+and user under the user's passphrase).`,
+		RunE: func(*cobra.Command, []string) error {
+			for _, m := range clientBindingMethods {
+				fmt.Fprintln(a.stdout, m)
+			}
+			if len(clientBindingMethods) == 0 && a.verbose > 0 {
+				fmt.Fprintln(a.stderr, "signet: the client supports no passphrase binding methods")
+			}
+			return nil
+		}})
+
+	add(&cobra.Command{Use: "list-server-binding-methods", Short: "List bind methods supported by server", Args: nargs(0, ""),
+		RunE: conn(func([]string) error {
+			pw, err := a.adminPassword()
 			if err != nil {
-				clear(pass)
 				return err
 			}
-			return a.client.ChangePassphrase(a.ctx, client.ChangePassphraseRequest{Key: args[0], Passphrase: pass, NewPassphrase: np})
+			return printList(a.client.ListBindingMethods(a.ctx, pw))
 		})})
 
 	var stOut string

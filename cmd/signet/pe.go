@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,16 +15,43 @@ import (
 func (a *app) peCommands() []*cobra.Command {
 	var req client.CertificateRequest
 	var certOut string
+	var subj subjectFields
 	sc := &cobra.Command{Use: "sign-certificate [options] ISSUER-KEY SUBJECT-KEY", Short: "Issue an X.509 certificate for a key",
 		Long: `Issue an X.509 certificate for SUBJECT-KEY, signed by ISSUER-KEY with its
-certificate --issuer-certificate (without it the certificate is a
+certificate --issuer-certificate-name (without it the certificate is a
 self-signed CA of ISSUER-KEY itself). The server stores it under
-SUBJECT-KEY as --subject-certificate, where sign-pe finds it, and returns
-it in PEM form. The passphrase is the user's for ISSUER-KEY.`,
-		Args: nargs(2, "issuer key name and subject key name"),
+SUBJECT-KEY as --subject-certificate-name, where sign-pe finds it, and
+returns it in PEM form. The passphrase is the user's for ISSUER-KEY.
+
+The subject is either --subject (an RFC 4514 name) or built from the
+--subject-* options; not both. A validity that would outlast the issuer's
+certificate is shortened to end with it, and the server says so.`,
+		Args: nargs(2, "issuer key name, and subject key name"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if req.SubjectCertificate == "" || req.Subject == "" {
-				return usagef("--subject-certificate and --subject are required")
+			r := req
+			r.IssuerKey, r.SubjectKey = args[0], args[1]
+			built, any := subj.rfc4514()
+			switch {
+			case r.Subject != "" && any:
+				return usagef("Don't provide both --subject and a --subject-* value")
+			case r.Subject == "" && !any:
+				return usagef("Either --subject, or --subject-* fields should be provided")
+			case any:
+				r.Subject = built
+			}
+			if r.IssuerCertificate == "" && r.IssuerKey != r.SubjectKey {
+				return usagef("Issuer certificate name is required if not self-signed")
+			}
+			if r.SubjectCertificate == "" {
+				return usagef("Subject certificate name is required")
+			}
+			if r.Validity == "" {
+				return usagef("Validity is required")
+			}
+			switch r.Type {
+			case "ca", "codesigning", "sslserver":
+			default:
+				return usagef("--certificate-type: invalid choice %q (choose from 'ca', 'codesigning', 'sslserver')", r.Type)
 			}
 			if err := a.connect(); err != nil {
 				return err
@@ -31,16 +60,31 @@ it in PEM form. The passphrase is the user's for ISSUER-KEY.`,
 			if err != nil {
 				return err
 			}
-			r := req
-			r.IssuerKey, r.SubjectKey = args[0], args[1]
-			return a.writeOutput(certOut, func(w io.Writer) error { return a.client.SignCertificate(a.ctx, r, pass, w) })
+			var notice string
+			err = a.writeOutput(certOut, func(w io.Writer) error {
+				var err error
+				notice, err = a.client.SignCertificateNotice(a.ctx, r, pass, w)
+				return err
+			})
+			if err == nil && notice != "" {
+				fmt.Fprintf(a.stderr, "signet: %s\n", notice)
+			}
+			return err
 		}}
-	sc.Flags().StringVarP(&certOut, "output", "o", "", "Write the certificate to this file (default: standard output)")
-	sc.Flags().StringVar(&req.IssuerCertificate, "issuer-certificate", "", "Name of ISSUER-KEY's certificate that signs (default: self-signed)")
-	sc.Flags().StringVar(&req.SubjectCertificate, "subject-certificate", "", "Name to store the new certificate under (required; ASCII letters)")
-	sc.Flags().StringVar(&req.Subject, "subject", "", `Subject distinguished name, e.g. "CN=Secure Boot Signer,O=Example" (required)`)
-	sc.Flags().StringVar(&req.Validity, "validity", "1y", "Validity, <N>y for N years")
-	sc.Flags().StringVar(&req.Type, "certificate-type", "codesigning", "ca, codesigning or sslserver")
+	f := sc.Flags()
+	f.StringVarP(&certOut, "output", "o", "", "Write the certificate to this file (signet; default: standard output)")
+	f.StringVar(&req.IssuerCertificate, "issuer-certificate-name", "", "Name of issuer certificate (default: self-signed; alias --issuer-certificate)")
+	f.StringVar(&req.SubjectCertificate, "subject-certificate-name", "", "Name of certificate to be signed, ASCII letters (required; alias --subject-certificate)")
+	f.StringVar(&req.Validity, "validity", "1y", "Validity string, in the form of <int:n>y for n years")
+	f.StringVar(&req.Type, "certificate-type", "codesigning", "The type of certificate to be created: ca, codesigning or sslserver")
+	f.StringVarP(&req.Subject, "subject", "s", "", `Subject RDN in totality, e.g. "CN=Secure Boot Signer,O=Example"`)
+	f.StringVar(&subj.cn, "subject-common-name", "", "Subject CommonName")
+	f.StringVar(&subj.ou, "subject-organizational-unit", "", "Subject OrganizationalUnit")
+	f.StringVar(&subj.o, "subject-organization", "", "Subject Organization")
+	f.StringVar(&subj.l, "subject-locality", "", "Subject Locality")
+	f.StringVar(&subj.st, "subject-state", "", "Subject State")
+	f.StringVar(&subj.c, "subject-country-name", "", "Subject CountryName (two letters)")
+	aliasFlags(sc, map[string]string{"issuer-certificate": "issuer-certificate-name", "subject-certificate": "subject-certificate-name"})
 
 	var peOut string
 	var replace bool
@@ -64,4 +108,41 @@ signed image is written to --output only once the reply verified.`,
 	sp.Flags().StringVarP(&peOut, "output", "o", "", "Write the signed image to this file (required)")
 	sp.Flags().BoolVar(&replace, "replace", false, "Replace the image's signatures instead of adding one (signet extension)")
 	return []*cobra.Command{sc, sp}
+}
+
+// subjectFields are sign-certificate's --subject-* options.
+type subjectFields struct{ cn, ou, o, l, st, c string }
+
+// rfc4514 returns the subject the options name, most specific attribute
+// first as RFC 4514 writes it, and whether any option was given. (Sigul
+// 1.2's client accepts all six options but puts only CN and OU into the
+// subject; signet keeps every one the user gave.)
+func (s subjectFields) rfc4514() (string, bool) {
+	var parts []string
+	for _, av := range [][2]string{{"CN", s.cn}, {"OU", s.ou}, {"O", s.o}, {"L", s.l}, {"ST", s.st}, {"C", s.c}} {
+		if av[1] != "" {
+			parts = append(parts, av[0]+"="+escapeRDNValue(av[1]))
+		}
+	}
+	return strings.Join(parts, ","), len(parts) > 0
+}
+
+// escapeRDNValue escapes an attribute value for an RFC 4514 string.
+func escapeRDNValue(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case strings.IndexByte(`,+"\<>;=`, c) >= 0,
+			i == 0 && (c == '#' || c == ' '),
+			i == len(v)-1 && c == ' ':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "\\%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

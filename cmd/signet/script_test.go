@@ -1,0 +1,114 @@
+package main
+
+// The client's command and option table is tested by scripts in
+// testdata/script, one per Sigul command (testscript): each runs the real
+// signet command against an in-process server and relay
+// (internal/servertest) and checks what it did, with independent tools
+// (gpg, openssl, rpmkeys) where there is an output to check.
+//
+// Conventions the scripts can rely on:
+//
+//   - $ROOT, $ALICE and $BOB are client configurations of the server's
+//     users root (an administrator, password in $ROOTPW), alice (key
+//     administrator of the Ed25519 OpenPGP key "fedora", passphrase in
+//     $ALICEPASS) and bob (no access). GNUPGHOME is $WORK/gnupg.
+//   - $RPMS is go-rpmutils' directory of test packages.
+//
+// Commands added to testscript's set:
+//
+//	secrets FILE SECRET...
+//	    writes the secrets to FILE, each followed by a NUL byte, as
+//	    --batch reads them (then: stdin FILE).
+//	genkey NAME TYPE
+//	    generates a key of TYPE (hsm key type: ecdsa-p256, rsa2048, ...)
+//	    with no OpenPGP certificate (for X.509), alice its key
+//	    administrator with passphrase $ALICEPASS.
+//	lastaudit
+//	    prints the server's last audit record (operation, result,
+//	    detail) to stdout.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/servertest"
+	"github.com/signet-project/signet/server"
+)
+
+type envKey struct{}
+
+func TestScripts(t *testing.T) {
+	rpms := artifacts.RPMUtilsTestdata(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		Setup: func(env *testscript.Env) error {
+			tb, ok := env.T().(testing.TB)
+			if !ok {
+				return fmt.Errorf("testscript's T is a %T, not a testing.TB", env.T())
+			}
+			e := servertest.New(tb)
+			env.Values[envKey{}] = e
+			for user, name := range map[string]string{"root": "ROOT", "alice": "ALICE", "bob": "BOB"} {
+				env.Setenv(name, e.ConfigFile(user))
+			}
+			env.Setenv("ROOTPW", servertest.RootPW)
+			env.Setenv("ALICEPASS", servertest.AlicePass)
+			env.Setenv("RPMS", rpms)
+			gnupg := filepath.Join(env.WorkDir, "gnupg")
+			if err := os.Mkdir(gnupg, 0o700); err != nil {
+				return err
+			}
+			env.Setenv("GNUPGHOME", gnupg)
+			return nil
+		},
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"secrets":   cmdSecrets,
+			"genkey":    cmdGenkey,
+			"lastaudit": cmdLastAudit,
+		},
+	})
+}
+
+func cmdSecrets(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: secrets FILE SECRET...")
+	}
+	var b strings.Builder
+	for _, s := range args[1:] {
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(b.String()), 0o600))
+}
+
+func cmdGenkey(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: genkey NAME TYPE")
+	}
+	kt, err := hsm.ParseKeyType(args[1])
+	ts.Check(err)
+	e := ts.Value(envKey{}).(*servertest.Env)
+	_, err = e.Admin.GenerateKey(context.Background(), server.NewKeyRequest{Name: args[0], Type: kt,
+		Owner: "alice", OwnerPassphrase: []byte(servertest.AlicePass)})
+	ts.Check(err)
+}
+
+func cmdLastAudit(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: lastaudit")
+	}
+	e := ts.Value(envKey{}).(*servertest.Env)
+	r, err := e.Admin.Store.LastAudit(context.Background())
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "op=%s key=%s result=%s detail=%s\n", r.Operation, r.KeyName, r.Result, r.Detail)
+}
