@@ -138,6 +138,7 @@ func (a *app) rootCommand() *cobra.Command {
 	for _, c := range a.commands() {
 		root.AddCommand(c)
 	}
+	root.AddCommand(a.configCommand())
 	version.Setup(root)
 	return root
 }
@@ -150,6 +151,11 @@ func (a *app) connect() error {
 	}
 	cfg, err := client.LoadConfig(a.configFile)
 	if err != nil {
+		if b, rerr := os.ReadFile(a.configFile); rerr == nil && client.LooksLikeSigulConfig(b) {
+			return fmt.Errorf("%s is a Sigul client configuration (INI); signet reads its own (TOML) and must import it first:\n"+
+				"    signet config import-sigul %s\nthen use the file it writes (~/.signet/client.toml, the default, or the one given with -o)",
+				a.configFile, shellQuote(a.configFile))
+		}
 		return fmt.Errorf("reading the configuration: %w", err)
 	}
 	if a.userName != "" {
@@ -349,4 +355,12 @@ func aliasFlags(c *cobra.Command, aliases map[string]string) {
 		}
 		return pflag.NormalizedName(name)
 	})
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./~+=:,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -26,6 +26,12 @@ package main
 //	lastaudit
 //	    prints the server's last audit record (operation, result,
 //	    detail) to stdout.
+//	expand SRC DST
+//	    writes SRC to DST with $VARIABLES replaced by their values.
+//
+// $SERVERDIR holds the servertest PKI (ca.pem, alice.pem, alice.key);
+// $BRIDGEHOST, $BRIDGEPORT and $SERVERCN are what a client configuration
+// names.
 
 import (
 	"context"
@@ -61,6 +67,11 @@ func TestScripts(t *testing.T) {
 			for user, name := range map[string]string{"root": "ROOT", "alice": "ALICE", "bob": "BOB"} {
 				env.Setenv(name, e.ConfigFile(user))
 			}
+			ac := e.Config("alice")
+			env.Setenv("SERVERDIR", e.Dir)
+			env.Setenv("BRIDGEHOST", ac.BridgeHost)
+			env.Setenv("BRIDGEPORT", fmt.Sprint(ac.BridgePort))
+			env.Setenv("SERVERCN", ac.ServerHost)
 			env.Setenv("ROOTPW", servertest.RootPW)
 			env.Setenv("ALICEPASS", servertest.AlicePass)
 			env.Setenv("RPMS", rpms)
@@ -71,10 +82,19 @@ func TestScripts(t *testing.T) {
 			env.Setenv("GNUPGHOME", gnupg)
 			return nil
 		},
+		// [ci] is true under CI=true, where a missing tool is a failure
+		// (scripts skip only with [!ci]).
+		Condition: func(cond string) (bool, error) {
+			if cond == "ci" {
+				return os.Getenv("CI") == "true", nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(*testscript.TestScript, bool, []string){
 			"secrets":   cmdSecrets,
 			"genkey":    cmdGenkey,
 			"lastaudit": cmdLastAudit,
+			"expand":    cmdExpand,
 		},
 	})
 }
@@ -111,4 +131,11 @@ func cmdLastAudit(ts *testscript.TestScript, neg bool, args []string) {
 	r, err := e.Admin.Store.LastAudit(context.Background())
 	ts.Check(err)
 	fmt.Fprintf(ts.Stdout(), "op=%s key=%s result=%s detail=%s\n", r.Operation, r.KeyName, r.Result, r.Detail)
+}
+
+func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: expand SRC DST")
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(os.Expand(ts.ReadFile(args[0]), ts.Getenv)), 0o600))
 }
