@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/signet-project/signet/protocol"
 )
 
 // ServerBindingMethods are the passphrase binding methods signet's server
@@ -67,7 +69,7 @@ func checkBindings(r *Request) error {
 	if len(ServerBindingMethods) > 0 {
 		supported = strings.Join(ServerBindingMethods, ", ")
 	}
-	return &refusal{status: StatusUnknownError, message: fmt.Sprintf(
+	return &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf(
 		"server binding method %s is not supported: signet's server supports %s (the passphrase unwraps the token PIN for this key and user only; leave out -b)",
 		strings.Join(asked, ", "), supported)}
 }

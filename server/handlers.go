@@ -81,6 +81,7 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 	"sign-git-tag":          (*Handlers).signGitTag,
 	"sign-container":        (*Handlers).signContainer,
 	"sign-ostree":           (*Handlers).signOSTree,
+	"list-binding-methods":  (*Handlers).listBindingMethods,
 }
 
 // Serve runs one request and returns its reply. It returns ErrDrop when

@@ -117,6 +117,9 @@ func (h *Handlers) grantKeyAccess(ctx context.Context, r *Request) (*Response, e
 	if _, err := h.Store.GetAccess(ctx, ka.Key.Name, name); err == nil {
 		return nil, refuse(protocol.CodeAlreadyExists)
 	}
+	if err := checkBindings(r); err != nil {
+		return nil, err
+	}
 	w, err := h.wrapFor(ctx, ka.Key, name, ka.PIN, r.Secrets["new-passphrase"])
 	if err != nil {
 		return nil, err
@@ -147,6 +150,9 @@ func (h *Handlers) changePassphrase(ctx context.Context, r *Request) (*Response,
 		return nil, err
 	}
 	defer clear(ka.PIN)
+	if err := checkBindings(r); err != nil {
+		return nil, err
+	}
 	w, err := h.wrapFor(ctx, ka.Key, r.User, ka.PIN, r.Secrets["new-passphrase"])
 	if err != nil {
 		return nil, err

@@ -39,6 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -51,6 +52,8 @@ import (
 
 type envKey struct{}
 
+var setupMu sync.Mutex
+
 func TestScripts(t *testing.T) {
 	rpms := artifacts.RPMUtilsTestdata(t)
 	testscript.Run(t, testscript.Params{
@@ -62,7 +65,12 @@ func TestScripts(t *testing.T) {
 			if !ok {
 				return fmt.Errorf("testscript's T is a %T, not a testing.TB", env.T())
 			}
+			// Scripts run in parallel; SoftHSM2 tokens are made one at a
+			// time (hsm.InitToken picks the free slot, which two at once
+			// would both pick).
+			setupMu.Lock()
 			e := servertest.New(tb)
+			setupMu.Unlock()
 			env.Values[envKey{}] = e
 			for user, name := range map[string]string{"root": "ROOT", "alice": "ALICE", "bob": "BOB"} {
 				env.Setenv(name, e.ConfigFile(user))
