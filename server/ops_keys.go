@@ -155,6 +155,15 @@ func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	var expires time.Time
+	if v, ok := r.Fields["expire-date"]; ok {
+		if kt != "gnupg" {
+			return nil, &refusal{status: protocol.CodeUnknownError, message: "expire-date is for gnupg keys only"}
+		}
+		if expires, err = time.Parse(time.DateOnly, string(v)); err != nil {
+			return nil, fmt.Errorf("%w: expire-date %q is not YYYY-MM-DD", ErrDrop, v)
+		}
+	}
 	req := NewKeyRequest{Name: key, Type: typ, Owner: owner, OwnerPassphrase: pass}
 	if kt == "gnupg" {
 		// Sigul's --gnupg-expire-date (gpg's Expire-Date); other key
@@ -181,6 +190,15 @@ func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 	k, err := h.ceremony(r).GenerateKey(ctx, req)
 	if err != nil {
 		return nil, storeStatus(err)
+	}
+	if !expires.IsZero() {
+		// Sigul's expire-date: the new certificate carries it.
+		if err := h.ceremony(r).SetExpiration(ctx, key, expires); err != nil {
+			return nil, err
+		}
+		if k, err = h.Store.GetKey(ctx, key); err != nil {
+			return nil, storeStatus(err)
+		}
 	}
 	return h.publicKey(k)
 }

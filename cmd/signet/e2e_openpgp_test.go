@@ -87,7 +87,7 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 		`"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2811478,"digest":"sha256:0b3bca3c67bdc9a8ddc1b4e3fe34bd66e3f3e0b6a3f3d6ee3c2c1f6cdbd0a7c1"}]}`
 	os.WriteFile(s.path("manifest.json"), []byte(manifest), 0o644)
 	ref := "registry.example.org/os/base:1.0"
-	s.ok(t, s.alice(t, "sign-container", "-o", "container.sig", "demo-rsa", ref, "manifest.json"), "sign-container")
+	s.ok(t, s.alice(t, "sign-container", "-o", "container.sig", "demo-rsa", "manifest.json", ref), "sign-container")
 	if out := tool(t, s.dir, gpgEnv, "skopeo", "standalone-verify", "manifest.json", ref, fpr, "container.sig"); !strings.Contains(out, "Signature verified") {
 		t.Fatalf("skopeo standalone-verify:\n%s", out)
 	}

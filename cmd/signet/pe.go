@@ -92,11 +92,12 @@ certificate is shortened to end with it, and the server says so.`,
 		Long: `Sign a PE/EFI image (shim, GRUB, a kernel Image) with Authenticode, using
 KEY and its stored certificate CERT-NAME. A signature the image already
 carries is kept, and the new one added after it, unless --replace. The
-signed image is written to --output only once the reply verified.`,
-		Args: nargs(3, "key name, certificate name and image path"),
+signed image is written (to --output, or standard output when that is
+not a terminal) only once the reply verified.`,
+		Args: nargs(3, "key name, certificate name and file name"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if peOut == "" {
-				return usagef("--output is required")
+			if peOut == "" && a.stdoutIsTTY() {
+				return usagef("won't write output to a TTY, specify a file name")
 			}
 			if err := a.connect(); err != nil {
 				return err
@@ -105,7 +106,7 @@ signed image is written to --output only once the reply verified.`,
 				return a.client.SignPE(a.ctx, args[0], args[1], replace, pass, in, size, w)
 			})
 		}}
-	sp.Flags().StringVarP(&peOut, "output", "o", "", "Write the signed image to this file (required)")
+	sp.Flags().StringVarP(&peOut, "output", "o", "", "Write output to this file")
 	sp.Flags().BoolVar(&replace, "replace", false, "Replace the image's signatures instead of adding one (signet extension)")
 	return []*cobra.Command{sc, sp}
 }

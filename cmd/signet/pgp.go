@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 
@@ -72,33 +73,40 @@ moved to it. git verify-tag then checks it.`,
 		}}
 
 	var ctOut string
-	ct := &cobra.Command{Use: "sign-container [options] KEY DOCKER-REFERENCE MANIFEST", Short: "Sign a container image manifest",
+	ct := &cobra.Command{Use: "sign-container [options] KEY MANIFEST DOCKER-REFERENCE", Short: "Sign a container image manifest",
 		Long: `Make an "atomic container signature" (as containers/image and skopeo verify
 it) stating that the image with the manifest MANIFEST is
-DOCKER-REFERENCE (e.g. registry.example.org/os/base:9).`,
-		Args: nargs(3, "key name, docker reference and manifest path"),
+DOCKER-REFERENCE (e.g. registry.example.org/os/base:9). The arguments
+come in Sigul's order; signet's earlier order, DOCKER-REFERENCE before
+MANIFEST, is still understood when only the last argument is a file.`,
+		Args: nargs(3, "key name, manifest file and tag name"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if ctOut == "" {
-				return usagef("--output is required")
+			if ctOut == "" && a.stdoutIsTTY() {
+				return usagef("won't write output to a TTY, specify a file name")
+			}
+			manifest, ref := args[1], args[2]
+			if !isFile(manifest) && isFile(ref) {
+				manifest, ref = ref, manifest
+				fmt.Fprintf(a.stderr, "signet: note: taking %s as the manifest and %s as the reference; Sigul's order is KEY MANIFEST DOCKER-REFERENCE\n", manifest, ref)
 			}
 			if err := a.connect(); err != nil {
 				return err
 			}
-			return a.sign([]string{args[0], args[2]}, ctOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-				return a.client.SignContainer(a.ctx, args[0], args[1], pass, in, size, w)
+			return a.sign([]string{args[0], manifest}, ctOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
+				return a.client.SignContainer(a.ctx, args[0], ref, pass, in, size, w)
 			})
 		}}
-	ct.Flags().StringVarP(&ctOut, "output", "o", "", "Write the signature to this file (required)")
+	ct.Flags().StringVarP(&ctOut, "output", "o", "", "Write output to this file")
 
 	var otOut string
 	ot := &cobra.Command{Use: "sign-ostree [options] KEY HASH COMMIT-FILE", Short: "Sign an OSTree commit",
 		Long: `Sign the OSTree commit object COMMIT-FILE (objects/xx/yyy.commit in the
 repository), whose checksum is HASH, and write its .commitmeta, holding
 the signature, to --output (objects/xx/yyy.commitmeta).`,
-		Args: nargs(3, "key name, commit hash and commit file path"),
+		Args: nargs(3, "key name, commit hash and input file path"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if otOut == "" {
-				return usagef("--output is required")
+			if otOut == "" && a.stdoutIsTTY() {
+				return usagef("won't write output to a TTY, specify a file name")
 			}
 			if err := a.connect(); err != nil {
 				return err
@@ -107,7 +115,7 @@ the signature, to --output (objects/xx/yyy.commitmeta).`,
 				return a.client.SignOSTree(a.ctx, args[0], args[1], pass, in, size, w)
 			})
 		}}
-	ot.Flags().StringVarP(&otOut, "output", "o", "", "Write the .commitmeta to this file (required)")
+	ot.Flags().StringVarP(&otOut, "output", "o", "", "Write the .commitmeta to this file")
 	return []*cobra.Command{dec, tag, ct, ot}
 }
 
@@ -135,4 +143,10 @@ func unsignedTag(tag []byte) []byte {
 		}
 	}
 	return tag
+}
+
+// isFile reports whether path names an existing regular file.
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -19,15 +19,19 @@ package main
 //	secrets FILE SECRET...
 //	    writes the secrets to FILE, each followed by a NUL byte, as
 //	    --batch reads them (then: stdin FILE).
-//	genkey NAME TYPE
-//	    generates a key of TYPE (hsm key type: ecdsa-p256, rsa2048, ...)
-//	    with no OpenPGP certificate (for X.509), alice its key
-//	    administrator with passphrase $ALICEPASS.
+//	genkey NAME TYPE [OPENPGP-USER-ID]
+//	    generates a key of TYPE (hsm key type: ecdsa-p256, rsa2048, ...),
+//	    with an OpenPGP certificate if a user ID is given (else for
+//	    X.509), alice its key administrator with passphrase $ALICEPASS.
 //	lastaudit
 //	    prints the server's last audit record (operation, result,
 //	    detail) to stdout.
 //	expand SRC DST
 //	    writes SRC to DST with $VARIABLES replaced by their values.
+//	efiimages
+//	    sets $EFI to the directory of Debian's unsigned EFI images
+//	    (internal/artifacts): the script is skipped without them, except
+//	    under CI=true, where it fails.
 //
 // $SERVERDIR holds the servertest PKI (ca.pem, alice.pem, alice.key);
 // $BRIDGEHOST, $BRIDGEPORT and $SERVERCN are what a client configuration
@@ -51,6 +55,7 @@ import (
 )
 
 type envKey struct{}
+type tbKey struct{}
 
 var setupMu sync.Mutex
 
@@ -72,6 +77,7 @@ func TestScripts(t *testing.T) {
 			e := servertest.New(tb)
 			setupMu.Unlock()
 			env.Values[envKey{}] = e
+			env.Values[tbKey{}] = tb
 			for user, name := range map[string]string{"root": "ROOT", "alice": "ALICE", "bob": "BOB"} {
 				env.Setenv(name, e.ConfigFile(user))
 			}
@@ -103,6 +109,7 @@ func TestScripts(t *testing.T) {
 			"genkey":    cmdGenkey,
 			"lastaudit": cmdLastAudit,
 			"expand":    cmdExpand,
+			"efiimages": cmdEFIImages,
 		},
 	})
 }
@@ -120,14 +127,17 @@ func cmdSecrets(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func cmdGenkey(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: genkey NAME TYPE")
+	if neg || len(args) != 2 && len(args) != 3 {
+		ts.Fatalf("usage: genkey NAME TYPE [OPENPGP-USER-ID]")
 	}
 	kt, err := hsm.ParseKeyType(args[1])
 	ts.Check(err)
 	e := ts.Value(envKey{}).(*servertest.Env)
-	_, err = e.Admin.GenerateKey(context.Background(), server.NewKeyRequest{Name: args[0], Type: kt,
-		Owner: "alice", OwnerPassphrase: []byte(servertest.AlicePass)})
+	req := server.NewKeyRequest{Name: args[0], Type: kt, Owner: "alice", OwnerPassphrase: []byte(servertest.AlicePass)}
+	if len(args) == 3 {
+		req.UserIDs = []string{args[2]}
+	}
+	_, err = e.Admin.GenerateKey(context.Background(), req)
 	ts.Check(err)
 }
 
@@ -146,4 +156,11 @@ func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: expand SRC DST")
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(os.Expand(ts.ReadFile(args[0]), ts.Getenv)), 0o600))
+}
+
+func cmdEFIImages(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: efiimages")
+	}
+	ts.Setenv("EFI", artifacts.EFIImages(ts.Value(tbKey{}).(testing.TB)))
 }
