@@ -117,6 +117,7 @@ func parseBindings(list []string) ([][]map[string]string, error) {
 				}
 				k, v, ok := strings.Cut(arg, "=")
 				if !ok {
+					//lint:ignore ST1005 Sigul's client says the same, capitalized
 					return nil, fmt.Errorf("Argument %s is not key=value", arg)
 				}
 				m[k] = v

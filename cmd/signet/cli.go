@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -155,6 +156,11 @@ func (a *app) connect() error {
 			return fmt.Errorf("%s is a Sigul client configuration (INI); signet reads its own (TOML) and must import it first:\n"+
 				"    signet config import-sigul %s\nthen use the file it writes (~/.signet/client.toml, the default, or the one given with -o)",
 				a.configFile, shellQuote(a.configFile))
+		}
+		if errors.Is(err, fs.ErrNotExist) && a.configFile == defaultConfigFile() {
+			if _, serr := os.Stat(defaultSigulConfig()); serr == nil {
+				return fmt.Errorf("reading the configuration: %w\n(there is a Sigul configuration, %s: import it with: signet config import-sigul)", err, defaultSigulConfig())
+			}
 		}
 		return fmt.Errorf("reading the configuration: %w", err)
 	}

@@ -18,7 +18,7 @@ func (s softhsmM) Run() int { return softhsmtest.Main(s.m) }
 // testscript files (testdata/script/*.txt): run as "signet" it is the
 // client, exit status and all.
 func TestMain(m *testing.M) {
-	os.Exit(testscript.RunMain(softhsmM{m}, map[string]func() int{
-		"signet": func() int { return run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr) },
-	}))
+	testscript.Main(softhsmM{m}, map[string]func(){
+		"signet": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
 }
