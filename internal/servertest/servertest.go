@@ -54,7 +54,7 @@ const (
 // RootPW), alice and bob, and an Ed25519 OpenPGP key "fedora" that alice
 // may use with AlicePass, behind Relay.
 type Env struct {
-	t     *testing.T
+	t     testing.TB
 	Dir   string
 	Admin *server.Admin
 	// Handlers is the server's operations, for in-process requests (Do).
@@ -68,7 +68,7 @@ type Env struct {
 }
 
 // New starts an Env for t; it stops when t ends.
-func New(t *testing.T) *Env {
+func New(t testing.TB) *Env {
 	t.Helper()
 	ctx := context.Background()
 	e := &Env{t: t, Dir: t.TempDir()}
@@ -288,7 +288,7 @@ type Relay struct {
 
 // StartRelay starts a relay with TLS configuration cfg on two loopback
 // listeners, for clients and for servers.
-func StartRelay(t *testing.T, cfg *tls.Config) *Relay {
+func StartRelay(t testing.TB, cfg *tls.Config) *Relay {
 	cl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +497,7 @@ func FlipAt(at int64) func(int64, []byte) {
 
 // GPGVerify imports cert into a throwaway GNUPGHOME (mode 0700) and checks
 // sig over data (detached) or, with data nil, the cleartext-signed sig.
-func GPGVerify(t *testing.T, cert, sig, data []byte) {
+func GPGVerify(t testing.TB, cert, sig, data []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "gnupg")
@@ -541,7 +541,7 @@ func GPGVerify(t *testing.T, cert, sig, data []byte) {
 }
 
 // DirNames lists the names in dir.
-func DirNames(t *testing.T, dir string) []string {
+func DirNames(t testing.TB, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
