@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,9 +89,9 @@ func (r *Robo) handlePackages(ctx context.Context, m *Message) (any, bool, error
 	if len(req.Images) > 0 && certName == "" {
 		return fail(fmt.Sprintf("no certificate name for key %q", req.Key))
 	}
-	dest := filepath.Join(kc.OutputDir, req.Destination)
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return nil, false, err
+	dest, derr := outputDir(kc.OutputDir, req.Destination)
+	if derr != nil {
+		return fail(derr.Error())
 	}
 
 	results := make([]artifactResult, len(refs))
@@ -259,4 +261,37 @@ func wellFormedXML(b []byte) error {
 		return fmt.Errorf("%d root elements", elements)
 	}
 	return nil
+}
+
+// outputDir makes base/rel one directory at a time and returns it with
+// symbolic links resolved, refusing a destination that a link inside base
+// leads out of (nothing is made past such a link): a message names rel,
+// and only configuration names where outputs may go.
+func outputDir(base, rel string) (string, error) {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", err
+	}
+	rbase, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return "", err
+	}
+	dir := rbase
+	for _, c := range strings.Split(filepath.Clean(rel), string(filepath.Separator)) {
+		if c == "" || c == "." {
+			continue
+		}
+		next := filepath.Join(dir, c)
+		if err := os.Mkdir(next, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+		r, err := filepath.EvalSymlinks(next)
+		if err != nil {
+			return "", err
+		}
+		if rr, err := filepath.Rel(rbase, r); err != nil || !filepath.IsLocal(rr) {
+			return "", fmt.Errorf("destination %q leads outside the output directory", rel)
+		}
+		dir = r
+	}
+	return dir, nil
 }

@@ -330,14 +330,11 @@ func FuzzMessage(f *testing.F) {
 	f.Add("org.test.packages", "application/json; charset=utf-8", "base.message", []byte(`{"key": "k", "destination": "f43", "rpms": [{"file": "https://h/p/x.rpm", "checksum": "sha256:`+strings.Repeat("0", 64)+`"}]}`))
 	f.Add("org.test.xml", "application/xml", "base.message", []byte(`<a/>`))
 	f.Add("", "", "", []byte(`[null]`))
-	r := &Robo{}
-	for _, k := range []*kind{
+	r := &Robo{kinds: []*kind{
 		{name: KindArtifacts, cfg: &KindConfig{RoutingKeys: []string{"org.test.artifacts-sign"}, Schemas: []string{"base.message"}}, contentTypes: []string{"application/json"}},
 		{name: KindPackages, cfg: &KindConfig{RoutingKeys: []string{"org.*.packages"}, Schemas: []string{"base.message"}}, contentTypes: []string{"application/json"}},
 		{name: KindXML, cfg: &KindConfig{RoutingKeys: []string{"#.xml"}, Schemas: []string{"base.message"}}, contentTypes: []string{"application/xml"}},
-	} {
-		r.kinds = append(r.kinds, k)
-	}
+	}}
 	f.Fuzz(func(t *testing.T, key, ct, schema string, body []byte) {
 		d := amqp.Delivery{MessageId: "id", RoutingKey: key, ContentType: ct, Body: body,
 			Headers: amqp.Table{hdrSchema: schema, hdrAttempt: int32(len(body))}}
