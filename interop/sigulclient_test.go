@@ -6,8 +6,11 @@ package interop
 // skopeo, ostree). The subtests are in sigulclient_*_test.go.
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +35,47 @@ func TestSigulClient(t *testing.T) {
 	t.Run("BatchWithCorruptPackage", c.testBatchCorrupt)
 	t.Run("HeadSigning", c.testHeadSigning)
 	t.Run("FileSigning", c.testFileSigning)
+	t.Run("Certificates", c.testCertificates)
 	t.Run("SignPE", c.testSignPE)
+	t.Run("BindingMethods", c.testBindingMethods)
+
+	// Every command of client.py's list has worked at least once, unless
+	// -run chose only some subtests.
+	if f := flag.Lookup("test.run"); f != nil && strings.Contains(f.Value.String(), "/") {
+		return
+	}
+	var missing []string
+	for _, cmd := range clientCommands(t) {
+		if !c.worked[cmd] {
+			missing = append(missing, cmd)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("client.py commands that never succeeded against signet: %s", strings.Join(missing, ", "))
+	}
+}
+
+// clientCommands reads client.py's command list (command_handlers).
+func clientCommands(t testing.TB) []string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(thirdParty(t), "sigul/src/client.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(src), "\ncommand_handlers = {")
+	if !ok {
+		t.Fatal("client.py has no command_handlers table")
+	}
+	table, _, _ = strings.Cut(table, "\n}")
+	var cmds []string
+	for _, m := range regexp.MustCompile(`'([a-z-]+)': \(cmd_`).FindAllStringSubmatch(table, -1) {
+		cmds = append(cmds, m[1])
+	}
+	if len(cmds) < 25 {
+		t.Fatalf("read only %d commands from client.py's command_handlers: %v", len(cmds), cmds)
+	}
+	slices.Sort(cmds)
+	return cmds
 }
 
 // run runs Sigul's client as user (admin or alice) with secrets, in dir
