@@ -20,8 +20,11 @@
 # process gets too small a share of the CPU to keep its token busy, the
 # 1-server rate falls below the token's and the ratios come out above
 # linear (seen at 0.25 with a load average of 30: 3.42x for 3 servers).
-# At 0.5 (426 ms a signature) every row ran within 5% of its tokens'
-# rate. The CPU columns say what each request cost. The last line is
+# At 0.5 (426 ms a signature) on a quieter machine every row ran at
+# 99-100% of its tokens' rate (2.00x, 2.98x); under a load average of 20
+# one run's 1-server row reached only 81% (3.60x). Column "of tokens"
+# shows which case a run is; the CPU columns say what a request cost. The
+# last line is
 #   scale: 2 servers N.NNx, 3 servers N.NNx
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -249,14 +252,16 @@ done
 
 echo "YubiHSM-speed tokens: RSA-4096 852 ms x $scale = $(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}') ms a signature, one at a time, 16 sessions"
 echo "64 concurrent sign-data clients (RSA-4096 key scale-rsa, same key in every token), one bridge"
+echo "of tokens: req/s against what k tokens can sign at most (k / $(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}') ms); below 100% something else held the requests"
 echo "CPU columns: all servers' and the bridge's CPU time per request during the timed run (the token's time is $(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}') ms)"
 for n in "${names[@]}"; do cat "$dir/srv-$n/key.txt"; done
-printf '%-8s %9s %9s %7s %9s %9s %12s %12s  %s\n' servers requests "req/s" ratio "p50 ms" "p99 ms" "server CPU" "bridge CPU" "signed per server (audit; +1 untimed probe)"
+printf '%-8s %9s %9s %7s %9s %9s %9s %12s %12s  %s\n' servers requests "req/s" ratio "of tokens" "p50 ms" "p99 ms" "server CPU" "bridge CPU" "signed per server (audit; +1 untimed probe)"
 base=
 for r in "${results[@]}"; do
 	read -r k reqs rps p50 p99 scpu bcpu spread <<<"$r"
 	[ -z "$base" ] && base=$rps
-	printf '%-8s %9s %9.2f %6.2fx %9.1f %9.1f %9s ms %9s ms  %s\n' "$k" "$reqs" "$rps" "$(awk -v a="$rps" -v b="$base" 'BEGIN {print a / b}')" "$p50" "$p99" "$scpu" "$bcpu" "$spread"
+	printf '%-8s %9s %9.2f %6.2fx %8.0f%% %9.1f %9.1f %9s ms %9s ms  %s\n' "$k" "$reqs" "$rps" "$(awk -v a="$rps" -v b="$base" 'BEGIN {print a / b}')" \
+		"$(awk -v r="$rps" -v k="$k" -v s="$scale" 'BEGIN {print 100 * r * 0.852 * s / k}')" "$p50" "$p99" "$scpu" "$bcpu" "$spread"
 done
 ratio() { echo "${results[$1]}" | awk -v b="$base" '{printf "%.2fx", $3 / b}'; }
 echo "scale: 2 servers $(ratio 1), 3 servers $(ratio 2)"
