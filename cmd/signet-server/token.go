@@ -4,13 +4,7 @@
 package main
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -117,7 +111,7 @@ key is missing, differs, or fails to sign.`,
 					}
 					hk, _, err := s.admin.Signer(cmd.Context(), k.Name)
 					if err == nil {
-						err = testSign(hk)
+						err = hsm.CheckPair(hk)
 					}
 					if err != nil {
 						failed++
@@ -135,35 +129,4 @@ key is missing, differs, or fails to sign.`,
 	}
 	c.AddCommand(list, initc, check, a.changePINCmd())
 	return c
-}
-
-// testSign signs a fixed message with k and verifies it with Go's crypto.
-func testSign(k *hsm.Key) error {
-	msg := []byte("signet token check")
-	d := sha256.Sum256(msg)
-	switch pub := k.Public().(type) {
-	case *rsa.PublicKey:
-		sig, err := k.Sign(nil, d[:], crypto.SHA256)
-		if err != nil {
-			return err
-		}
-		return rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig)
-	case *ecdsa.PublicKey:
-		sig, err := k.Sign(nil, d[:], crypto.SHA256)
-		if err != nil {
-			return err
-		}
-		if !ecdsa.VerifyASN1(pub, d[:], sig) {
-			return errors.New("the token's ECDSA signature does not verify")
-		}
-	case ed25519.PublicKey:
-		sig, err := k.Sign(nil, msg, crypto.Hash(0))
-		if err != nil {
-			return err
-		}
-		if !ed25519.Verify(pub, msg, sig) {
-			return errors.New("the token's Ed25519 signature does not verify")
-		}
-	}
-	return nil
 }
