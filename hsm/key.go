@@ -59,29 +59,38 @@ type KeyAttributes struct {
 
 // Attributes reads the private key's custody attributes from the token.
 func (k *Key) Attributes() (KeyAttributes, error) {
-	var ka KeyAttributes
+	v, err := k.boolAttributes(pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_ALWAYS_SENSITIVE, pkcs11.CKA_NEVER_EXTRACTABLE)
+	if err != nil {
+		return KeyAttributes{}, err
+	}
+	return KeyAttributes{v[0], v[1], v[2], v[3]}, nil
+}
+
+// boolAttributes reads boolean attributes of the private key, in order.
+func (k *Key) boolAttributes(types ...uint) ([]bool, error) {
+	out := make([]bool, len(types))
 	err := k.t.do(func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, gen uint64) error {
 		h, err := k.handle(c, sh, gen)
 		if err != nil {
 			return err
 		}
-		attrs, err := c.GetAttributeValue(sh, h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_SENSITIVE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_NEVER_EXTRACTABLE, nil),
-		})
+		tmpl := make([]*pkcs11.Attribute, len(types))
+		for i, t := range types {
+			tmpl[i] = pkcs11.NewAttribute(t, nil)
+		}
+		attrs, err := c.GetAttributeValue(sh, h, tmpl)
 		if err != nil {
 			return err
 		}
-		b := func(a *pkcs11.Attribute) bool { return len(a.Value) == 1 && a.Value[0] != 0 }
-		ka = KeyAttributes{b(attrs[0]), b(attrs[1]), b(attrs[2]), b(attrs[3])}
+		for i, a := range attrs {
+			out[i] = len(a.Value) == 1 && a.Value[0] != 0
+		}
 		return nil
 	})
 	if err != nil {
-		return ka, fmt.Errorf("hsm: reading attributes of key %q: %w", k.label, err)
+		return nil, fmt.Errorf("hsm: reading attributes of key %q: %w", k.label, err)
 	}
-	return ka, nil
+	return out, nil
 }
 
 // handle returns the private key's object handle, finding it again when the

@@ -194,28 +194,11 @@ func (a BackupAttributes) Backupable() bool {
 
 // BackupAttributes reads the key's backup attributes from the token.
 func (k *Key) BackupAttributes() (BackupAttributes, error) {
-	var ba BackupAttributes
-	err := k.t.do(func(c *pkcs11.Ctx, sh pkcs11.SessionHandle, gen uint64) error {
-		h, err := k.handle(c, sh, gen)
-		if err != nil {
-			return err
-		}
-		attrs, err := c.GetAttributeValue(sh, h, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
-			pkcs11.NewAttribute(ckaWrapWithTrusted, nil),
-		})
-		if err != nil {
-			return err
-		}
-		b := func(a *pkcs11.Attribute) bool { return len(a.Value) == 1 && a.Value[0] != 0 }
-		ba = BackupAttributes{b(attrs[0]), b(attrs[1]), b(attrs[2])}
-		return nil
-	})
+	v, err := k.boolAttributes(pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE, ckaWrapWithTrusted)
 	if err != nil {
-		return ba, fmt.Errorf("hsm: reading attributes of key %q: %w", k.label, err)
+		return BackupAttributes{}, err
 	}
-	return ba, nil
+	return BackupAttributes{v[0], v[1], v[2]}, nil
 }
 
 // WrapKeyID returns the id of the wrap key the token holds, or
