@@ -64,3 +64,16 @@ func RawSession(k *Key, digest []byte, opts crypto.SignerOpts) (sign func() erro
 
 // InjectError makes the next operation on t fail with the PKCS#11 code.
 func InjectError(t *Token, code uint) { t.inject.Store(uint64(code)) }
+
+// HoldSlots takes n of t's session slots, as n operations in progress
+// would, until the returned function is called.
+func HoldSlots(t *Token, n int) (release func()) {
+	for range n {
+		t.sem <- struct{}{}
+	}
+	return func() {
+		for range n {
+			<-t.sem
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -50,6 +51,9 @@ type Token struct {
 	// operation fails with instead of running: how tests simulate a device
 	// error or a removed token, which SoftHSM2 cannot produce.
 	inject atomic.Uint64
+
+	waiting  atomic.Int64                        // callers waiting for a session slot
+	observer atomic.Pointer[func(time.Duration)] // told each acquire's wait
 }
 
 type session struct {
@@ -92,6 +96,43 @@ func (t *Token) Info() TokenInfo {
 
 // MaxSessions is the session cap in force.
 func (t *Token) MaxSessions() int { return cap(t.sem) }
+
+// SessionsInUse is how many of the MaxSessions slots operations hold now.
+func (t *Token) SessionsInUse() int { return len(t.sem) }
+
+// SessionsWaiting is how many operations wait now for a free slot.
+func (t *Token) SessionsWaiting() int { return int(t.waiting.Load()) }
+
+// ObserveWait makes every operation report how long it waited for a
+// session slot (zero when one was free), to f; nil stops the reports. f
+// must be quick and safe for concurrent use.
+func (t *Token) ObserveWait(f func(time.Duration)) {
+	if f == nil {
+		t.observer.Store(nil)
+		return
+	}
+	t.observer.Store(&f)
+}
+
+// takeSlot takes one of the session slots, waiting for one if all are in
+// use, and reports the wait to the observer.
+func (t *Token) takeSlot() {
+	select {
+	case t.sem <- struct{}{}:
+		if f := t.observer.Load(); f != nil {
+			(*f)(0)
+		}
+		return
+	default:
+	}
+	start := time.Now()
+	t.waiting.Add(1)
+	t.sem <- struct{}{}
+	t.waiting.Add(-1)
+	if f := t.observer.Load(); f != nil {
+		(*f)(time.Since(start))
+	}
+}
 
 // Login logs in as the token's user. The token checks the PIN at once; a
 // wrong one gives ErrBadPIN. The Token keeps a private copy of the PIN in
@@ -169,7 +210,7 @@ func (t *Token) name() string {
 // acquire takes a session slot and returns an open, logged-in (when a PIN is
 // known) session. It also returns the generation it saw, for recover.
 func (t *Token) acquire() (session, uint64, error) {
-	t.sem <- struct{}{}
+	t.takeSlot()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	gen := t.gen

@@ -88,6 +88,7 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 // the request must get no reply. Every outcome is audited.
 func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err error) {
 	start := time.Now()
+	defer h.Metrics.begin()()
 	defer func() {
 		var st protocol.ErrorCode
 		if resp != nil {

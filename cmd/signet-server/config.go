@@ -33,6 +33,7 @@ type config struct {
 		MaxFilePayload       int64    `mapstructure:"max_file_payload"`
 		SpoolDir             string   `mapstructure:"spool_dir"`
 		MetricsFile          string   `mapstructure:"metrics_file"`
+		MetricsInterval      string   `mapstructure:"metrics_interval"`
 		LenientUsernameCheck bool     `mapstructure:"lenient_username_check"`
 		ProxyUsernames       []string `mapstructure:"proxy_usernames"`
 		BatchWorkers         int      `mapstructure:"batch_workers"`

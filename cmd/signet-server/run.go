@@ -40,6 +40,7 @@ request a bridge pairs with one of them. Configuration (TOML, --config):
             network), pin_credential (the same from a systemd credential:
             the file of that name in $CREDENTIALS_DIRECTORY), unwrap_cache = "5m", max_file_payload (bytes),
             spool_dir, metrics_file (node-exporter textfile),
+            metrics_interval (how often it is rewritten, default "15s"),
             lenient_username_check, proxy_usernames, batch_workers
             (sign-rpms packages signed at once per connection; default
             the CPU count, at least 2), max_rpms_payloads (bytes per
@@ -127,6 +128,12 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 			return fmt.Errorf("server.unwrap_cache %q: %w", s, err)
 		}
 	}
+	every := 15 * time.Second
+	if s := cfg.Server.MetricsInterval; s != "" {
+		if every, err = time.ParseDuration(s); err != nil || every < 100*time.Millisecond {
+			return fmt.Errorf("server.metrics_interval %q: want a duration of at least 100ms", s)
+		}
+	}
 	auth, err := server.NewAuthenticator(st, kdf, ttl)
 	if err != nil {
 		return err
@@ -155,10 +162,11 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 				ClientSessionCache: tls.NewLRUClientSessionCache(64)}})
 	}
 	h.Metrics = server.NewMetrics(dialers...)
+	h.Metrics.WatchToken(tok)
 	var wg sync.WaitGroup
 	if path := cfg.Server.MetricsFile; path != "" {
 		wg.Add(1)
-		go func() { defer wg.Done(); h.Metrics.WriteLoop(ctx, path, 15*time.Second, log) }()
+		go func() { defer wg.Done(); h.Metrics.WriteLoop(ctx, path, every, log) }()
 	}
 	log.Info("signet-server running", "bridges", len(dialers), "token", a.tokenName(), "network_key_ceremonies", pin != nil)
 	for _, d := range dialers {
