@@ -102,19 +102,19 @@ func TestAdminOperations(t *testing.T) {
 	// carol is an administrator with her password.
 	carol := newClient(t, e, "carol")
 	for name, want := range map[string]bool{"carol": true, "alice": false} {
-		admin, err := carol.UserInfo(ctx, name, []byte("carol pw"))
+		admin, err := carol.UserInfo(ctx, client.UserInfoRequest{Name: name, Password: []byte("carol pw")})
 		if err != nil || admin != want {
 			t.Fatalf("UserInfo(%s) = %v, %v", name, admin, err)
 		}
 	}
-	if _, err := root.UserInfo(ctx, "nobody", []byte(servertest.RootPW)); !errors.Is(err, &client.Error{Code: protocol.CodeUserNotFound}) {
+	if _, err := root.UserInfo(ctx, client.UserInfoRequest{Name: "nobody", Password: []byte(servertest.RootPW)}); !errors.Is(err, &client.Error{Code: protocol.CodeUserNotFound}) {
 		t.Fatalf("UserInfo(nobody): %v", err)
 	}
-	access, keyAdmin, err := root.KeyUserInfo(ctx, "alice", "fedora", []byte(servertest.RootPW))
+	access, keyAdmin, err := root.KeyUserInfo(ctx, client.KeyUserInfoRequest{User: "alice", Key: "fedora", Password: []byte(servertest.RootPW)})
 	if err != nil || !access || !keyAdmin {
 		t.Fatalf("KeyUserInfo(alice) = %v %v %v", access, keyAdmin, err)
 	}
-	access, _, err = root.KeyUserInfo(ctx, "bob", "fedora", []byte(servertest.RootPW))
+	access, _, err = root.KeyUserInfo(ctx, client.KeyUserInfoRequest{User: "bob", Key: "fedora", Password: []byte(servertest.RootPW)})
 	if err != nil || access {
 		t.Fatalf("KeyUserInfo(bob) = %v %v", access, err)
 	}
@@ -137,12 +137,12 @@ func TestGrantAndSign(t *testing.T) {
 	if err := alice.GrantKeyAccess(ctx, client.GrantKeyAccessRequest{Key: "fedora", User: "bob", Passphrase: []byte(servertest.AlicePass), NewPassphrase: []byte("bob pass")}); err != nil {
 		t.Fatal(err)
 	}
-	users, err := alice.ListKeyUsers(ctx, "fedora", client.Auth{Passphrase: []byte(servertest.AlicePass)})
+	users, err := alice.ListKeyUsers(ctx, client.ListKeyUsersRequest{Key: "fedora", Auth: client.Auth{Passphrase: []byte(servertest.AlicePass)}})
 	if err != nil || !slices.Equal(users, []string{"alice", "bob"}) {
 		t.Fatalf("ListKeyUsers = %q, %v", users, err)
 	}
 	var cert bytes.Buffer
-	if err := bob.GetPublicKey(ctx, "fedora", client.Auth{Passphrase: []byte("bob pass")}, &cert); err != nil {
+	if err := bob.GetPublicKey(ctx, client.GetPublicKeyRequest{Key: "fedora", Auth: client.Auth{Passphrase: []byte("bob pass")}}, &cert); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(cert.Bytes(), []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
@@ -154,7 +154,7 @@ func TestGrantAndSign(t *testing.T) {
 		out := filepath.Join(dir, "sig")
 		pass := []byte("bob pass")
 		err := client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-			return bob.SignData(ctx, "fedora", armor, pass, bytes.NewReader(data), int64(len(data)), w)
+			return bob.SignData(ctx, client.SignDataRequest{Key: "fedora", Armor: armor, Passphrase: pass, In: bytes.NewReader(data), Size: int64(len(data))}, w)
 		})
 		if err != nil {
 			t.Fatalf("SignData armor=%v: %v", armor, err)
@@ -170,15 +170,15 @@ func TestGrantAndSign(t *testing.T) {
 	}
 	text := []byte("signet signs this text\nsecond line\n")
 	var clear bytes.Buffer
-	if err := bob.SignText(ctx, "fedora", []byte("bob pass"), bytes.NewReader(text), int64(len(text)), &clear); err != nil {
+	if err := bob.SignText(ctx, client.SignTextRequest{Key: "fedora", Passphrase: []byte("bob pass"), In: bytes.NewReader(text), Size: int64(len(text))}, &clear); err != nil {
 		t.Fatal(err)
 	}
 	servertest.GPGVerify(t, cert.Bytes(), clear.Bytes(), nil)
 
-	if err := alice.RevokeKeyAccess(ctx, "fedora", "bob", client.Auth{Passphrase: []byte(servertest.AlicePass)}); err != nil {
+	if err := alice.RevokeKeyAccess(ctx, client.RevokeKeyAccessRequest{Key: "fedora", User: "bob", Auth: client.Auth{Passphrase: []byte(servertest.AlicePass)}}); err != nil {
 		t.Fatal(err)
 	}
-	err = bob.SignData(ctx, "fedora", false, []byte("bob pass"), bytes.NewReader(data), int64(len(data)), io.Discard)
+	err = bob.SignData(ctx, client.SignDataRequest{Key: "fedora", Passphrase: []byte("bob pass"), In: bytes.NewReader(data), Size: int64(len(data))}, io.Discard)
 	if code, _ := client.CodeOf(err); code != protocol.CodeAuthenticationFailed {
 		t.Fatalf("sign-data after revoke: %v", err)
 	}
@@ -196,7 +196,7 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 	data := []byte("some data")
 	sign := func() error {
 		return client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-			return alice.SignData(ctx, "fedora", true, []byte(servertest.AlicePass+"x"[:0]), bytes.NewReader(data), int64(len(data)), w)
+			return alice.SignData(ctx, client.SignDataRequest{Key: "fedora", Armor: true, Passphrase: []byte(servertest.AlicePass + "x"[:0]), In: bytes.NewReader(data), Size: int64(len(data))}, w)
 		})
 	}
 	// Control: it works and the file appears; remove it again.
@@ -206,7 +206,7 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 	os.Remove(out)
 
 	err := client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-		return alice.SignData(ctx, "fedora", true, []byte("wrong"), bytes.NewReader(data), int64(len(data)), w)
+		return alice.SignData(ctx, client.SignDataRequest{Key: "fedora", Armor: true, Passphrase: []byte("wrong"), In: bytes.NewReader(data), Size: int64(len(data))}, w)
 	})
 	if code, ok := client.CodeOf(err); !ok || code != protocol.CodeAuthenticationFailed {
 		t.Fatalf("wrong passphrase: %v", err)
@@ -236,7 +236,7 @@ func TestFailuresLeaveNoFile(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 100000)
 	e.Relay.SetTamperUp(servertest.FlipAt(50000)) // inside the payload: the header is far shorter
 	err = client.WriteFileAtomic(out, 0o644, func(w io.Writer) error {
-		return alice.SignData(ctx, "fedora", true, []byte(servertest.AlicePass), bytes.NewReader(big), int64(len(big)), w)
+		return alice.SignData(ctx, client.SignDataRequest{Key: "fedora", Armor: true, Passphrase: []byte(servertest.AlicePass), In: bytes.NewReader(big), Size: int64(len(big))}, w)
 	})
 	e.Relay.SetTamperUp(nil)
 	if !errors.Is(err, client.ErrNoReply) {
@@ -255,7 +255,7 @@ func TestRefusedBeforeSending(t *testing.T) {
 	e := servertest.New(t)
 	c := newClient(t, e, "root")
 	// A field the bridge would refuse (not a safe string) is refused here.
-	if err := c.DeleteUser(ctxT(t), "bad\nname", []byte(servertest.RootPW)); err == nil {
+	if err := c.DeleteUser(ctxT(t), client.DeleteUserRequest{Name: "bad\nname", Password: []byte(servertest.RootPW)}); err == nil {
 		t.Fatal("an unsafe user name was sent")
 	}
 	if _, err := c.Do(ctxT(t), &client.Request{Op: "no-such-op"}, nil); !errors.Is(err, protocol.ErrUnknownOp) {

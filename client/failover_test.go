@@ -185,7 +185,7 @@ func testSignRPMsResume(t *testing.T, head bool, cut func(r *servertest.Relay, t
 
 	// rpmkeys verifies every output.
 	var cert bytes.Buffer
-	if err := c.GetPublicKey(ctx, "fedora", client.Auth{Passphrase: []byte(servertest.AlicePass)}, &cert); err != nil {
+	if err := c.GetPublicKey(ctx, client.GetPublicKeyRequest{Key: "fedora", Auth: client.Auth{Passphrase: []byte(servertest.AlicePass)}}, &cert); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

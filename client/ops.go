@@ -168,17 +168,31 @@ func (c *Client) NewUser(ctx context.Context, req NewUserRequest) error {
 	return err
 }
 
+// DeleteUserRequest is delete-user: the user Name to remove and the
+// calling administrator's Password.
+type DeleteUserRequest struct {
+	Name     string
+	Password []byte
+}
+
 // DeleteUser removes a user without key accesses (ADMIN).
-func (c *Client) DeleteUser(ctx context.Context, name string, password []byte) error {
-	sec, err := secrets("password", password)
-	_, err = c.simple(ctx, "delete-user", (&fieldList{}).str("name", name), sec, err, nil)
+func (c *Client) DeleteUser(ctx context.Context, req DeleteUserRequest) error {
+	sec, err := secrets("password", req.Password)
+	_, err = c.simple(ctx, "delete-user", (&fieldList{}).str("name", req.Name), sec, err, nil)
 	return err
 }
 
+// UserInfoRequest is user-info: the user Name asked about and the calling
+// administrator's Password.
+type UserInfoRequest struct {
+	Name     string
+	Password []byte
+}
+
 // UserInfo reports whether a user is an administrator (ADMIN).
-func (c *Client) UserInfo(ctx context.Context, name string, password []byte) (admin bool, err error) {
-	sec, err := secrets("password", password)
-	r, err := c.simple(ctx, "user-info", (&fieldList{}).str("name", name), sec, err, nil)
+func (c *Client) UserInfo(ctx context.Context, req UserInfoRequest) (admin bool, err error) {
+	sec, err := secrets("password", req.Password)
+	r, err := c.simple(ctx, "user-info", (&fieldList{}).str("name", req.Name), sec, err, nil)
 	if err != nil {
 		return false, err
 	}
@@ -211,15 +225,22 @@ func (c *Client) ModifyUser(ctx context.Context, req ModifyUserRequest) error {
 	return err
 }
 
-// KeyUserInfo reports whether user can access key and whether it is a key
-// administrator (ADMIN). No access is an answer (access false), not an
-// error (§8.3).
-func (c *Client) KeyUserInfo(ctx context.Context, user, key string, password []byte) (access, keyAdmin bool, err error) {
-	sec, err := secrets("password", password)
+// KeyUserInfoRequest is key-user-info: which User and Key, and the
+// calling administrator's Password.
+type KeyUserInfoRequest struct {
+	User, Key string
+	Password  []byte
+}
+
+// KeyUserInfo reports whether req.User can access req.Key and whether it
+// is a key administrator (ADMIN). No access is an answer (access false),
+// not an error (§8.3).
+func (c *Client) KeyUserInfo(ctx context.Context, req KeyUserInfoRequest) (access, keyAdmin bool, err error) {
+	sec, err := secrets("password", req.Password)
 	if err != nil {
 		return false, false, err
 	}
-	fl := (&fieldList{}).str("name", user).str("key", key)
+	fl := (&fieldList{}).str("name", req.User).str("key", req.Key)
 	if fl.err != nil {
 		sec.Zero()
 		return false, false, fl.err
@@ -238,10 +259,19 @@ func (c *Client) KeyUserInfo(ctx context.Context, user, key string, password []b
 	return true, keyAdmin, nil
 }
 
-// ModifyKeyUser sets whether user is an administrator of key (ADMIN).
-func (c *Client) ModifyKeyUser(ctx context.Context, user, key string, keyAdmin bool, password []byte) error {
-	sec, err := secrets("password", password)
-	_, err = c.simple(ctx, "modify-key-user", (&fieldList{}).str("name", user).str("key", key).boolean("key-admin", keyAdmin), sec, err, nil)
+// ModifyKeyUserRequest is modify-key-user: whether User becomes (KeyAdmin)
+// or stops being an administrator of Key, and the calling administrator's
+// Password.
+type ModifyKeyUserRequest struct {
+	User, Key string
+	KeyAdmin  bool
+	Password  []byte
+}
+
+// ModifyKeyUser sets whether a user is an administrator of a key (ADMIN).
+func (c *Client) ModifyKeyUser(ctx context.Context, req ModifyKeyUserRequest) error {
+	sec, err := secrets("password", req.Password)
+	_, err = c.simple(ctx, "modify-key-user", (&fieldList{}).str("name", req.User).str("key", req.Key).boolean("key-admin", req.KeyAdmin), sec, err, nil)
 	return err
 }
 
@@ -321,24 +351,46 @@ func (c *Client) ImportKey(ctx context.Context, req ImportKeyRequest) error {
 	return err
 }
 
+// DeleteKeyRequest is delete-key: the Key to delete and the calling
+// administrator's Password.
+type DeleteKeyRequest struct {
+	Key      string
+	Password []byte
+}
+
 // DeleteKey deletes a key and every access to it (ADMIN).
-func (c *Client) DeleteKey(ctx context.Context, key string, password []byte) error {
-	sec, err := secrets("password", password)
-	_, err = c.simple(ctx, "delete-key", (&fieldList{}).str("key", key), sec, err, nil)
+func (c *Client) DeleteKey(ctx context.Context, req DeleteKeyRequest) error {
+	sec, err := secrets("password", req.Password)
+	_, err = c.simple(ctx, "delete-key", (&fieldList{}).str("key", req.Key), sec, err, nil)
 	return err
+}
+
+// ModifyKeyRequest is modify-key: Key is renamed NewName (if not empty);
+// Password is the calling administrator's.
+type ModifyKeyRequest struct {
+	Key, NewName string
+	Password     []byte
 }
 
 // ModifyKey renames a key (ADMIN).
-func (c *Client) ModifyKey(ctx context.Context, key, newName string, password []byte) error {
-	sec, err := secrets("password", password)
-	_, err = c.simple(ctx, "modify-key", (&fieldList{}).str("key", key).optStr("new-name", newName), sec, err, nil)
+func (c *Client) ModifyKey(ctx context.Context, req ModifyKeyRequest) error {
+	sec, err := secrets("password", req.Password)
+	_, err = c.simple(ctx, "modify-key", (&fieldList{}).str("key", req.Key).optStr("new-name", req.NewName), sec, err, nil)
 	return err
 }
 
-// ListKeyUsers returns the users who can access key (ADMIN or KEY-ADMIN).
-func (c *Client) ListKeyUsers(ctx context.Context, key string, auth Auth) ([]string, error) {
-	sec, err := auth.secrets()
-	return c.list(ctx, "list-key-users", "num-users", (&fieldList{}).str("key", key), sec, err)
+// ListKeyUsersRequest is list-key-users: the Key, and an administrator's
+// password or a key administrator's passphrase in Auth.
+type ListKeyUsersRequest struct {
+	Key  string
+	Auth Auth
+}
+
+// ListKeyUsers returns the users who can access a key (ADMIN or
+// KEY-ADMIN).
+func (c *Client) ListKeyUsers(ctx context.Context, req ListKeyUsersRequest) ([]string, error) {
+	sec, err := req.Auth.secrets()
+	return c.list(ctx, "list-key-users", "num-users", (&fieldList{}).str("key", req.Key), sec, err)
 }
 
 // GrantKeyAccessRequest is grant-key-access: Passphrase is the calling
@@ -361,17 +413,32 @@ func (c *Client) GrantKeyAccess(ctx context.Context, req GrantKeyAccessRequest) 
 	return err
 }
 
-// RevokeKeyAccess removes user's access to key (ADMIN or KEY-ADMIN).
-func (c *Client) RevokeKeyAccess(ctx context.Context, key, user string, auth Auth) error {
-	sec, err := auth.secrets()
-	_, err = c.simple(ctx, "revoke-key-access", (&fieldList{}).str("key", key).str("name", user), sec, err, nil)
+// RevokeKeyAccessRequest is revoke-key-access: User loses access to Key;
+// Auth holds an administrator's password or a key administrator's
+// passphrase.
+type RevokeKeyAccessRequest struct {
+	Key, User string
+	Auth      Auth
+}
+
+// RevokeKeyAccess removes a user's access to a key (ADMIN or KEY-ADMIN).
+func (c *Client) RevokeKeyAccess(ctx context.Context, req RevokeKeyAccessRequest) error {
+	sec, err := req.Auth.secrets()
+	_, err = c.simple(ctx, "revoke-key-access", (&fieldList{}).str("key", req.Key).str("name", req.User), sec, err, nil)
 	return err
 }
 
-// GetPublicKey writes key's public key to out (ADMIN or KEY-USER).
-func (c *Client) GetPublicKey(ctx context.Context, key string, auth Auth, out io.Writer) error {
-	sec, err := auth.secrets()
-	_, err = c.simple(ctx, "get-public-key", (&fieldList{}).str("key", key), sec, err, out)
+// GetPublicKeyRequest is get-public-key: the Key, and an administrator's
+// password or a key user's passphrase in Auth.
+type GetPublicKeyRequest struct {
+	Key  string
+	Auth Auth
+}
+
+// GetPublicKey writes a key's public key to out (ADMIN or KEY-USER).
+func (c *Client) GetPublicKey(ctx context.Context, req GetPublicKeyRequest, out io.Writer) error {
+	sec, err := req.Auth.secrets()
+	_, err = c.simple(ctx, "get-public-key", (&fieldList{}).str("key", req.Key), sec, err, out)
 	return err
 }
 
@@ -393,33 +460,59 @@ func (c *Client) ChangePassphrase(ctx context.Context, req ChangePassphraseReque
 	return err
 }
 
-// ChangeKeyExpiration sets key's expiry date, YYYY-MM-DD, or removes it if
-// expireDate is empty (KEY-ADMIN). subkey, if not empty, is a decimal
-// subkey index.
-func (c *Client) ChangeKeyExpiration(ctx context.Context, key, expireDate, subkey string, passphrase []byte) error {
-	sec, err := secrets("passphrase", passphrase)
-	fl := (&fieldList{}).str("key", key)
-	if expireDate != "" {
-		if _, perr := time.Parse(time.DateOnly, expireDate); perr != nil && fl.err == nil {
-			fl.err = fmt.Errorf("invalid expire date %q, want YYYY-MM-DD", expireDate)
+// ChangeKeyExpirationRequest is change-key-expiration: Key's expiry date
+// becomes ExpireDate, YYYY-MM-DD, or is removed if ExpireDate is empty.
+// Subkey, if not empty, is a decimal subkey index. Passphrase is the
+// calling key administrator's.
+type ChangeKeyExpirationRequest struct {
+	Key, ExpireDate, Subkey string
+	Passphrase              []byte
+}
+
+// ChangeKeyExpiration sets or removes a key's expiry date (KEY-ADMIN).
+func (c *Client) ChangeKeyExpiration(ctx context.Context, req ChangeKeyExpirationRequest) error {
+	sec, err := secrets("passphrase", req.Passphrase)
+	fl := (&fieldList{}).str("key", req.Key)
+	if req.ExpireDate != "" {
+		if _, perr := time.Parse(time.DateOnly, req.ExpireDate); perr != nil && fl.err == nil {
+			fl.err = fmt.Errorf("invalid expire date %q, want YYYY-MM-DD", req.ExpireDate)
 		}
-		fl.str("expire-date", expireDate)
+		fl.str("expire-date", req.ExpireDate)
 	}
-	fl.optStr("subkey", subkey)
+	fl.optStr("subkey", req.Subkey)
 	_, err = c.simple(ctx, "change-key-expiration", fl, sec, err, nil)
 	return err
 }
 
-// SignText writes an OpenPGP cleartext signature of size bytes of in to
-// out (KEY-USER).
-func (c *Client) SignText(ctx context.Context, key string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
-	return c.sign(ctx, "sign-text", (&fieldList{}).str("key", key), passphrase, in, size, out)
+// SignTextRequest is sign-text: Size bytes of In are signed by Key; the
+// caller's Passphrase for Key unlocks it.
+type SignTextRequest struct {
+	Key        string
+	Passphrase []byte
+	In         io.Reader
+	Size       int64
 }
 
-// SignData writes an OpenPGP detached signature of size bytes of in to
-// out, ASCII-armoured if armor (KEY-USER).
-func (c *Client) SignData(ctx context.Context, key string, armor bool, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
-	return c.sign(ctx, "sign-data", (&fieldList{}).str("key", key).boolean("armor", armor), passphrase, in, size, out)
+// SignText writes an OpenPGP cleartext signature of the text to out
+// (KEY-USER).
+func (c *Client) SignText(ctx context.Context, req SignTextRequest, out io.Writer) error {
+	return c.sign(ctx, "sign-text", (&fieldList{}).str("key", req.Key), req.Passphrase, req.In, req.Size, out)
+}
+
+// SignDataRequest is sign-data: Size bytes of In are signed by Key,
+// ASCII-armoured if Armor; the caller's Passphrase for Key unlocks it.
+type SignDataRequest struct {
+	Key        string
+	Armor      bool
+	Passphrase []byte
+	In         io.Reader
+	Size       int64
+}
+
+// SignData writes an OpenPGP detached signature of the data to out
+// (KEY-USER).
+func (c *Client) SignData(ctx context.Context, req SignDataRequest, out io.Writer) error {
+	return c.sign(ctx, "sign-data", (&fieldList{}).str("key", req.Key).boolean("armor", req.Armor), req.Passphrase, req.In, req.Size, out)
 }
 
 func (c *Client) sign(ctx context.Context, op string, fl *fieldList, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
@@ -435,31 +528,33 @@ func (c *Client) sign(ctx context.Context, op string, fl *fieldList, passphrase 
 	return err
 }
 
-// CertificateRequest describes a certificate for sign-certificate: which
-// key issues it (with its certificate IssuerCertificate, or self-signed
-// when that is empty), for which key, and what it says.
-type CertificateRequest struct {
+// SignCertificateRequest is sign-certificate: which key issues the
+// certificate (with its certificate IssuerCertificate, or self-signed
+// when that is empty), for which key, and what it says. Passphrase is the
+// caller's passphrase for IssuerKey.
+type SignCertificateRequest struct {
 	IssuerKey, IssuerCertificate   string
 	SubjectKey, SubjectCertificate string
 	// Subject is an RFC 4514 distinguished name ("CN=Secure Boot
 	// signer,O=Example"); Validity is "<N>y"; Type is "ca",
 	// "codesigning" or "sslserver".
 	Subject, Validity, Type string
+	Passphrase              []byte
 }
 
 // SignCertificate issues an X.509 certificate (KEY-USER of the issuer key)
 // and writes it, PEM-encoded, to out. The server stores it under the
 // subject key as SubjectCertificate, for sign-pe.
-func (c *Client) SignCertificate(ctx context.Context, req CertificateRequest, passphrase []byte, out io.Writer) error {
-	_, err := c.SignCertificateNotice(ctx, req, passphrase, out)
+func (c *Client) SignCertificate(ctx context.Context, req SignCertificateRequest, out io.Writer) error {
+	_, err := c.SignCertificateNotice(ctx, req, out)
 	return err
 }
 
 // SignCertificateNotice is SignCertificate that also returns the message
 // the server added to its OK reply, if any (signet's server says there
 // when it shortened the validity to end with the issuer certificate's).
-func (c *Client) SignCertificateNotice(ctx context.Context, req CertificateRequest, passphrase []byte, out io.Writer) (notice string, err error) {
-	sec, err := secrets("passphrase", passphrase)
+func (c *Client) SignCertificateNotice(ctx context.Context, req SignCertificateRequest, out io.Writer) (notice string, err error) {
+	sec, err := secrets("passphrase", req.Passphrase)
 	fl := (&fieldList{}).str("issuer-key", req.IssuerKey).optStr("issuer-certificate-name", req.IssuerCertificate).
 		str("subject-key", req.SubjectKey).str("subject-certificate-name", req.SubjectCertificate).
 		str("subject", req.Subject).str("validity", req.Validity).str("certificate-type", req.Type)
@@ -471,41 +566,87 @@ func (c *Client) SignCertificateNotice(ctx context.Context, req CertificateReque
 	return msg, nil
 }
 
-// SignPE writes to out the PE/EFI image read from in (size bytes), signed
-// with Authenticode by key with its stored certificate certName. The
-// image's existing signatures are kept unless replace.
-func (c *Client) SignPE(ctx context.Context, key, certName string, replace bool, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
-	fl := (&fieldList{}).str("key", key).str("cert-name", certName)
-	if replace {
+// SignPERequest is sign-pe: the PE/EFI image read from In (Size bytes)
+// is signed with Authenticode by Key with its stored certificate
+// CertName. The image's existing signatures are kept unless Replace.
+// Passphrase is the caller's passphrase for Key.
+type SignPERequest struct {
+	Key, CertName string
+	Replace       bool
+	Passphrase    []byte
+	In            io.Reader
+	Size          int64
+}
+
+// SignPE writes the signed image to out (KEY-USER).
+func (c *Client) SignPE(ctx context.Context, req SignPERequest, out io.Writer) error {
+	fl := (&fieldList{}).str("key", req.Key).str("cert-name", req.CertName)
+	if req.Replace {
 		fl.boolean("replace-signatures", true)
 	}
-	return c.sign(ctx, "sign-pe", fl, passphrase, in, size, out)
+	return c.sign(ctx, "sign-pe", fl, req.Passphrase, req.In, req.Size, out)
 }
 
-// Decrypt writes the plaintext of the OpenPGP message read from in (size
-// bytes), encrypted to key, to out (KEY-USER). A message the server cannot
-// decrypt gives DECRYPT_FAILED.
-func (c *Client) Decrypt(ctx context.Context, key string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
-	return c.sign(ctx, "decrypt", (&fieldList{}).str("key", key), passphrase, in, size, out)
+// DecryptRequest is decrypt: the OpenPGP message read from In (Size
+// bytes), encrypted to Key; Passphrase is the caller's for Key.
+type DecryptRequest struct {
+	Key        string
+	Passphrase []byte
+	In         io.Reader
+	Size       int64
 }
 
-// SignGitTag writes an armored detached signature of an annotated tag
-// object (as git cat-file tag prints it, without a signature) to out.
-func (c *Client) SignGitTag(ctx context.Context, key string, passphrase []byte, tag []byte, out io.Writer) error {
-	return c.sign(ctx, "sign-git-tag", (&fieldList{}).str("key", key), passphrase, bytes.NewReader(tag), int64(len(tag)), out)
+// Decrypt writes the message's plaintext to out (KEY-USER). A message the
+// server cannot decrypt gives DECRYPT_FAILED.
+func (c *Client) Decrypt(ctx context.Context, req DecryptRequest, out io.Writer) error {
+	return c.sign(ctx, "decrypt", (&fieldList{}).str("key", req.Key), req.Passphrase, req.In, req.Size, out)
 }
 
-// SignContainer writes to out an "atomic container signature" for the
-// image manifest read from in, for dockerReference (an OpenPGP signed
-// message, as containers/image verifies).
-func (c *Client) SignContainer(ctx context.Context, key, dockerReference string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
-	return c.sign(ctx, "sign-container", (&fieldList{}).str("key", key).str("docker-reference", dockerReference), passphrase, in, size, out)
+// SignGitTagRequest is sign-git-tag: Tag is an annotated tag object (as
+// git cat-file tag prints it, without a signature) to be signed by Key;
+// Passphrase is the caller's for Key.
+type SignGitTagRequest struct {
+	Key        string
+	Passphrase []byte
+	Tag        []byte
 }
 
-// SignOSTree writes to out the .commitmeta of an OSTree commit object
-// read from in, whose checksum is hash, holding a detached signature.
-func (c *Client) SignOSTree(ctx context.Context, key, hash string, passphrase []byte, in io.Reader, size int64, out io.Writer) error {
-	return c.sign(ctx, "sign-ostree", (&fieldList{}).str("key", key).str("ostree-hash", hash), passphrase, in, size, out)
+// SignGitTag writes an armored detached signature of the tag to out
+// (KEY-USER).
+func (c *Client) SignGitTag(ctx context.Context, req SignGitTagRequest, out io.Writer) error {
+	return c.sign(ctx, "sign-git-tag", (&fieldList{}).str("key", req.Key), req.Passphrase, bytes.NewReader(req.Tag), int64(len(req.Tag)), out)
+}
+
+// SignContainerRequest is sign-container: the image manifest read from
+// In (Size bytes) is signed by Key for DockerReference; Passphrase is the
+// caller's for Key.
+type SignContainerRequest struct {
+	Key, DockerReference string
+	Passphrase           []byte
+	In                   io.Reader
+	Size                 int64
+}
+
+// SignContainer writes to out an "atomic container signature" (an
+// OpenPGP signed message, as containers/image verifies) (KEY-USER).
+func (c *Client) SignContainer(ctx context.Context, req SignContainerRequest, out io.Writer) error {
+	return c.sign(ctx, "sign-container", (&fieldList{}).str("key", req.Key).str("docker-reference", req.DockerReference), req.Passphrase, req.In, req.Size, out)
+}
+
+// SignOSTreeRequest is sign-ostree: the OSTree commit object read from In
+// (Size bytes), whose checksum is Hash, is signed by Key; Passphrase is
+// the caller's for Key.
+type SignOSTreeRequest struct {
+	Key, Hash  string
+	Passphrase []byte
+	In         io.Reader
+	Size       int64
+}
+
+// SignOSTree writes to out the commit's .commitmeta holding a detached
+// signature (KEY-USER).
+func (c *Client) SignOSTree(ctx context.Context, req SignOSTreeRequest, out io.Writer) error {
+	return c.sign(ctx, "sign-ostree", (&fieldList{}).str("key", req.Key).str("ostree-hash", req.Hash), req.Passphrase, req.In, req.Size, out)
 }
 
 // ListBindingMethods returns the passphrase binding methods the server

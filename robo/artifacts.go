@@ -111,7 +111,7 @@ func (r *Robo) signArtifact(ctx context.Context, log *slog.Logger, kc *KindConfi
 	}
 	h := sha256.New()
 	var sig bytes.Buffer
-	if err := r.signer.SignData(ctx, kc.Key, kc.Armor, r.passphrase(kc.Key), io.TeeReader(src, h), src.size, &sig); err != nil {
+	if err := r.signer.SignData(ctx, client.SignDataRequest{Key: kc.Key, Armor: kc.Armor, Passphrase: r.passphrase(kc.Key), In: io.TeeReader(src, h), Size: src.size}, &sig); err != nil {
 		if isTransient(err) {
 			return fmt.Errorf("signing %s: %w", a.File, err)
 		}
@@ -136,7 +136,7 @@ func (r *Robo) keyring(ctx context.Context, key string) (openpgp.EntityList, err
 	r.pubMu.Unlock()
 	if !ok {
 		var buf bytes.Buffer
-		if err := r.signer.GetPublicKey(ctx, key, client.Auth{Passphrase: r.passphrase(key)}, &buf); err != nil {
+		if err := r.signer.GetPublicKey(ctx, client.GetPublicKeyRequest{Key: key, Auth: client.Auth{Passphrase: r.passphrase(key)}}, &buf); err != nil {
 			return nil, fmt.Errorf("fetching the public key of %s: %w", key, err)
 		}
 		pub = buf.Bytes()

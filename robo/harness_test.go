@@ -87,7 +87,7 @@ func (w *world) publicKey(t testing.TB, key string) []byte {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := w.client.GetPublicKey(context.Background(), key, client.Auth{Passphrase: pass}, &buf); err != nil {
+	if err := w.client.GetPublicKey(context.Background(), client.GetPublicKeyRequest{Key: key, Auth: client.Auth{Passphrase: pass}}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

@@ -200,7 +200,7 @@ func (r *Robo) signImages(ctx context.Context, key, certName string, srcs []*sou
 			continue
 		}
 		err := client.WriteFileAtomic(results[i].Output, 0o644, func(w io.Writer) error {
-			return r.signer.SignPE(ctx, key, certName, false, r.passphrase(key), s, s.size, w)
+			return r.signer.SignPE(ctx, client.SignPERequest{Key: key, CertName: certName, Passphrase: r.passphrase(key), In: s, Size: s.size}, w)
 		})
 		if isTransient(err) {
 			return fmt.Errorf("sign-pe %s: %w", results[i].File, err)
@@ -222,7 +222,7 @@ func (r *Robo) handleXML(ctx context.Context, m *Message) (any, bool, error) {
 	sum := sha256.Sum256(m.Body)
 	reply := map[string]any{"request_id": m.ID, "key": kc.Key, "sha256": hex.EncodeToString(sum[:])}
 	var sig bytes.Buffer
-	err := r.signer.SignData(ctx, kc.Key, true, r.passphrase(kc.Key), bytes.NewReader(m.Body), int64(len(m.Body)), &sig)
+	err := r.signer.SignData(ctx, client.SignDataRequest{Key: kc.Key, Armor: true, Passphrase: r.passphrase(kc.Key), In: bytes.NewReader(m.Body), Size: int64(len(m.Body))}, &sig)
 	if isTransient(err) {
 		return nil, false, fmt.Errorf("signing: %w", err)
 	}

@@ -43,10 +43,10 @@ import (
 // Signer is what robo needs from the signet client; *client.Client
 // implements it.
 type Signer interface {
-	SignData(ctx context.Context, key string, armor bool, passphrase []byte, in io.Reader, size int64, out io.Writer) error
+	SignData(ctx context.Context, req client.SignDataRequest, out io.Writer) error
 	SignRPMs(ctx context.Context, opts client.SignRPMOptions, files []client.RPMFile) ([]client.RPMResult, error)
-	SignPE(ctx context.Context, key, certName string, replace bool, passphrase []byte, in io.Reader, size int64, out io.Writer) error
-	GetPublicKey(ctx context.Context, key string, auth client.Auth, out io.Writer) error
+	SignPE(ctx context.Context, req client.SignPERequest, out io.Writer) error
+	GetPublicKey(ctx context.Context, req client.GetPublicKeyRequest, out io.Writer) error
 }
 
 // handler processes one message of a kind. It returns the finished

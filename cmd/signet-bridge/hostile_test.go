@@ -119,7 +119,7 @@ func TestHostileClients(t *testing.T) {
 		var out bytes.Buffer
 		start := time.Now()
 		// A copy: the client library zeroes the passphrase it is given.
-		err := alice.SignData(ctx, "demo-ed25519", false, bytes.Clone(pass), bytes.NewReader(data), int64(len(data)), &out)
+		err := alice.SignData(ctx, client.SignDataRequest{Key: "demo-ed25519", Passphrase: bytes.Clone(pass), In: bytes.NewReader(data), Size: int64(len(data))}, &out)
 		d := time.Since(start)
 		if err != nil {
 			t.Errorf("alice's sign-data failed after %s: %v", d.Round(time.Millisecond), err)

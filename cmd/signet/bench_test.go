@@ -46,7 +46,7 @@ func BenchmarkServiceSignData(b *testing.B) {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
-				err := c.SignData(context.Background(), key, false, bytes.Clone(pass), bytes.NewReader(data), int64(len(data)), io.Discard)
+				err := c.SignData(context.Background(), client.SignDataRequest{Key: key, Passphrase: bytes.Clone(pass), In: bytes.NewReader(data), Size: int64(len(data))}, io.Discard)
 				if err != nil {
 					failed.Store(err)
 					return

@@ -74,7 +74,7 @@ func (a *app) commands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.client.DeleteUser(a.ctx, args[0], pw)
+			return a.client.DeleteUser(a.ctx, client.DeleteUserRequest{Name: args[0], Password: pw})
 		})})
 
 	add(&cobra.Command{Use: "user-info USER", Short: "Show information about a user", Args: nargs(1, "user name"),
@@ -83,7 +83,7 @@ func (a *app) commands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			admin, err := a.client.UserInfo(a.ctx, args[0], pw)
+			admin, err := a.client.UserInfo(a.ctx, client.UserInfoRequest{Name: args[0], Password: pw})
 			if err != nil {
 				return err
 			}
@@ -132,7 +132,7 @@ func (a *app) commands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			access, keyAdmin, err := a.client.KeyUserInfo(a.ctx, args[0], args[1], pw)
+			access, keyAdmin, err := a.client.KeyUserInfo(a.ctx, client.KeyUserInfoRequest{User: args[0], Key: args[1], Password: pw})
 			if err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func (a *app) commands() []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.client.ModifyKeyUser(a.ctx, args[0], args[1], v, pw)
+				return a.client.ModifyKeyUser(a.ctx, client.ModifyKeyUserRequest{User: args[0], Key: args[1], KeyAdmin: v, Password: pw})
 			})(cmd, args)
 		}})
 	mku.Flags().StringVar(&mkuAdmin, "key-admin", "", `Is the user a administrator of this key ("yes" or "no")?`)
@@ -245,7 +245,7 @@ func (a *app) commands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.client.DeleteKey(a.ctx, args[0], pw)
+			return a.client.DeleteKey(a.ctx, client.DeleteKeyRequest{Key: args[0], Password: pw})
 		})})
 
 	var mkNewName string
@@ -259,7 +259,7 @@ func (a *app) commands() []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.client.ModifyKey(a.ctx, args[0], mkNewName, pw)
+				return a.client.ModifyKey(a.ctx, client.ModifyKeyRequest{Key: args[0], NewName: mkNewName, Password: pw})
 			})(cmd, args)
 		}})
 	mk.Flags().StringVar(&mkNewName, "new-name", "", "Change name of the key")
@@ -272,7 +272,7 @@ func (a *app) commands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printList(a.client.ListKeyUsers(a.ctx, args[0], auth))
+			return printList(a.client.ListKeyUsers(a.ctx, client.ListKeyUsersRequest{Key: args[0], Auth: auth}))
 		})})
 	lku.Flags().BoolVar(&lkuPW, "password", false, "Use a password to authenticate a server administrator")
 
@@ -314,7 +314,7 @@ func (a *app) commands() []*cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.client.ChangeKeyExpiration(a.ctx, args[0], ckeDate, ckeSubkey, pass)
+				return a.client.ChangeKeyExpiration(a.ctx, client.ChangeKeyExpirationRequest{Key: args[0], ExpireDate: ckeDate, Subkey: ckeSubkey, Passphrase: pass})
 			})(cmd, args)
 		}})
 	cke.Flags().StringVar(&ckeDate, "expire-date", "", "Key expiration date (YYYY-MM-DD; default: never)")
@@ -328,7 +328,7 @@ func (a *app) commands() []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.client.RevokeKeyAccess(a.ctx, args[0], args[1], auth)
+			return a.client.RevokeKeyAccess(a.ctx, client.RevokeKeyAccessRequest{Key: args[0], User: args[1], Auth: auth})
 		})})
 	rka.Flags().BoolVar(&rkaPW, "password", false, "Use a password to authenticate a server administrator")
 
@@ -342,7 +342,7 @@ func (a *app) commands() []*cobra.Command {
 				return err
 			}
 			return a.writeOutput(gpkOut, func(w io.Writer) error {
-				return a.client.GetPublicKey(a.ctx, args[0], auth, w)
+				return a.client.GetPublicKey(a.ctx, client.GetPublicKeyRequest{Key: args[0], Auth: auth}, w)
 			})
 		})})
 	gpk.Flags().BoolVar(&gpkPW, "password", false, "Use a password to authenticate a server administrator")
@@ -398,7 +398,7 @@ and user under the user's passphrase).`,
 		Args: nargs(2, "key name and input file path"),
 		RunE: conn(func(args []string) error {
 			return a.sign(args, stOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-				return a.client.SignText(a.ctx, args[0], pass, in, size, w)
+				return a.client.SignText(a.ctx, client.SignTextRequest{Key: args[0], Passphrase: pass, In: in, Size: size}, w)
 			})
 		})})
 	st.Flags().StringVarP(&stOut, "output", "o", "", "Write output to this file")
@@ -413,7 +413,7 @@ and user under the user's passphrase).`,
 			}
 			return conn(func(args []string) error {
 				return a.sign(args, sdOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-					return a.client.SignData(a.ctx, args[0], sdArmor, pass, in, size, w)
+					return a.client.SignData(a.ctx, client.SignDataRequest{Key: args[0], Armor: sdArmor, Passphrase: pass, In: in, Size: size}, w)
 				})
 			})(cmd, args)
 		}})

@@ -13,7 +13,7 @@ import (
 // peCommands are sign-certificate and sign-pe, Secure Boot's two steps: a
 // certificate chain for keys in the token, then Authenticode signatures.
 func (a *app) peCommands() []*cobra.Command {
-	var req client.CertificateRequest
+	var req client.SignCertificateRequest
 	var certOut string
 	var subj subjectFields
 	sc := &cobra.Command{Use: "sign-certificate [options] ISSUER-KEY SUBJECT-KEY", Short: "Issue an X.509 certificate for a key",
@@ -60,10 +60,11 @@ certificate is shortened to end with it, and the server says so.`,
 			if err != nil {
 				return err
 			}
+			r.Passphrase = pass
 			var notice string
 			err = a.writeOutput(certOut, func(w io.Writer) error {
 				var err error
-				notice, err = a.client.SignCertificateNotice(a.ctx, r, pass, w)
+				notice, err = a.client.SignCertificateNotice(a.ctx, r, w)
 				return err
 			})
 			if err == nil && notice != "" {
@@ -103,7 +104,7 @@ not a terminal) only once the reply verified.`,
 				return err
 			}
 			return a.sign([]string{args[0], args[2]}, peOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-				return a.client.SignPE(a.ctx, args[0], args[1], replace, pass, in, size, w)
+				return a.client.SignPE(a.ctx, client.SignPERequest{Key: args[0], CertName: args[1], Replace: replace, Passphrase: pass, In: in, Size: size}, w)
 			})
 		}}
 	sp.Flags().StringVarP(&peOut, "output", "o", "", "Write output to this file")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/formats/openpgp"
 )
 
@@ -28,7 +29,7 @@ func (a *app) pgpCommands() []*cobra.Command {
 			}
 			// Plaintext: only the user may read the file.
 			return a.signMode(args, decOut, 0o600, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-				return a.client.Decrypt(a.ctx, args[0], pass, in, size, w)
+				return a.client.Decrypt(a.ctx, client.DecryptRequest{Key: args[0], Passphrase: pass, In: in, Size: size}, w)
 			})
 		}}
 	dec.Flags().StringVarP(&decOut, "output", "o", "", "Write the plaintext to this file")
@@ -61,7 +62,7 @@ moved to it. git verify-tag then checks it.`,
 				return err
 			}
 			var sig bytes.Buffer
-			if err := a.client.SignGitTag(a.ctx, args[0], pass, body, &sig); err != nil {
+			if err := a.client.SignGitTag(a.ctx, client.SignGitTagRequest{Key: args[0], Passphrase: pass, Tag: body}, &sig); err != nil {
 				return err
 			}
 			id, err := git(openpgp.AppendGitTagSignature(body, sig.Bytes()), "mktag")
@@ -93,7 +94,7 @@ MANIFEST, is still understood when only the last argument is a file.`,
 				return err
 			}
 			return a.sign([]string{args[0], manifest}, ctOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-				return a.client.SignContainer(a.ctx, args[0], ref, pass, in, size, w)
+				return a.client.SignContainer(a.ctx, client.SignContainerRequest{Key: args[0], DockerReference: ref, Passphrase: pass, In: in, Size: size}, w)
 			})
 		}}
 	ct.Flags().StringVarP(&ctOut, "output", "o", "", "Write output to this file")
@@ -112,7 +113,7 @@ the signature, to --output (objects/xx/yyy.commitmeta).`,
 				return err
 			}
 			return a.sign([]string{args[0], args[2]}, otOut, func(pass []byte, in io.Reader, size int64, w io.Writer) error {
-				return a.client.SignOSTree(a.ctx, args[0], args[1], pass, in, size, w)
+				return a.client.SignOSTree(a.ctx, client.SignOSTreeRequest{Key: args[0], Hash: args[1], Passphrase: pass, In: in, Size: size}, w)
 			})
 		}}
 	ot.Flags().StringVarP(&otOut, "output", "o", "", "Write the .commitmeta to this file")
