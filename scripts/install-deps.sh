@@ -38,7 +38,9 @@ have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done
 # pk12util; sigul-stack.sh's bridge and server also need sqlalchemy, gpg,
 # requests and xattr, and librpm-dev and python3-dev to build
 # rpm-head-signing's C extension. rpmbuild, systemd-analyze and unshare
-# build and check the packages of dist/.
+# build and check the packages of dist/. The Koji tests run upstream's hub
+# (koji-stack.sh) on PostgreSQL with Python modules psycopg2, dateutil,
+# defusedxml, proton and, for its builder daemon, dnf, librepo and Cheetah.
 need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool sq sbverify sbsign osslsigncode pesign evmctl git ostree skopeo
 	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server certutil pk12util systemd-analyze unshare)
 sigul_py_modules="nss.nss, six, cryptography, rpm, sqlalchemy, gpg, requests, xattr"
@@ -47,6 +49,10 @@ have_sigul_py() {
 		/usr/bin/python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null &&
 		[ -e /usr/include/rpm/rpmlib.h ]
 }
+koji_py_modules="psycopg2, dateutil, defusedxml, proton, dnf, librepo, Cheetah"
+have_koji() {
+	/usr/bin/python3 -c "import $koji_py_modules" 2>/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && have_all curl
+}
 if [ -r /etc/debian_version ]; then
 	softhsm_mod=/usr/lib/softhsm/libsofthsm2.so
 	pkgs=(softhsm2 gnupg openssl rpm opensc sq ca-certificates gcc
@@ -54,10 +60,12 @@ if [ -r /etc/debian_version ]; then
 		qemu-system-x86 qemu-system-arm ovmf qemu-efi-aarch64 mtools dosfstools cpio rpm2cpio zstd xz-utils time
 		rabbitmq-server systemd util-linux
 		libnss3-tools python3-nss python3-six python3-cryptography python3-rpm python3-sqlalchemy python3-gpg
-		python3-requests python3-xattr librpm-dev python3-dev python3-setuptools)
+		python3-requests python3-xattr librpm-dev python3-dev python3-setuptools
+		postgresql python3-psycopg2 python3-dateutil python3-defusedxml python3-qpid-proton curl
+		python3-dnf python3-librepo python3-cheetah)
 	firmware=(/usr/share/OVMF/OVMF_CODE_4M.secboot.fd /usr/share/AAVMF/AAVMF_CODE.fd)
 	have_fw() { for f in "${firmware[@]}"; do [ -e "$f" ] || return 1; done; }
-	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && have_fw && have_sigul_py && pkgs=()
+	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && have_fw && have_sigul_py && have_koji && pkgs=()
 	if [ "$want_arm64" = 1 ]; then
 		{ have_all aarch64-linux-gnu-gcc qemu-aarch64-static && [ -e /usr/aarch64-linux-gnu/include/stdio.h ]; } || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 		if ! dpkg --print-foreign-architectures | grep -qx arm64; then

@@ -18,17 +18,17 @@ type rule struct {
 	why    string
 }
 
-var testOnly = []string{"softhsm-test", "rabbitmq-test", "secureboot-test", "yubihsm-sim", "internal/artifacts", "internal/servertest", "internal/testenv", "internal/testpki", "internal/layout"}
+var testOnly = []string{"softhsm-test", "rabbitmq-test", "secureboot-test", "yubihsm-sim", "internal/artifacts", "internal/servertest", "internal/testenv", "internal/testpki", "internal/kojitest", "internal/layout"}
 
 var rules = []rule{
 	{"protocol", []string{"*"}, "protocol imports no other signet package"},
 	{"hsm", []string{"*"}, "hsm imports no other signet package"},
 	{"server/store", []string{"*"}, "server/store imports no other signet package"},
-	{"formats/", []string{"protocol", "hsm", "server", "server/", "client", "bridge", "robo"}, "the formats sign with any crypto.Signer"},
+	{"formats/", []string{"protocol", "hsm", "server", "server/", "client", "bridge", "robo", "internal/koji"}, "the formats sign with any crypto.Signer"},
 	{"bridge", []string{"hsm", "server", "server/", "formats/", "client", "robo"}, "the bridge cannot sign"},
 	{"client", []string{"hsm", "server", "server/", "bridge", "robo"}, "the client library needs no key"},
 	{"robo", []string{"hsm", "server", "server/", "bridge"}, "signet-robo signs through the client library"},
-	{"server", []string{"bridge", "client", "robo"}, "the server does not depend on the other roles"},
+	{"server", []string{"bridge", "client", "robo", "internal/koji"}, "the server does not depend on the other roles, nor talk to Koji"},
 	{"*", testOnly, "no program depends on a test package"},
 }
 
