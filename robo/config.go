@@ -21,6 +21,8 @@ const (
 	KindArtifacts = "artifacts-sign"
 	KindPackages  = "packages"
 	KindXML       = "xml-sign"
+	KindTag       = "tag-sign"
+	KindOSTree    = "ostree-sign"
 )
 
 // Config is signet-robo's configuration. ConfigHelp documents it.
@@ -43,6 +45,10 @@ type Config struct {
 	Artifacts KindConfig `mapstructure:"artifacts_sign"`
 	Packages  KindConfig `mapstructure:"packages"`
 	XML       KindConfig `mapstructure:"xml_sign"`
+	// Tag is robosignatory's TagSigner (buildsys.tag), OSTree its
+	// AtomicSigner (pungi.compose.ostree): see tagconfig.go.
+	Tag    TagConfig    `mapstructure:"tag_sign"`
+	OSTree OSTreeConfig `mapstructure:"ostree_sign"`
 }
 
 // AMQPConfig says where to consume and publish.
@@ -179,11 +185,49 @@ const ConfigHelp = `Configuration (TOML, --config):
   passphrase_file = "/etc/signet/fedora-sb.pass"
   cert_name = "signer"                          default certificate for EFI images
 
-  [xml_sign]                                    the body is the XML document
-  enabled = true
+  [xml_sign]                                    the body is the XML document; it must
+  enabled = true                                begin with <?xml version="1.0" (byte for byte)
   routing_keys = ["org.signet.prod.request.xml-sign"]
   key = "fedora-43"
-  passphrase_file = "/etc/signet/fedora-43.pass"`
+  passphrase_file = "/etc/signet/fedora-43.pass"
+
+  [tag_sign]                                    Koji buildsys.tag (robosignatory's TagSigner)
+  enabled = true
+  routing_keys = ["org.fedoraproject.prod.buildsys.tag"]
+  move_timeout = "15m"                          bound on the wait for the moveBuild task
+  [[tag_sign.instances]]
+  name = "primary"                              the messages' "instance"
+  client_instance = "koji"                      the signet client's Koji instance (default: name)
+  hub = "https://koji.example.org/kojihub"
+  cert = "/etc/signet/robo-koji.pem"            signet-robo's own Koji login (certificate and
+  key = ""                                      key, or the key apart); it writes signed copies
+  ca = "/etc/signet/koji-ca.pem"                and moves builds: Koji permissions sign and tag
+  [[tag_sign.rules]]
+  instance = "primary"                          default: the only instance
+  from = "f43-signing-pending"                  builds tagged here are signed (every RPM not
+  to = "f43-updates-testing-pending"            yet signed under sigkey), written, moved here
+  key = "fedora-43"
+  passphrase_file = "/etc/signet/fedora-43.pass"
+  sigkey = "31645531"                           Koji's name of the key's signatures
+  file_signing_key = ""                         optional: IMA signatures with this key
+  file_signing_passphrase_file = ""
+  v3_signature = false
+  trusted_taggers = []                          optional: only these users' taggings count
+  [tag_sign.rules.sidetags]                     optional: side tags of this rule
+  pattern = "<to>-build-side-<seq_id>"          <from>, <to>: the rule's tags
+  from = "<sidetag>-signing-pending"
+  to = "<sidetag>-testing-pending"
+  trusted_taggers = ["bodhi"]                   required: who may tag into a side tag's from
+
+  [ostree_sign]                                 pungi.compose.ostree (robosignatory's AtomicSigner)
+  enabled = true
+  routing_keys = ["org.fedoraproject.prod.pungi.compose.ostree"]
+  [[ostree_sign.refs]]                          only these refs, only in these repositories
+  ref = "fedora/43/x86_64/silverblue"
+  repo = "/mnt/koji/ostree/repo"
+  key = "fedora-43"
+  passphrase_file = "/etc/signet/fedora-43.pass"
+  update_ref = true                             point refs/heads/<ref> at the signed commit`
 
 // LoadConfigFile reads a TOML configuration file strictly: an unknown key
 // is an error naming the closest known one.
@@ -334,8 +378,17 @@ func (c *Config) check() error {
 			k.OutputDir, _ = filepath.Abs(k.OutputDir)
 		}
 	}
+	for _, check := range []func() (bool, error){c.Tag.check, c.OSTree.check} {
+		enabled, err := check()
+		if err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+		if enabled {
+			kinds++
+		}
+	}
 	if kinds == 0 {
-		return errors.New("configuration: no message kind is enabled ([artifacts_sign], [packages] or [xml_sign] with enabled = true)")
+		return errors.New("configuration: no message kind is enabled ([artifacts_sign], [packages], [xml_sign], [tag_sign] or [ostree_sign] with enabled = true)")
 	}
 	return nil
 }

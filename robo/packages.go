@@ -215,8 +215,8 @@ func (r *Robo) signImages(ctx context.Context, key, certName string, srcs []*sou
 // handleXML signs an XML document (the body) and answers with its
 // armored detached signature.
 func (r *Robo) handleXML(ctx context.Context, m *Message) (any, bool, error) {
-	if err := wellFormedXML(m.Body); err != nil {
-		return nil, false, malformed("the body is not a well-formed XML document: %v", err)
+	if err := checkXML(m.Body); err != nil {
+		return nil, false, err
 	}
 	kc := &r.cfg.XML
 	sum := sha256.Sum256(m.Body)
@@ -232,6 +232,24 @@ func (r *Robo) handleXML(ctx context.Context, m *Message) (any, bool, error) {
 	}
 	reply["status"], reply["signature"] = "SUCCESS", sig.String()
 	return reply, true, nil
+}
+
+// xmlDeclaration is how a body must begin: robosignatory's XMLSigner
+// signs nothing else, so that what is signed is an XML document and
+// cannot be taken for another format's signed data.
+const xmlDeclaration = `<?xml version="1.0" `
+
+// checkXML is the XML kind's guard: the body begins with the XML
+// declaration, byte for byte (no byte-order mark, no space before it),
+// and is one well-formed document.
+func checkXML(b []byte) error {
+	if !bytes.HasPrefix(b, []byte(xmlDeclaration)) {
+		return malformed("the body does not begin with %q", xmlDeclaration)
+	}
+	if err := wellFormedXML(b); err != nil {
+		return malformed("the body is not a well-formed XML document: %v", err)
+	}
+	return nil
 }
 
 // wellFormedXML checks that b is one well-formed XML document.

@@ -47,11 +47,14 @@ type Signer interface {
 	SignRPMs(ctx context.Context, opts client.SignRPMOptions, files []client.RPMFile) ([]client.RPMResult, error)
 	SignPE(ctx context.Context, req client.SignPERequest, out io.Writer) error
 	GetPublicKey(ctx context.Context, req client.GetPublicKeyRequest, out io.Writer) error
+	SignOSTree(ctx context.Context, req client.SignOSTreeRequest, out io.Writer) error
 }
 
 // handler processes one message of a kind. It returns the finished
 // message's body and whether the work succeeded; a non-nil error is
-// either malformed (reject) or transient (retry later).
+// either malformed (reject) or transient (retry later). A nil body with
+// no error acknowledges the message without answering it (a tagging or
+// ref this signer does not handle).
 type handler func(ctx context.Context, m *Message) (reply any, ok bool, err error)
 
 type kind struct {
@@ -76,6 +79,10 @@ type Robo struct {
 
 	pubMu   sync.Mutex
 	pubKeys map[string][]byte // armored public keys, by key name
+
+	// tag-sign: the rules, and how Koji sessions are opened.
+	tagRules *tagRules
+	kojiDial KojiDialer
 }
 
 // New checks cfg (as LoadConfig left it), reads the passphrase files and
@@ -116,11 +123,78 @@ func New(cfg *Config, s Signer, log *slog.Logger) (*Robo, error) {
 		add(KindArtifacts, &cfg.Artifacts, jsonCT, r.handleArtifacts),
 		add(KindPackages, &cfg.Packages, jsonCT, r.handlePackages),
 		add(KindXML, &cfg.XML, []string{"application/xml", "text/xml"}, r.handleXML),
+		r.addTag(jsonCT),
+		r.addOSTree(jsonCT),
 	); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
+
+// addPassphrase reads key's passphrase file once; two kinds naming the
+// same key must name the same passphrase.
+func (r *Robo) addPassphrase(where, key, file string) error {
+	p, err := secret.ReadFile(file, "passphrase for key "+key)
+	if err != nil {
+		return fmt.Errorf("[%s] %w", where, err)
+	}
+	if old, ok := r.passphrases[key]; ok && string(old) != string(p) {
+		return fmt.Errorf("[%s] key %s has two different passphrase files", where, key)
+	}
+	r.passphrases[key] = p
+	return nil
+}
+
+// addTag sets up the tag-sign kind, if enabled.
+func (r *Robo) addTag(ct []string) error {
+	c := &r.cfg.Tag
+	if !c.Enabled {
+		return nil
+	}
+	if _, ok := r.signer.(KojiSigner); !ok {
+		return fmt.Errorf("[tag_sign] this signet client cannot sign through Koji")
+	}
+	var err error
+	if r.tagRules, err = newTagRules(c); err != nil {
+		return fmt.Errorf("[tag_sign] %w", err)
+	}
+	for _, rule := range c.Rules {
+		if err := r.addPassphrase("tag_sign", rule.Key, rule.PassphraseFile); err != nil {
+			return err
+		}
+		if rule.FileSigningKey != "" {
+			if err := r.addPassphrase("tag_sign", rule.FileSigningKey, rule.FileSigningPassphraseFile); err != nil {
+				return err
+			}
+		}
+	}
+	if dialKoji == nil {
+		return fmt.Errorf("[tag_sign] this build of signet-robo has no Koji client")
+	}
+	r.kojiDial = dialKoji
+	r.kinds = append(r.kinds, &kind{name: KindTag, cfg: &KindConfig{Enabled: true, RoutingKeys: c.RoutingKeys, Schemas: c.Schemas},
+		contentTypes: ct, handle: r.handleTag})
+	return nil
+}
+
+// addOSTree sets up the ostree-sign kind, if enabled.
+func (r *Robo) addOSTree(ct []string) error {
+	c := &r.cfg.OSTree
+	if !c.Enabled {
+		return nil
+	}
+	for _, rc := range c.Refs {
+		if err := r.addPassphrase("ostree_sign", rc.Key, rc.PassphraseFile); err != nil {
+			return err
+		}
+	}
+	r.kinds = append(r.kinds, &kind{name: KindOSTree, cfg: &KindConfig{Enabled: true, RoutingKeys: c.RoutingKeys, Schemas: c.Schemas},
+		contentTypes: ct, handle: r.handleOSTree})
+	return nil
+}
+
+// SetKojiDialer replaces how Koji sessions are opened (tests).
+func (r *Robo) SetKojiDialer(d KojiDialer) { r.kojiDial = d }
 
 // httpClient fetches artifacts and stores signatures. Artifacts may be
 // large, so there is no overall deadline; a server that does not answer
@@ -384,6 +458,17 @@ func (r *Robo) process(ctx context.Context, pub *publisher, d amqp.Delivery) {
 	r.m.latency.WithLabelValues(m.Kind).Observe(time.Since(start).Seconds())
 	if errors.Is(err, errMalformed) {
 		r.reject(log, m, err)
+		return
+	}
+	if err == nil && reply == nil {
+		// Not for this signer (a tag or ref not configured): nothing
+		// to answer.
+		if aerr := d.Ack(false); aerr != nil {
+			log.Warn("acknowledging failed; the message will be redelivered", "err", aerr)
+			return
+		}
+		r.m.messages.WithLabelValues(m.Kind, "ignored").Inc()
+		log.Debug("ignored")
 		return
 	}
 	if err == nil {

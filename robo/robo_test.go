@@ -33,6 +33,7 @@ func TestRobo(t *testing.T) {
 	t.Run("SourcePolicy", func(t *testing.T) { testSourcePolicy(t, w, gpg) })
 	t.Run("Packages", func(t *testing.T) { testPackages(t, w, rsa) })
 	t.Run("XMLSign", func(t *testing.T) { testXML(t, w, gpg) })
+	t.Run("OSTreeSign", func(t *testing.T) { testOSTree(t, w, rsa) })
 	t.Run("BridgeRestart", func(t *testing.T) { testBridgeRestart(t, w, gpg) })
 	t.Run("BrokerRestart", func(t *testing.T) { testBrokerRestart(t, w, gpg) })
 	t.Run("Shutdown", func(t *testing.T) { testShutdown(t, w, gpg) })
@@ -373,10 +374,16 @@ passphrase_file = %[3]q
 	os.WriteFile(filepath.Join(dir, "repomd.xml"), doc, 0o644)
 	os.WriteFile(filepath.Join(dir, "repomd.xml.asc"), []byte(sig), 0o644)
 	gpg.verify(filepath.Join(dir, "repomd.xml.asc"), filepath.Join(dir, "repomd.xml"))
-	// A body that is not XML, or XML sent as JSON, is rejected.
+	// A body that is not XML, XML sent as JSON, or a well-formed
+	// document without the XML declaration (robosignatory's guard) is
+	// rejected, and nothing is answered.
 	p.publish(msg{key: rk, body: []byte("<unclosed>"), contentType: "application/xml", replyTo: name + ".replies"})
 	p.publish(msg{key: rk, body: doc, replyTo: name + ".replies"})
-	w.waitQueues(t, map[string]int{name: 0, name + ".dead": 2})
+	p.publish(msg{key: rk, body: []byte("<repomd><revision>1</revision></repomd>"), contentType: "application/xml", replyTo: name + ".replies"})
+	w.waitQueues(t, map[string]int{name: 0, name + ".dead": 3})
+	if n := len(p.waitFinished(1, time.Second)); n != 1 {
+		t.Fatalf("%d replies, want only the first", n)
+	}
 }
 
 // requests publishes n artifacts-sign requests of one artifact each and
