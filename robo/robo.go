@@ -168,9 +168,6 @@ func (r *Robo) addTag(ct []string) error {
 			}
 		}
 	}
-	if dialKoji == nil {
-		return fmt.Errorf("[tag_sign] this build of signet-robo has no Koji client")
-	}
 	r.kojiDial = dialKoji
 	r.kinds = append(r.kinds, &kind{name: KindTag, cfg: &KindConfig{Enabled: true, RoutingKeys: c.RoutingKeys, Schemas: c.Schemas},
 		contentTypes: ct, handle: r.handleTag})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/internal/koji"
 )
 
 // KojiHub is what the tag-sign kind asks of a Koji hub, logged in as
@@ -68,21 +69,18 @@ const (
 	kojiTaskFailed    = 5
 )
 
-// KojiFault is implemented by an error the hub answered with (an
-// XML-RPC fault): it is final for the message, where a transport error
-// is retried.
-type KojiFault interface {
-	KojiFault() (code int, message string)
-}
-
 func isKojiFault(err error) bool {
-	var f KojiFault
+	var f *koji.Fault
 	return errors.As(err, &f)
 }
 
-// kojiErr turns a hub error into the message's outcome: a fault is a
-// failure (FAILURE is published), anything else transient (retried).
+// kojiErr turns a hub error into the message's outcome: a fault (the hub
+// answered) is a failure, FAILURE is published; a failf error stays one;
+// anything else (the hub unreachable) is transient and retried.
 func kojiErr(call string, err error) error {
+	if isFailure(err) {
+		return err
+	}
 	if isKojiFault(err) {
 		return failf("Koji %s: %v", call, err)
 	}
