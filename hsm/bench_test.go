@@ -7,7 +7,9 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/signet-project/signet/hsm"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
@@ -54,8 +56,10 @@ func BenchmarkSign(b *testing.B) {
 }
 
 // parallel runs b.N calls of fn spread over g goroutines and reports
-// signatures per second.
+// signatures per second and the process's CPU time (user and system,
+// SoftHSM2's work included) per signature.
 func parallel(b *testing.B, g int, fn func(goroutine int) error) {
+	cpu0 := cpuTime(b)
 	var left atomic.Int64
 	left.Store(int64(b.N))
 	var wg sync.WaitGroup
@@ -79,4 +83,14 @@ func parallel(b *testing.B, g int, fn func(goroutine int) error) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sigs/s")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu_us/sig")
+}
+
+// cpuTime is the CPU time the process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# Throughput that grows with tokens: requests/s of 64 concurrent sign-data
-# clients (cmd/signet BenchmarkServiceSignData, RSA-4096) through one
-# signet-bridge, with 1, 2 and 3 signet-server processes, each on its own
-# SoftHSM2 token seen through the YubiHSM-speed module (yubihsm-sim/: a
-# YubiHSM 2's published RSA-4096 time of 852 ms times SCALE, one operation
-# at a time per token, 16 sessions). Every token holds the same key: made
-# with --backup on token a, backed up, and restored into b and c after
-# `token wrap-key import` of two of its three shares.
+# Throughput that grows with tokens, and what the server costs, in one run
+# of three parts. Every token holds the same RSA-4096 key: made with
+# --backup on token a, backed up, and restored into b and c after
+# `token wrap-key import` of two of its three shares. Each server has its
+# own SQLite database with the same user (alice) and grant.
 #
-# Each server has its own SQLite database with the same user (alice) and
-# grant: the shared PostgreSQL store of issue 14 is not built yet.
+# 1. 256 concurrent sign-data clients (cmd/signet BenchmarkServiceSignData,
+#    SIGNET_BENCH_CLIENTS=256) through one signet-bridge against one
+#    signet-server whose SoftHSM2 token is seen through the YubiHSM-speed
+#    module (yubihsm-sim/: a YubiHSM 2's published RSA-4096 time of 852 ms
+#    times SCALE, one operation at a time per token, 16 sessions): req/s,
+#    p50, p99, failures (must be 0), and what the server's metrics file
+#    showed (requests in flight, token sessions in use, queue wait).
+# 2. 64 concurrent clients with 1, 2 and 3 such servers (one token each):
+#    the table, and the ratios against the 1-server rate.
+# 3. 256 clients against one server on plain SoftHSM2 (no delays), the
+#    server pinned with taskset to the last CPU, the bridge and clients to
+#    the others; next to it hsm BenchmarkSign rsa4096/raw/g1 (bare C_Sign)
+#    pinned to the same CPU. The server's CPU time per request (utime +
+#    stime from /proc/PID/stat) against C_Sign's CPU time per signature
+#    (getrusage in the benchmark) gives what the server adds on top of
+#    C_Sign; the target is at most 15%.
 #
 #   scripts/bench-scale.sh                          SCALE=0.5, 100 requests per server
 #   SCALE=0.25 REQUESTS_PER_SERVER=200 scripts/bench-scale.sh
+#   REQUESTS_256=512 SOFT_REQUESTS=2000 scripts/bench-scale.sh
+#   PARTS=3 CPU_PROFILE=/tmp/server.pprof scripts/bench-scale.sh   part 3 only, with a Go CPU profile of its server
 #
 # SCALE must keep the token, not the CPU, the bottleneck. A request costs
 # the server about 14 ms of CPU (C_Sign included) and the bridge about 4 ms;
@@ -33,6 +46,9 @@ cd "$root"
 export CGO_ENABLED=1
 scale=${SCALE:-0.5}
 per=${REQUESTS_PER_SERVER:-100}
+reqs256=${REQUESTS_256:-256}
+soft_reqs=${SOFT_REQUESTS:-1000}
+parts=${PARTS:-123}
 max_servers=3
 names=(a b c)
 
@@ -61,6 +77,7 @@ trap cleanup EXIT
 mkdir -p "$dir/bin" "$dir/pki" "$dir/secrets" "$dir/log" "$dir/shares"
 go build -o "$dir/bin/" ./cmd/signet-server ./cmd/signet-bridge ./cmd/signet
 go test -c -o "$dir/bin/signet.test" ./cmd/signet/
+go test -c -o "$dir/bin/hsm.test" ./hsm/
 gcc -Wall -Werror -O2 -shared -fPIC -fvisibility=hidden -I "$(go list -m -f '{{.Dir}}' github.com/miekg/pkcs11)" \
 	-o "$dir/bin/yubihsmsim.so" yubihsm-sim/csrc/yubihsmsim.c -ldl -lpthread
 softhsm=${SIGNET_SOFTHSM2_MODULE:-}
@@ -133,7 +150,7 @@ for n in "${names[@]}"; do
 	echo "token scale-$n: $fp" >"$dir/srv-$n/key.txt"
 done
 
-# Configurations. The bridge lets alice have all 64 requests open and
+# Configurations. The bridge lets alice have all 256 requests open and
 # lets them wait for a server as long as one token's queue takes.
 cat >"$dir/bridge.toml" <<EOF
 client_listen = "127.0.0.1:$client_port"
@@ -141,8 +158,9 @@ server_listen = "127.0.0.1:$server_port"
 metrics_listen = "127.0.0.1:$metrics_port"
 server_names = ["server"]
 pairing_timeout = "10m"
-max_pending_pairings = 256
-max_handshakes_per_ip = 128
+max_pending_pairings = 512
+max_handshakes = 512
+max_handshakes_per_ip = 512
 
 [tls]
 cert = "$pki/bridge.pem"
@@ -150,7 +168,7 @@ key = "$pki/bridge-key.pem"
 ca = "$pki/ca.pem"
 
 [requests_per_cn]
-alice = 128
+alice = 512
 EOF
 for n in "${names[@]}"; do
 	cat >"$dir/srv-$n/server.toml" <<EOF
@@ -174,8 +192,12 @@ idle = 4
 [server]
 unwrap_cache = "30m"
 spool_dir = "$dir/srv-$n/spool"
+metrics_file = "$dir/srv-$n/metrics.prom"
+metrics_interval = "200ms"
 EOF
 done
+# Part 3's server: token a without the YubiHSM-speed module.
+sed "s|^module = .*|module = \"$softhsm\"|" "$dir/srv-a/server.toml" >"$dir/srv-a/server-soft.toml"
 cat >"$dir/alice.toml" <<EOF
 bridge-hostname = "localhost"
 bridge-port = $client_port
@@ -210,12 +232,20 @@ signed() {
 }
 
 printf 'data' >"$dir/warm.txt"
-results=()
-for k in $(seq "$max_servers"); do
+# start_servers K [CONFIG] [TASKSET-CPUS] starts servers a.. (K of them)
+# on the YubiHSM-speed module (or with CONFIG, a file name in srv-a/),
+# waits until all their connections wait at the bridge, and warms each
+# connection with one untimed request, one at a time (the bridge hands out
+# the oldest first), so that every server has unwrapped alice's PIN
+# (Argon2id) before the clock starts.
+start_servers() {
+	local k=$1 conf=${2:-server.toml} cpus=${3:-} i n pin=() extra=()
+	[ "$conf" = server-soft.toml ] && [ -n "${CPU_PROFILE:-}" ] && extra=(--cpu-profile "$CPU_PROFILE")
+	[ -n "$cpus" ] && pin=(taskset -c "$cpus")
 	for i in $(seq 0 $((k - 1))); do
 		n=${names[$i]}
 		SOFTHSM2_CONF=$dir/tok-$n/softhsm2.conf SIGNET_YHSIM_MODULE=$softhsm SIGNET_YHSIM_SCALE=$scale \
-			"$dir/bin/signet-server" --config "$dir/srv-$n/server.toml" run >>"$dir/log/server-$n.log" 2>&1 &
+			"${pin[@]}" "$dir/bin/signet-server" --config "$dir/srv-$n/$conf" run "${extra[@]}" >>"$dir/log/server-$n.log" 2>&1 &
 		pids+=($!)
 	done
 	for i in $(seq 300); do
@@ -223,37 +253,121 @@ for k in $(seq "$max_servers"); do
 		[ "$i" = 300 ] && { echo "$0: $k servers did not all connect to the bridge within 60 s; logs in $dir/log" >&2; tail -5 "$dir"/log/*.log >&2; exit 1; }
 		sleep 0.2
 	done
-	# Warm-up, not timed: one request on each of the 4k idle connections,
-	# one at a time (the bridge hands out the oldest first), so that every
-	# server has unwrapped alice's PIN (Argon2id) before the clock starts.
 	for _ in $(seq $((4 * k))); do
 		printf '%s\0' "$(cat "$dir/secrets/alice-passphrase")" |
 			"$dir/bin/signet" -c "$dir/alice.toml" --batch sign-data -o "$dir/warm.sig" scale-rsa "$dir/warm.txt" >/dev/null
 	done
+}
+# bench CLIENTS REQUESTS [TASKSET-CPUS] runs the benchmark and prints its
+# line. Go runs a benchmark once with one iteration before the timed run:
+# REQUESTS + 1 requests in all, which the CPU figures divide by.
+bench() {
+	local pin=()
+	[ -n "${3:-}" ] && pin=(taskset -c "$3")
+	SIGNET_DEVSTACK=$dir SIGNET_BENCH_KEY=scale-rsa SIGNET_BENCH_CLIENTS=$1 "${pin[@]}" "$dir/bin/signet.test" -test.run '^$' \
+		-test.bench BenchmarkServiceSignData -test.benchtime "$2x" | grep '^BenchmarkServiceSignData' || {
+		echo "$0: the benchmark ($1 clients, $2 requests) failed; logs in $dir/log" >&2
+		exit 1
+	}
+}
+field() { echo "$1" | awk -v u="$2" '{for (i = 1; i <= NF; i++) if ($i == u) print $(i-1)}'; }
+# metric FILE NAME prints a metric's value from a textfile.
+metric() { awk -v m="$2" '$1 == m {print $2; found=1} END {if (!found) print 0}' "$1"; }
+mfile=$dir/srv-a/metrics.prom
+ms=$(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}')
+
+# Part 1: 256 clients, one server. A sampler keeps the highest in-flight
+# and sessions-in-use values the metrics file showed.
+if [[ $parts == *1* ]]; then
+start_servers 1
+(
+	fl=0 su=0
+	while :; do
+		if [ -s "$mfile" ]; then
+			f=$(metric "$mfile" signet_server_requests_in_flight) u=$(metric "$mfile" signet_server_token_sessions_in_use)
+			fl=$(awk -v a="$fl" -v b="$f" 'BEGIN {print (b > a ? b : a)}') su=$(awk -v a="$su" -v b="$u" 'BEGIN {print (b > a ? b : a)}')
+			echo "$fl $su" >"$dir/peaks.tmp" && mv "$dir/peaks.tmp" "$dir/peaks"
+		fi
+		sleep 0.2
+	done
+) &
+sampler=$!
+sleep 0.5 # the metrics file after the warm-up
+w0=$(metric "$mfile" signet_server_token_session_wait_seconds_sum) c0=$(metric "$mfile" signet_server_token_session_wait_seconds_count)
+line256=$(bench 256 "$reqs256")
+sleep 0.5 # one more metrics write
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+read -r peak_flight peak_sessions <"$dir/peaks"
+w1=$(metric "$mfile" signet_server_token_session_wait_seconds_sum) c1=$(metric "$mfile" signet_server_token_session_wait_seconds_count)
+smax=$(metric "$mfile" signet_server_token_sessions_max)
+stop_all
+fi
+
+# Part 2: 1, 2 and 3 servers, 64 clients.
+results=()
+[[ $parts == *2* ]] && for k in $(seq "$max_servers"); do
+	start_servers "$k"
 	before=()
 	for i in $(seq 0 $((k - 1))); do before+=("$(signed "${names[$i]}")"); done
 	reqs=$((per * k))
 	srv0=$(cpu_ms "${pids[@]}") br0=$(cpu_ms "$bridge_pid")
-	line=$(SIGNET_DEVSTACK=$dir SIGNET_BENCH_KEY=scale-rsa "$dir/bin/signet.test" -test.run '^$' \
-		-test.bench BenchmarkServiceSignData -test.benchtime "${reqs}x" | grep '^BenchmarkServiceSignData') || {
-		echo "$0: the benchmark failed with $k servers; logs in $dir/log" >&2
-		exit 1
-	}
+	line=$(bench 64 "$reqs")
 	srv_cpu=$(awk -v a="$(cpu_ms "${pids[@]}")" -v b="$srv0" -v n="$((reqs + 1))" 'BEGIN {printf "%.1f", (a - b) / n}')
 	br_cpu=$(awk -v a="$(cpu_ms "$bridge_pid")" -v b="$br0" -v n="$((reqs + 1))" 'BEGIN {printf "%.1f", (a - b) / n}')
-	field() { echo "$line" | awk -v u="$1" '{for (i = 1; i <= NF; i++) if ($i == u) print $(i-1)}'; }
 	spread=
 	for i in $(seq 0 $((k - 1))); do
 		spread+="${spread:+/}$(($(signed "${names[$i]}") - ${before[$i]}))"
 	done
-	results+=("$k $reqs $(field req/s) $(field p50_ms) $(field p99_ms) $srv_cpu $br_cpu $spread")
+	results+=("$k $reqs $(field "$line" req/s) $(field "$line" p50_ms) $(field "$line" p99_ms) $srv_cpu $br_cpu $spread")
 	stop_all
 done
 
-echo "YubiHSM-speed tokens: RSA-4096 852 ms x $scale = $(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}') ms a signature, one at a time, 16 sessions"
-echo "64 concurrent sign-data clients (RSA-4096 key scale-rsa, same key in every token), one bridge"
-echo "of tokens: req/s against what k tokens can sign at most (k / $(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}') ms); below 100% something else held the requests"
-echo "CPU columns: all servers' and the bridge's CPU time per request during the timed run (the token's time is $(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}') ms)"
+# Part 3: plain SoftHSM2, the server alone on the last CPU.
+if [[ $parts == *3* ]]; then
+ncpu=$(nproc)
+core=$((ncpu - 1))
+others=0-$((ncpu > 1 ? ncpu - 2 : 0))
+taskset -a -p -c "$others" "$bridge_pid" >/dev/null
+# raw_sign prints hsm BenchmarkSign rsa4096/raw/g1's sigs/s and CPU ms a
+# signature, on the server's CPU. It runs before and after the server, as
+# the CPU a signature costs moves with what the other CPU's sibling does.
+raw_sign() {
+	local line
+	line=$(SIGNET_HSM_KEYTYPES=rsa4096 taskset -c "$core" "$dir/bin/hsm.test" -test.run '^$' \
+		-test.bench 'BenchmarkSign/rsa4096/raw/g1$' -test.benchtime "${RAW_SIGNATURES:-300}x" | grep '^BenchmarkSign') || {
+		echo "$0: the raw C_Sign benchmark failed" >&2
+		exit 1
+	}
+	echo "$(field "$line" sigs/s) $(awk -v u="$(field "$line" cpu_us/sig)" 'BEGIN {printf "%.2f", u / 1000}')"
+}
+read -r raw_rate0 raw_cpu0 <<<"$(raw_sign)"
+start_servers 1 server-soft.toml "$core"
+sleep 0.5 # the metrics file after the warm-up
+srv0=$(cpu_ms "${pids[0]}") kdf0=$(metric "$mfile" signet_server_kdf_runs_total)
+line_soft=$(bench 256 "$soft_reqs" "$others")
+srv_soft=$(awk -v a="$(cpu_ms "${pids[0]}")" -v b="$srv0" -v n="$((soft_reqs + 1))" 'BEGIN {printf "%.2f", (a - b) / n}')
+sleep 0.5
+kdf_soft=$(awk -v a="$(metric "$mfile" signet_server_kdf_runs_total)" -v b="$kdf0" 'BEGIN {print a - b}')
+stop_all
+read -r raw_rate1 raw_cpu1 <<<"$(raw_sign)"
+raw_cpu=$(awk -v a="$raw_cpu0" -v b="$raw_cpu1" 'BEGIN {printf "%.2f", (a + b) / 2}')
+fi
+
+if [[ $parts == *1* ]]; then
+echo "== 256 concurrent sign-data clients, one server, YubiHSM-speed token (RSA-4096 852 ms x $scale = $ms ms a signature, one at a time, 16 sessions)"
+printf '%-9s %9s %9s %9s %9s %9s\n' requests "req/s" "p50 ms" "p99 ms" failures "of token"
+printf '%-9s %9.2f %9.1f %9.1f %9s %8.0f%%\n' "$reqs256" "$(field "$line256" req/s)" "$(field "$line256" p50_ms)" "$(field "$line256" p99_ms)" \
+	"$(field "$line256" failures)" "$(awk -v r="$(field "$line256" req/s)" -v s="$scale" 'BEGIN {print 100 * r * 0.852 * s}')"
+echo "server metrics during the run: at most $peak_flight requests in flight, $peak_sessions of $smax token sessions in use;" \
+	"token queue wait $(awk -v a="$w0" -v b="$w1" -v c="$c0" -v d="$c1" 'BEGIN {printf "%.1f", (d > c ? 1000 * (b - a) / (d - c) : 0)}') ms on average over $(awk -v c="$c0" -v d="$c1" 'BEGIN {print d - c}') token operations" \
+	"(the other requests waited at the bridge for one of the server's connections)"
+echo
+fi
+if [[ $parts == *2* ]]; then
+echo "== 64 concurrent sign-data clients, 1 to 3 servers, one YubiHSM-speed token each, one bridge"
+echo "of tokens: req/s against what k tokens can sign at most (k / $ms ms); below 100% something else held the requests"
+echo "CPU columns: all servers' and the bridge's CPU time per request during the timed run (the token's time is $ms ms)"
 for n in "${names[@]}"; do cat "$dir/srv-$n/key.txt"; done
 printf '%-8s %9s %9s %7s %9s %9s %9s %12s %12s  %s\n' servers requests "req/s" ratio "of tokens" "p50 ms" "p99 ms" "server CPU" "bridge CPU" "signed per server (audit; +1 untimed probe)"
 base=
@@ -263,5 +377,18 @@ for r in "${results[@]}"; do
 	printf '%-8s %9s %9.2f %6.2fx %8.0f%% %9.1f %9.1f %9s ms %9s ms  %s\n' "$k" "$reqs" "$rps" "$(awk -v a="$rps" -v b="$base" 'BEGIN {print a / b}')" \
 		"$(awk -v r="$rps" -v k="$k" -v s="$scale" 'BEGIN {print 100 * r * 0.852 * s / k}')" "$p50" "$p99" "$scpu" "$bcpu" "$spread"
 done
+echo
+fi
+if [[ $parts == *3* ]]; then
+echo "== 256 concurrent sign-data clients, one server on plain SoftHSM2 (RSA-4096), server pinned to CPU $core, bridge and clients to CPU $others"
+printf '%-22s %9s %9s %9s %9s %16s\n' "" "req/s" "p50 ms" "p99 ms" failures "CPU ms/request"
+printf '%-22s %9.1f %9.1f %9.1f %9s %16s\n' "server ($soft_reqs requests)" "$(field "$line_soft" req/s)" "$(field "$line_soft" p50_ms)" \
+	"$(field "$line_soft" p99_ms)" "$(field "$line_soft" failures)" "$srv_soft"
+printf '%-22s %9.1f %9s %9s %9s %16s\n' "raw C_Sign before" "$raw_rate0" - - - "$raw_cpu0" "raw C_Sign after" "$raw_rate1" - - - "$raw_cpu1"
+echo "server CPU per signature beyond C_Sign (mean of the raw runs): $(awk -v s="$srv_soft" -v r="$raw_cpu" 'BEGIN {printf "%.2f ms = %.0f%% of C_Sign (target: at most 15%%)", s - r, 100 * (s - r) / r}')" \
+	"($kdf_soft Argon2id runs during the run)"
+echo
+fi
+[[ $parts == *2* ]] || exit 0
 ratio() { echo "${results[$1]}" | awk -v b="$base" '{printf "%.2fx", $3 / b}'; }
 echo "scale: 2 servers $(ratio 1), 3 servers $(ratio 2)"
