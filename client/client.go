@@ -174,6 +174,14 @@ type Request struct {
 	// connection.
 	SubKeys *protocol.SubKeys
 	Sub     func(m *protocol.Mux) error
+	// NoPayloadAuth leaves payload-auth-sha512 out of the inner message,
+	// as Sigul's client does for a sign-rpm of a package from Koji,
+	// whose payload the bridge supplies (§5.2, §7.10).
+	NoPayloadAuth bool
+	// KojiOnly is sign-rpm with return-data false (§6.5): the bridge
+	// stored the signature in Koji and sends an empty payload with the
+	// server's MAC of the package it dropped, which is read and ignored.
+	KojiOnly bool
 }
 
 // Reply is a verified reply.
@@ -290,6 +298,9 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 	defer keys.Zero()
 	// From here on the server may act on the request.
 	sent = true
+	if req.NoPayloadAuth {
+		psum = nil
+	}
 	if err := c.sendInner(inner, h, psum, keys, req.Secrets, req.SubKeys); err != nil {
 		return nil, sent, fmt.Errorf("%s: sending the inner message: %w", req.Op, err)
 	}
@@ -319,6 +330,20 @@ func (c *Client) exchange(conn *tls.Conn, h *protocol.RequestHeader, req *Reques
 	}
 	if expected && reply.Code != protocol.CodeOK {
 		max = 0
+	}
+	if req.KojiOnly {
+		// The only reply whose payload MAC is skipped on purpose: it
+		// is over the signed package, which the bridge stored in Koji
+		// and did not forward (§6.5). The payload must be empty.
+		p, err := protocol.NewRelayPayloadReader(m.Reader(protocol.Outer), 0, "reply payload (--koji-only)")
+		if err == nil {
+			err = p.Finish()
+		}
+		if err != nil {
+			return nil, sent, fmt.Errorf("%s: reading the reply payload: %w", req.Op, err)
+		}
+		c.teardown(conn, m)
+		return reply, sent, nil
 	}
 	p, err := protocol.NewPayloadReader(m.Reader(protocol.Outer), keys.Payload, max, "reply payload")
 	if err != nil {

@@ -43,6 +43,9 @@ type Config struct {
 	// private key. The certificate's CN is the user name the server expects.
 	CertFile string `toml:"client-cert-file"`
 	KeyFile  string `toml:"client-key-file"`
+	// Koji is the [koji] table: the Koji instances in which packages
+	// named by N-V-R.A are looked up (see KojiConfig).
+	Koji KojiConfig `toml:"koji"`
 }
 
 // LoadConfig reads a TOML configuration file. The keys may be at the top
@@ -83,6 +86,9 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	if err := c.Koji.resolvePaths(dir); err != nil {
+		return nil, fmt.Errorf("%s: [koji]: %w", path, err)
+	}
 	if c.BridgePort == 0 {
 		c.BridgePort = DefaultBridgePort
 	}
@@ -106,6 +112,9 @@ func (c *Config) merge(o *Config) {
 	}
 	if len(o.Bridges) > 0 {
 		c.Bridges = o.Bridges
+	}
+	if !o.Koji.empty() {
+		c.Koji = o.Koji
 	}
 }
 

@@ -14,11 +14,25 @@ import (
 	"github.com/signet-project/signet/protocol"
 )
 
-// RPMFile is one package to sign: the file read and where the signed
-// package is written (the same path replaces the package, atomically).
+// RPMFile is one package to sign: the file read, or the package's N-V-R.A
+// in Koji, and where the signed package is written (the same path
+// replaces the package, atomically; "" with KojiOnly).
 type RPMFile struct {
-	Path   string
+	Path string
+	// NEVRA, if set instead of Path, names a package in Koji (N-V-R.A,
+	// as Koji's getRPM takes it): the client looks it up in
+	// SignRPMOptions.Koji and sends no payload; the bridge fetches the
+	// package from Koji (§7.2, §7.10).
+	NEVRA  string
 	Output string
+}
+
+// Name is the package as the user named it: its file or its N-V-R.A.
+func (f RPMFile) Name() string {
+	if f.NEVRA != "" {
+		return f.NEVRA
+	}
+	return f.Path
 }
 
 // RPMResult is the outcome for one package of a batch: Err is nil when
@@ -45,6 +59,22 @@ type SignRPMOptions struct {
 	// Progress, if set, is called once per package of a batch, in the
 	// order the results arrive.
 	Progress func(done, total int, r RPMResult)
+
+	// Koji looks up the packages named by N-V-R.A (RPMFile.NEVRA), in
+	// the Koji instance KojiInstance names ("" for the bridge's and the
+	// client's default one); the bridge is told the instance with the
+	// koji-instance field (-k).
+	Koji         KojiLookup
+	KojiInstance string
+	// StoreInKoji has the bridge import each new signature into Koji
+	// (import-signature, --store-in-koji).
+	StoreInKoji bool
+	// KojiOnly has the bridge return no signed package (return-data
+	// false, --koji-only): the signature is only stored in Koji, which
+	// StoreInKoji must then ask for. The reply carries no payload, and
+	// its MAC, made over the signed package the client never sees, is
+	// read and ignored (§6.5, the one such case).
+	KojiOnly bool
 }
 
 // MaxSignatureHeader bounds a signature header returned by head signing.
@@ -58,6 +88,18 @@ func (o *SignRPMOptions) fields(op string) (*fieldList, protocol.Fields, error) 
 		if err == nil {
 			err = sec.Set("file-signing-key-passphrase", o.FileSigningPassphrase)
 		}
+	}
+	if o.StoreInKoji {
+		fl.boolean("import-signature", true)
+	}
+	if o.KojiOnly {
+		fl.boolean("return-data", false)
+		if !o.StoreInKoji && err == nil {
+			err = errors.New("--koji-only is valid only with --store-in-koji")
+		}
+	}
+	if o.KojiInstance != "" {
+		fl.str("koji-instance", o.KojiInstance)
 	}
 	if o.V3Signature {
 		fl.boolean("v3-signature", true)
@@ -76,12 +118,22 @@ func (o *SignRPMOptions) fields(op string) (*fieldList, protocol.Fields, error) 
 
 // SignRPM signs one package with sign-rpm (§7.10): the whole file goes to
 // the server, which checks it and returns it signed; it is written to
-// in.Output only once the reply verified.
+// in.Output only once the reply verified. A package named by N-V-R.A is
+// looked up in Koji first and sent without payload (the bridge fetches
+// it); with KojiOnly nothing is written.
 func (c *Client) SignRPM(ctx context.Context, opts SignRPMOptions, in RPMFile) error {
 	fl, sec, err := opts.fields("sign-rpm")
 	defer sec.Zero()
 	if err != nil {
 		return fmt.Errorf("sign-rpm: %w", err)
+	}
+	if in.NEVRA != "" {
+		return c.signKojiRPM(ctx, &opts, fl, sec, in)
+	}
+	if opts.KojiOnly {
+		// Sigul's client allows it; the bridge then stores the signature
+		// in Koji and returns nothing to write.
+		return c.signRPMKojiOnly(ctx, fl, sec, in)
 	}
 	f, fi, err := openRPM(in.Path)
 	if err != nil {
@@ -92,6 +144,39 @@ func (c *Client) SignRPM(ctx context.Context, opts SignRPMOptions, in RPMFile) e
 		_, err := c.Do(ctx, &Request{Op: "sign-rpm", Fields: fl.f, Secrets: sec, Payload: f, PayloadSize: fi.Size()}, w)
 		return err
 	})
+}
+
+// signKojiRPM is SignRPM for a package in Koji: the look-up's fields,
+// no payload and no payload-auth-sha512 (§7.10).
+func (c *Client) signKojiRPM(ctx context.Context, opts *SignRPMOptions, fl *fieldList, sec protocol.Fields, in RPMFile) error {
+	r, err := opts.lookup(ctx, in.NEVRA)
+	if err != nil {
+		return err
+	}
+	if err := kojiFields(&fl.f, r); err != nil {
+		return &KojiError{NEVRA: in.NEVRA, Instance: opts.KojiInstance, Err: err}
+	}
+	req := &Request{Op: "sign-rpm", Fields: fl.f, Secrets: sec, NoPayloadAuth: true, KojiOnly: opts.KojiOnly}
+	if opts.KojiOnly {
+		_, err := c.Do(ctx, req, nil)
+		return err
+	}
+	return WriteFileAtomic(in.Output, 0o644, func(w io.Writer) error {
+		_, err := c.Do(ctx, req, w)
+		return err
+	})
+}
+
+// signRPMKojiOnly sends a local package for the bridge to store its
+// signature in Koji, and writes nothing.
+func (c *Client) signRPMKojiOnly(ctx context.Context, fl *fieldList, sec protocol.Fields, in RPMFile) error {
+	f, fi, err := openRPM(in.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = c.Do(ctx, &Request{Op: "sign-rpm", Fields: fl.f, Secrets: sec, Payload: f, PayloadSize: fi.Size(), KojiOnly: true}, nil)
+	return err
 }
 
 // openRPM opens an RPM and checks that it parses, so that what is not a
@@ -140,7 +225,16 @@ func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMF
 		return results, fmt.Errorf("sign-rpms: %w", err)
 	}
 	b := &rpmBatch{c: c, opts: &opts, files: files, results: results,
-		answered: make([]bool, len(files)), pkgs: make([]*rpm.Package, len(files))}
+		answered: make([]bool, len(files)), sent: make([]bool, len(files)),
+		pkgs: make([]*rpm.Package, len(files)), koji: make([]*KojiRPM, len(files))}
+	for _, f := range files {
+		if f.NEVRA != "" && opts.HeadSigning && !opts.KojiOnly {
+			return results, errors.New("sign-rpms: --head-signing returns only signature headers, and a package from Koji has no local copy to splice them into: add --store-in-koji --koji-only, or leave out --head-signing")
+		}
+	}
+	// Every package named by N-V-R.A is looked up before the connection
+	// opens; one Koji does not give is reported now, and not sent.
+	b.lookupAll(ctx)
 	resumes := c.Retry.withDefaults().Resumes
 	for try := 0; ; try++ {
 		// Each connection resends the packages that have no verified
@@ -195,6 +289,7 @@ func (b *rpmBatch) start(keys protocol.SubKeys) {
 		if !b.answered[i] {
 			b.todo = append(b.todo, i)
 			b.pkgs[i] = nil
+			b.sent[i] = false
 		}
 	}
 }
@@ -220,7 +315,7 @@ var ErrNotSigned = errors.New("no reply from the server for this package")
 // number of sub-replies that arrived and the batch's error.
 func (b *rpmBatch) unanswered(i, replies int, err error) error {
 	b.mu.Lock()
-	sent := b.pkgs[i] != nil
+	sent := b.sent[i]
 	b.mu.Unlock()
 	what := "sent"
 	if !sent {
@@ -248,7 +343,9 @@ type rpmBatch struct {
 	mu       sync.Mutex
 	todo     []int // the packages to send on this connection
 	answered []bool
+	sent     []bool         // sent on this connection
 	pkgs     []*rpm.Package // parsed when sent on this connection
+	koji     []*KojiRPM     // what Koji said of the packages named by N-V-R.A
 	done     int
 	replies  int // sub-replies read, on all connections
 }
@@ -282,6 +379,28 @@ func (b *rpmBatch) send(m *protocol.Mux) error {
 	w := protocol.NewSubRequestWriter(out, b.keys)
 	for _, i := range b.todo {
 		file := b.files[i]
+		if file.NEVRA != "" {
+			// From Koji: the look-up's fields and no payload; the
+			// bridge fetches the package (§7.2).
+			b.mu.Lock()
+			r := b.koji[i]
+			b.mu.Unlock()
+			fields, err := subRequestIDField(uint32(i))
+			if err == nil {
+				err = kojiFields(&fields, r)
+			}
+			if err != nil {
+				b.finish(i, &KojiError{NEVRA: file.NEVRA, Instance: b.opts.KojiInstance, Err: err})
+				continue
+			}
+			b.mu.Lock()
+			b.sent[i] = true
+			b.mu.Unlock()
+			if _, err := w.Write(fields, 0, nil); err != nil {
+				return fmt.Errorf("sending %s: %w", file.NEVRA, err)
+			}
+			continue
+		}
 		f, fi, err := openRPM(file.Path)
 		if err != nil {
 			b.finish(i, err)
@@ -299,6 +418,7 @@ func (b *rpmBatch) send(m *protocol.Mux) error {
 		}
 		b.mu.Lock()
 		b.pkgs[i] = p
+		b.sent[i] = true
 		b.mu.Unlock()
 		fields, err := subRequestFields(uint32(i), p.NEVRA())
 		if err == nil {
@@ -324,6 +444,12 @@ func HeadPrefixLen(p *rpm.Package) int64 {
 	const unit, past = 4096, 16
 	n := (p.PayloadOffset + past + unit - 1) / unit * unit
 	return min(n, p.Size)
+}
+
+func subRequestIDField(id uint32) (protocol.Fields, error) {
+	var f protocol.Fields
+	err := f.Set("id", binary.BigEndian.AppendUint32(nil, id))
+	return f, err
 }
 
 func subRequestFields(id uint32, n rpm.NEVRA) (protocol.Fields, error) {
@@ -368,7 +494,7 @@ func (b *rpmBatch) receive(m *protocol.Mux) error {
 		}
 		i := int(binary.BigEndian.Uint32(id))
 		b.mu.Lock()
-		bad := i >= len(b.files) || b.answered[i] || b.pkgs[i] == nil
+		bad := i >= len(b.files) || b.answered[i] || !b.sent[i]
 		b.mu.Unlock()
 		if bad {
 			return fmt.Errorf("sub-reply %d answers id %d, which was not sent or is already answered", r.Seq, i)
@@ -379,6 +505,19 @@ func (b *rpmBatch) receive(m *protocol.Mux) error {
 				return fmt.Errorf("sub-reply %d: %w", r.Seq, ferr)
 			}
 			b.finish(i, err)
+			continue
+		}
+		if b.opts.KojiOnly {
+			// The bridge stored the signature in Koji and dropped the
+			// package; the MAC it forwards is over that package and
+			// is read but cannot be checked (§6.5, §7.9 step 4).
+			if n := r.Payload.Len(); n != 0 {
+				return fmt.Errorf("sub-reply %d: %d bytes of payload with --koji-only, where the bridge must send none", r.Seq, n)
+			}
+			if err := r.Payload.Finish(); err != nil && !errors.Is(err, protocol.ErrIntegrity) {
+				return fmt.Errorf("reading the replies: %w", noReply(err))
+			}
+			b.finish(i, nil)
 			continue
 		}
 		pr := &streamReader{r: r.Payload}
@@ -416,12 +555,16 @@ func (s *streamReader) Read(p []byte) (int, error) {
 // signed package, or the signature header to splice into a copy.
 func (b *rpmBatch) write(i int, payload io.Reader) error {
 	file := b.files[i]
-	fi, err := os.Stat(file.Path)
-	if err != nil {
-		return err
+	perm := os.FileMode(0o644)
+	if file.NEVRA == "" {
+		fi, err := os.Stat(file.Path)
+		if err != nil {
+			return err
+		}
+		perm = fi.Mode().Perm()
 	}
 	if !b.opts.HeadSigning {
-		return WriteFileAtomic(file.Output, fi.Mode().Perm(), func(w io.Writer) error {
+		return WriteFileAtomic(file.Output, perm, func(w io.Writer) error {
 			_, err := io.Copy(w, payload)
 			return err
 		})
@@ -438,7 +581,7 @@ func (b *rpmBatch) write(i int, payload io.Reader) error {
 	b.mu.Lock()
 	p := b.pkgs[i]
 	b.mu.Unlock()
-	return WriteFileAtomic(file.Output, fi.Mode().Perm(), func(w io.Writer) error {
+	return WriteFileAtomic(file.Output, perm, func(w io.Writer) error {
 		return rpm.Splice(w, f, p, bytes.Clone(hdr))
 	})
 }

@@ -32,8 +32,12 @@ type SigulConfig struct {
 	// MinTLS and MaxTLS are nss-min-tls and nss-max-tls.
 	MinTLS, MaxTLS string
 	// KojiInstances and BindingsEnabled are [koji] koji-instances and
-	// [binding] enabled, which signet has no use for.
+	// [binding] enabled, as written.
 	KojiInstances, BindingsEnabled string
+	// Koji is the [koji] section: koji-config (the Koji client
+	// configuration used without -k) if set, and for each name in
+	// koji-instances its koji-config-NAME, "~" expanded.
+	Koji KojiConfig
 }
 
 // iniFile is a parsed INI file: section -> key -> value, keys lowercased
@@ -140,6 +144,25 @@ func ParseSigulConfig(b []byte) (*SigulConfig, error) {
 		BindingsEnabled: get("binding", "enabled", ""),
 	}
 	c.NSSPassword, c.HasNSSPassword = f.get("nss", "nss-password")
+	if v, ok := f.get("koji", "koji-config"); ok && v != "" {
+		if c.Koji.KojiConfig, err = expandPath(v, ""); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range strings.Fields(c.KojiInstances) {
+		v, ok := f.get("koji", "koji-config-"+name)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("[koji] koji-instances names %s, but koji-config-%s is not set", name, name)
+		}
+		if c.Koji.Instances == nil {
+			c.Koji.Instances = map[string]KojiInstance{}
+		}
+		p, err := expandPath(v, "")
+		if err != nil {
+			return nil, err
+		}
+		c.Koji.Instances[name] = KojiInstance{KojiConfig: p}
+	}
 	port := get("client", "bridge-port", strconv.Itoa(DefaultBridgePort))
 	if c.BridgePort, err = strconv.Atoi(port); err != nil || c.BridgePort <= 0 || c.BridgePort > 65535 {
 		return nil, fmt.Errorf("[client] bridge-port %q is not a port number", port)

@@ -53,6 +53,7 @@ type app struct {
 	openTTY        func() (*os.File, error)
 
 	client *client.Client
+	cfg    *client.Config
 	ctx    context.Context
 }
 
@@ -178,7 +179,7 @@ func (a *app) connect() error {
 		}
 		c.Log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 	}
-	a.client = c
+	a.client, a.cfg = c, cfg
 	return nil
 }
 

@@ -153,6 +153,9 @@ func (a *app) importSigul(src, out string) (err error) {
 	}
 	fmt.Fprintf(&toml, "ca-file = %s\nclient-cert-file = %s\nclient-key-file = %s\n",
 		strconv.Quote(filepath.Base(caPath)), strconv.Quote(filepath.Base(certPath)), strconv.Quote(filepath.Base(keyPath)))
+	if err := writeKojiTOML(&toml, sc.Koji); err != nil {
+		return err
+	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -192,13 +195,60 @@ func (a *app) importSigul(src, out string) (err error) {
 	if sc.MinTLS != "tls1.2" || sc.MaxTLS != "tls1.2" {
 		fmt.Fprintf(a.stdout, "Note: nss-min-tls/nss-max-tls (%s/%s) are not carried over: signet's client uses TLS 1.2 or 1.3.\n", sc.MinTLS, sc.MaxTLS)
 	}
-	if strings.TrimSpace(sc.KojiInstances) != "" {
-		fmt.Fprintf(a.stdout, "Note: [koji] instances (%s) are not carried over: signet's client does not talk to Koji.\n", sc.KojiInstances)
+	for _, name := range append([]string{""}, cfg.Koji.InstanceNames()...) {
+		if name == "" && cfg.Koji.KojiConfig == "" {
+			continue
+		}
+		what := "Koji instance " + name
+		if name == "" {
+			what = "the default Koji configuration"
+		}
+		if _, err := cfg.Koji.Resolve(name); err != nil {
+			fmt.Fprintf(a.stdout, "Note: %s was carried over but cannot be used as it is: %v\n", what, err)
+		}
 	}
 	if strings.TrimSpace(sc.BindingsEnabled) != "" {
 		fmt.Fprintf(a.stdout, "Note: [binding] methods (%s) are not carried over: signet supports no passphrase binding.\n", sc.BindingsEnabled)
 	}
 	return nil
+}
+
+// writeKojiTOML writes Sigul's [koji] section as signet's [koji] table:
+// the same Koji client configuration files, by absolute name.
+func writeKojiTOML(w *bytes.Buffer, k client.KojiConfig) error {
+	abs := func(p string) (string, error) {
+		if p == "" {
+			return "", nil
+		}
+		return filepath.Abs(p)
+	}
+	if k.KojiConfig == "" && len(k.Instances) == 0 {
+		return nil
+	}
+	w.WriteString("\n# Koji instances, from Sigul's [koji] section: sign-rpm and sign-rpms\n# look packages named by N-V-R.A up there (-k NAME).\n[koji]\n")
+	if k.KojiConfig != "" {
+		p, err := abs(k.KojiConfig)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "koji-config = %s\n", strconv.Quote(p))
+	}
+	for _, name := range k.InstanceNames() {
+		p, err := abs(k.Instances[name].KojiConfig)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "[koji.instances.%s]\nkoji-config = %s\n", tomlKey(name), strconv.Quote(p))
+	}
+	return nil
+}
+
+// tomlKey returns name as a TOML key: bare if it may be, else quoted.
+func tomlKey(name string) string {
+	if name != "" && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == "" {
+		return name
+	}
+	return strconv.Quote(name)
 }
 
 // runTool runs a program and returns its standard output; its standard
