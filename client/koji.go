@@ -17,7 +17,7 @@ import (
 type KojiRPM struct {
 	Name, Version, Release, Arch string
 	// Epoch is nil when the package has none.
-	Epoch *int64
+	Epoch *int
 	// PayloadHash is Koji's payloadhash: the package's SIGMD5 in hex.
 	PayloadHash string
 	// Size is the package's size in bytes, as Koji records it.
@@ -88,7 +88,7 @@ func kojiFields(f *protocol.Fields, r *KojiRPM) error {
 	}
 	epoch := ""
 	if r.Epoch != nil {
-		epoch = strconv.FormatInt(*r.Epoch, 10)
+		epoch = strconv.Itoa(*r.Epoch)
 	}
 	for _, kv := range []struct{ k, v string }{{"rpm-name", r.Name}, {"rpm-epoch", epoch}, {"rpm-version", r.Version}, {"rpm-release", r.Release}, {"rpm-arch", r.Arch}} {
 		if err := f.SetStr(kv.k, kv.v); err != nil {
