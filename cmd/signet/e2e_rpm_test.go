@@ -178,10 +178,36 @@ func testRPMs(t *testing.T, s *stack) {
 		"-o", "ima", "demo-rsa", "rpms/payload-test-0.1-w9.gzdio.x86_64.rpm"), "sign-rpms --file-signing-key")
 	signedIMA := s.path("ima/payload-test-0.1-w9.gzdio.x86_64.rpm")
 	checksig(t, db, signedIMA, "Header V4 RSA/SHA256 Signature")
-	q := tool(t, s.dir, nil, "rpm", "--dbpath", db, "-qp", "--qf", "[%{FILENAMES}\t%{FILESIGNATURES}\n]", signedIMA)
-	root := s.path("ima-root")
-	os.Mkdir(root, 0o755)
-	cpio := exec.Command("sh", "-c", "rpm2cpio \"$0\" | cpio -idm --quiet", signedIMA)
+	checkIMA(t, s, db, signedIMA, s.path("ima.der"))
+	// A wrong passphrase for the file-signing key fails the whole batch.
+	s.fails(t, s.signet(t, "alice", []string{s.alicePass, "wrong"}, "sign-rpms", "--file-signing-key", "demo-ima",
+		"-o", "ima", "demo-rsa", "rpms/empty-0.1-1.x86_64.rpm"), "wrong file-signing passphrase", "AUTHENTICATION_FAILED")
+
+	// The audit log names each package signed.
+	audit := exec.Command(filepath.Join(s.dir, "bin/signet-server"), "--config", s.path("server.toml"), "audit", "show")
+	audit.Env = append(s.env, "SOFTHSM2_CONF="+s.path("token/softhsm2.conf"))
+	log, err := audit.CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit show: %v\n%s", err, log)
+	}
+	for _, want := range []string{"nevra=zero-epoch-0:0.1-1.x86_64", "nevra=payload-test-0.1-w9.gzdio.x86_64", "header-sha256="} {
+		if !bytes.Contains(log, []byte(want)) {
+			t.Errorf("the audit log does not mention %q", want)
+		}
+	}
+}
+
+// checkIMA requires every file signature in pkg to be accepted by evmctl
+// ima_verify, with the certificate der, on the file itself extracted from
+// the package's payload (rpm2cpio | cpio), and at least one to be there.
+func checkIMA(t *testing.T, s *stack, db, pkg, der string) {
+	t.Helper()
+	q := tool(t, s.dir, nil, "rpm", "--dbpath", db, "-qp", "--qf", "[%{FILENAMES}\t%{FILESIGNATURES}\n]", pkg)
+	root, err := os.MkdirTemp(s.dir, "ima-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpio := exec.Command("sh", "-c", "rpm2cpio \"$0\" | cpio -idm --quiet", pkg)
 	cpio.Dir = root
 	if out, err := cpio.CombinedOutput(); err != nil {
 		t.Fatalf("rpm2cpio | cpio: %v\n%s", err, out)
@@ -198,28 +224,12 @@ func testRPMs(t *testing.T, s *stack) {
 		}
 		path := filepath.Join(root, name)
 		os.WriteFile(path+".sig", raw, 0o644)
-		if out := tool(t, s.dir, nil, "evmctl", "-v", "ima_verify", "--sigfile", "--key", s.path("ima.der"), path); !strings.Contains(out, "verification is OK") {
+		if out := tool(t, s.dir, nil, "evmctl", "-v", "ima_verify", "--sigfile", "--key", der, path); !strings.Contains(out, "verification is OK") {
 			t.Fatalf("evmctl ima_verify %s:\n%s", name, out)
 		}
 		verified++
 	}
 	if verified == 0 {
-		t.Fatalf("no file signature to verify in\n%s", q)
-	}
-	// A wrong passphrase for the file-signing key fails the whole batch.
-	s.fails(t, s.signet(t, "alice", []string{s.alicePass, "wrong"}, "sign-rpms", "--file-signing-key", "demo-ima",
-		"-o", "ima", "demo-rsa", "rpms/empty-0.1-1.x86_64.rpm"), "wrong file-signing passphrase", "AUTHENTICATION_FAILED")
-
-	// The audit log names each package signed.
-	audit := exec.Command(filepath.Join(s.dir, "bin/signet-server"), "--config", s.path("server.toml"), "audit", "show")
-	audit.Env = append(s.env, "SOFTHSM2_CONF="+s.path("token/softhsm2.conf"))
-	log, err := audit.CombinedOutput()
-	if err != nil {
-		t.Fatalf("audit show: %v\n%s", err, log)
-	}
-	for _, want := range []string{"nevra=zero-epoch-0:0.1-1.x86_64", "nevra=payload-test-0.1-w9.gzdio.x86_64", "header-sha256="} {
-		if !bytes.Contains(log, []byte(want)) {
-			t.Errorf("the audit log does not mention %q", want)
-		}
+		t.Fatalf("no file signature to verify in %s:\n%s", filepath.Base(pkg), q)
 	}
 }
