@@ -43,6 +43,12 @@ have_all() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || return 1; done
 # defusedxml, proton and, for its builder daemon, dnf, librepo and Cheetah.
 need_cmds=(softhsm2-util gpg openssl rpmkeys pkcs11-tool sq sbverify sbsign osslsigncode pesign evmctl git ostree skopeo
 	qemu-system-x86_64 qemu-system-aarch64 mcopy mkfs.vfat cpio rpm2cpio rpmbuild zstd xz rabbitmq-server certutil pk12util systemd-analyze unshare)
+# The store's tests and the multi-server tests start throwaway PostgreSQL
+# clusters (postgres-test): initdb, pg_ctl and psql, run as the postgres user.
+have_postgres() {
+	{ ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/psql >/dev/null 2>&1 ||
+		have_all initdb pg_ctl psql; } && id postgres >/dev/null 2>&1
+}
 sigul_py_modules="nss.nss, six, cryptography, rpm, sqlalchemy, gpg, requests, xattr"
 have_sigul_py() {
 	/usr/bin/python3 -c "import $sigul_py_modules" 2>/dev/null &&
@@ -65,7 +71,7 @@ if [ -r /etc/debian_version ]; then
 		python3-dnf python3-librepo python3-cheetah)
 	firmware=(/usr/share/OVMF/OVMF_CODE_4M.secboot.fd /usr/share/AAVMF/AAVMF_CODE.fd)
 	have_fw() { for f in "${firmware[@]}"; do [ -e "$f" ] || return 1; done; }
-	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && have_fw && have_sigul_py && have_koji && pkgs=()
+	[ -e "$softhsm_mod" ] && have_all "${need_cmds[@]}" && have_fw && have_sigul_py && have_koji && have_postgres && pkgs=()
 	if [ "$want_arm64" = 1 ]; then
 		{ have_all aarch64-linux-gnu-gcc qemu-aarch64-static && [ -e /usr/aarch64-linux-gnu/include/stdio.h ]; } || pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 		if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -103,7 +109,7 @@ elif [ -r /etc/fedora-release ]; then
 	pkgs=(softhsm gnupg2 openssl rpm rpm-build opensc sequoia-sq gcc
 		sbsigntools osslsigncode pesign ima-evm-utils git ostree skopeo
 		qemu-system-x86-core qemu-system-aarch64-core edk2-ovmf edk2-aarch64 mtools dosfstools cpio zstd xz
-		rabbitmq-server systemd util-linux)
+		rabbitmq-server systemd util-linux postgresql-server postgresql)
 	[ "$want_arm64" = 1 ] && pkgs+=(gcc-aarch64-linux-gnu qemu-user-static-aarch64)
 	missing=()
 	for p in "${pkgs[@]}"; do rpm -q "$p" >/dev/null 2>&1 || missing+=("$p"); done

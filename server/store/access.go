@@ -35,13 +35,13 @@ type AccessUpdate struct {
 
 // readTx runs fn in a read-only (deferred) transaction, giving it a
 // consistent snapshot.
-func (s *Store) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (s *Store) readTx(ctx context.Context, fn func(tx *txn) error) error {
+	tx, err := s.dialect.beginRead(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("store: begin transaction: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(tx)
+	return fn(&txn{tx: tx, d: s.dialect})
 }
 
 // lookupAccess resolves a (key, user) pair. It reports a missing user
@@ -52,7 +52,7 @@ func lookupAccess(ctx context.Context, q queryer, keyName, userName string) (a K
 	var pin []byte
 	var admin sql.NullBool
 	err = q.QueryRowContext(ctx, `SELECT u.id, k.id, a.id, a.wrapped_pin, a.key_admin
-		FROM (SELECT 1)
+		FROM (SELECT 1) AS one
 		LEFT JOIN users u ON u.name = ?
 		LEFT JOIN keys k ON k.name = ?
 		LEFT JOIN key_accesses a ON a.user_id = u.id AND a.key_id = k.id`,
@@ -94,7 +94,7 @@ func (s *Store) Grant(ctx context.Context, keyName, userName string, wrappedPIN 
 		return KeyAccess{}, invalid("empty wrapped PIN for user %q on key %q", userName, keyName)
 	}
 	var a KeyAccess
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *txn) error {
 		var found bool
 		var err error
 		if a, found, err = lookupAccess(ctx, tx, keyName, userName); err != nil {
@@ -103,7 +103,7 @@ func (s *Store) Grant(ctx context.Context, keyName, userName string, wrappedPIN 
 		if found {
 			return exists(KindAccess, userName, keyName)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO key_accesses (key_id, user_id, wrapped_pin, key_admin)
+		id, err := tx.insertID(ctx, `INSERT INTO key_accesses (key_id, user_id, wrapped_pin, key_admin)
 			VALUES (?, ?, ?, ?)`, a.KeyID, a.UserID, wrappedPIN, boolInt(keyAdmin))
 		if isUnique(err) {
 			return exists(KindAccess, userName, keyName)
@@ -111,8 +111,8 @@ func (s *Store) Grant(ctx context.Context, keyName, userName string, wrappedPIN 
 		if err != nil {
 			return dbErr("grant key access", err)
 		}
-		a.ID, err = res.LastInsertId()
-		return err
+		a.ID = id
+		return nil
 	})
 	if err != nil {
 		return KeyAccess{}, err
@@ -127,7 +127,7 @@ func (s *Store) Grant(ctx context.Context, keyName, userName string, wrappedPIN 
 // the wrapped PIN. The error names whichever of user, key or access is
 // missing.
 func (s *Store) GetAccess(ctx context.Context, keyName, userName string) (KeyAccess, error) {
-	return getAccess(ctx, s.db, keyName, userName)
+	return getAccess(ctx, s.q(), keyName, userName)
 }
 
 // listAccesses runs a key_accesses query and scans rows without the PIN.
@@ -157,7 +157,7 @@ func listAccesses(ctx context.Context, q queryer, where string, arg any) ([]KeyA
 // (Sigul's list-key-users), without wrapped PINs.
 func (s *Store) ListAccesses(ctx context.Context, keyName string) ([]KeyAccess, error) {
 	var out []KeyAccess
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err := s.readTx(ctx, func(tx *txn) error {
 		id, err := keyID(ctx, tx, keyName)
 		if err != nil {
 			return err
@@ -172,7 +172,7 @@ func (s *Store) ListAccesses(ctx context.Context, keyName string) ([]KeyAccess, 
 // name, without wrapped PINs.
 func (s *Store) ListUserAccesses(ctx context.Context, userName string) ([]KeyAccess, error) {
 	var out []KeyAccess
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err := s.readTx(ctx, func(tx *txn) error {
 		u, err := getUser(ctx, tx, userName)
 		if err != nil {
 			return err
@@ -190,7 +190,7 @@ func (s *Store) UpdateAccess(ctx context.Context, keyName, userName string, upd 
 		return KeyAccess{}, invalid("empty wrapped PIN for user %q on key %q", userName, keyName)
 	}
 	var a KeyAccess
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *txn) error {
 		var err error
 		if a, err = getAccess(ctx, tx, keyName, userName); err != nil {
 			return err
@@ -217,7 +217,7 @@ func (s *Store) UpdateAccess(ctx context.Context, keyName, userName string, upd 
 // refuses to remove the key's only access (error matching [ErrLastAccess]);
 // delete the key instead.
 func (s *Store) Revoke(ctx context.Context, keyName, userName string) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *txn) error {
 		a, err := getAccess(ctx, tx, keyName, userName)
 		if err != nil {
 			return err
@@ -241,7 +241,7 @@ func (s *Store) Revoke(ctx context.Context, keyName, userName string) error {
 // records in its header, without the ciphertext. The authenticator makes
 // its decoys' cost from them.
 func (s *Store) WrappedPINHeaders(ctx context.Context, n int) ([][]byte, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT substr(wrapped_pin, 1, ?) FROM key_accesses ORDER BY id`, n)
+	rows, err := s.q().QueryContext(ctx, `SELECT substr(wrapped_pin, 1, ?) FROM key_accesses ORDER BY id`, n)
 	if err != nil {
 		return nil, dbErr("read wrapped PIN headers", err)
 	}
@@ -263,7 +263,7 @@ func (s *Store) WrappedPINHeaders(ctx context.Context, n int) ([][]byte, error) 
 // AllAccesses returns every access row, with its wrapped PIN, ordered by
 // key and user name.
 func (s *Store) AllAccesses(ctx context.Context) ([]KeyAccess, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT a.id, k.id, k.name, u.id, u.name, a.key_admin, a.wrapped_pin
+	rows, err := s.q().QueryContext(ctx, `SELECT a.id, k.id, k.name, u.id, u.name, a.key_admin, a.wrapped_pin
 		FROM key_accesses a JOIN keys k ON k.id = a.key_id JOIN users u ON u.id = a.user_id
 		ORDER BY k.name, u.name`)
 	if err != nil {
@@ -289,7 +289,7 @@ func (s *Store) AllAccesses(ctx context.Context) ([]KeyAccess, error) {
 // token PIN change, after which every row either wraps the new PIN or is
 // gone. Every row named must exist.
 func (s *Store) ReplaceWrappedPINs(ctx context.Context, rewrap map[int64][]byte, remove []int64) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *txn) error {
 		for id, w := range rewrap {
 			if len(w) == 0 {
 				return invalid("empty wrapped PIN for access row %d", id)

@@ -23,6 +23,10 @@ type AuditRecord struct {
 	// At is when the operation happened, in UTC with nanoseconds;
 	// AppendAudit uses the current time if zero.
 	At time.Time
+	// Server names the server that wrote the record (its configured
+	// name, by default the host name); "" in records from before schema
+	// version 3. Assigned by AppendAudit.
+	Server string
 	// Actor is who asked (user name, or a client certificate subject).
 	Actor string
 	// Operation is the request, e.g. "sign-rpm", "grant-key-access".
@@ -60,17 +64,29 @@ func (e *AuditChainError) Error() string {
 // Unwrap returns [ErrAuditChain].
 func (e *AuditChainError) Unwrap() error { return ErrAuditChain }
 
-// auditDomain separates audit chain hashes from any other SHA-256 use.
-const auditDomain = "signet-audit-v1\x00"
+// auditDomain and auditDomainV2 separate audit chain hashes from any other
+// SHA-256 use, and version 2 hashes (which cover the server name) from
+// version 1 hashes.
+const (
+	auditDomain   = "signet-audit-v1\x00"
+	auditDomainV2 = "signet-audit-v2\x00"
+)
 
 // genesisHash returns the PrevHash of the first record: 32 zero bytes.
 func genesisHash() []byte { return make([]byte, sha256.Size) }
 
 // auditHash computes a record's chain hash over the fields exactly as
-// stored (at is the stored text, not a re-formatted time).
-func auditHash(prev []byte, id int64, at, actor, operation, keyName, detail, digest, result string) []byte {
+// stored (at is the stored text, not a re-formatted time). A record with a
+// server name is hashed as version 2, which covers the name; one without
+// (written before records named their server) as version 1. Blanking the
+// name of a version 2 record therefore changes the hash it must have.
+func auditHash(prev []byte, id int64, at, server, actor, operation, keyName, detail, digest, result string) []byte {
 	h := sha256.New()
-	h.Write([]byte(auditDomain))
+	if server == "" {
+		h.Write([]byte(auditDomain))
+	} else {
+		h.Write([]byte(auditDomainV2))
+	}
 	field := func(b []byte) {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
@@ -81,7 +97,11 @@ func auditHash(prev []byte, id int64, at, actor, operation, keyName, detail, dig
 	var idb [8]byte
 	binary.BigEndian.PutUint64(idb[:], uint64(id))
 	field(idb[:])
-	for _, s := range []string{at, actor, operation, keyName, detail, digest, result} {
+	fields := []string{at, actor, operation, keyName, detail, digest, result}
+	if server != "" {
+		fields = []string{at, server, actor, operation, keyName, detail, digest, result}
+	}
+	for _, s := range fields {
 		field([]byte(s))
 	}
 	return h.Sum(nil)
@@ -91,15 +111,20 @@ func auditHash(prev []byte, id int64, at, actor, operation, keyName, detail, dig
 // ID, At (if it was zero), PrevHash and Hash filled in; rec's own ID,
 // PrevHash and Hash are ignored. Operation must not be empty.
 //
-// The record is inserted in a BEGIN IMMEDIATE transaction that also reads
-// the current head of the chain, so concurrent appenders (goroutines,
-// handles, processes) always produce one linear chain.
+// The record is inserted in a write transaction that also reads the
+// current head of the chain (SQLite: BEGIN IMMEDIATE; PostgreSQL: READ
+// COMMITTED after pg_advisory_xact_lock), so concurrent appenders
+// (goroutines, handles, processes, servers sharing a PostgreSQL database)
+// always produce one linear chain. Server is set to this handle's server
+// name.
 //
-// Hash = SHA-256 of "signet-audit-v1\x00" followed by these fields, each
+// Hash = SHA-256 of "signet-audit-v2\x00" followed by these fields, each
 // encoded as an 8-byte big-endian length and the bytes: PrevHash, ID as an
 // 8-byte big-endian integer, At as stored (RFC 3339 with nanoseconds, UTC,
-// as produced by time.RFC3339Nano), Actor, Operation, KeyName, Detail,
-// Digest, Result (strings as their UTF-8 bytes).
+// as produced by time.RFC3339Nano), Server, Actor, Operation, KeyName,
+// Detail, Digest, Result (strings as their UTF-8 bytes). Records written
+// before schema version 3 have no server and were hashed with
+// "signet-audit-v1\x00" and the same fields without Server.
 func (s *Store) AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, error) {
 	out, err := s.AppendAudits(ctx, []AuditRecord{rec})
 	if err != nil {
@@ -117,22 +142,24 @@ func (s *Store) AppendAudits(ctx context.Context, recs []AuditRecord) ([]AuditRe
 	ats := make([]string, len(recs))
 	for i, rec := range recs {
 		var err error
-		if out[i], ats[i], err = prepareAudit(rec); err != nil {
+		if out[i], ats[i], err = s.prepareAudit(rec); err != nil {
 			return nil, err
 		}
 	}
-	err := s.writeTxOnly(ctx, func(tx *sql.Tx) error { return appendAudits(ctx, tx, out, ats) })
+	err := s.writeTxOnly(ctx, func(tx *txn) error { return appendAudits(ctx, tx, out, ats) })
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// prepareAudit checks rec and fixes its time as it will be stored.
-func prepareAudit(rec AuditRecord) (AuditRecord, string, error) {
+// prepareAudit checks rec, names this server in it and fixes its time as
+// it will be stored.
+func (s *Store) prepareAudit(rec AuditRecord) (AuditRecord, string, error) {
 	if rec.Operation == "" {
 		return rec, "", invalid("audit record without operation")
 	}
+	rec.Server = s.server
 	if rec.At.IsZero() {
 		rec.At = time.Now()
 	}
@@ -146,7 +173,7 @@ func prepareAudit(rec AuditRecord) (AuditRecord, string, error) {
 
 // appendAudits appends out (times ats) to the chain inside tx, filling in
 // their ids and hashes.
-func appendAudits(ctx context.Context, tx *sql.Tx, out []AuditRecord, ats []string) error {
+func appendAudits(ctx context.Context, tx *txn, out []AuditRecord, ats []string) error {
 	var lastID int64
 	var last []byte
 	err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&lastID, &last)
@@ -160,12 +187,10 @@ func appendAudits(ctx context.Context, tx *sql.Tx, out []AuditRecord, ats []stri
 		rec := &out[i]
 		rec.ID = lastID + 1
 		rec.PrevHash = last
-		rec.Hash = auditHash(rec.PrevHash, rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit
-			(id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			rec.ID, ats[i], rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result,
-			rec.PrevHash, rec.Hash); err != nil {
+		rec.Hash = auditHash(rec.PrevHash, rec.ID, ats[i], rec.Server, rec.Actor, rec.Operation, rec.KeyName, rec.Detail, rec.Digest, rec.Result)
+		if err := insertAudit(ctx, tx, rawAudit{id: rec.ID, at: ats[i], server: rec.Server, actor: rec.Actor,
+			operation: rec.Operation, keyName: rec.KeyName, detail: rec.Detail, digest: rec.Digest, res: rec.Result,
+			prevHash: rec.PrevHash, hash: rec.Hash}); err != nil {
 			return dbErr("append audit", err)
 		}
 		lastID, last = rec.ID, rec.Hash
@@ -207,19 +232,27 @@ func AuditWritten(ctx context.Context) (AuditRecord, bool) {
 	return p.rec, p.written
 }
 
-const auditColumns = `id, at, actor, operation, key_name, detail, digest, result, prev_hash, hash`
+const auditColumns = `id, at, server, actor, operation, key_name, detail, digest, result, prev_hash, hash`
 
 // rawAudit is an audit row as stored.
 type rawAudit struct {
-	id                                                 int64
-	at, actor, operation, keyName, detail, digest, res string
-	prevHash, hash                                     []byte
+	id                                                         int64
+	at, server, actor, operation, keyName, detail, digest, res string
+	prevHash, hash                                             []byte
 }
 
 func scanRawAudit(row interface{ Scan(...any) error }) (rawAudit, error) {
 	var r rawAudit
-	err := row.Scan(&r.id, &r.at, &r.actor, &r.operation, &r.keyName, &r.detail, &r.digest, &r.res, &r.prevHash, &r.hash)
+	err := row.Scan(&r.id, &r.at, &r.server, &r.actor, &r.operation, &r.keyName, &r.detail, &r.digest, &r.res, &r.prevHash, &r.hash)
 	return r, err
+}
+
+// insertAudit inserts a row as it is (the triggers check it extends the
+// chain).
+func insertAudit(ctx context.Context, tx *txn, r rawAudit) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO audit (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.id, r.at, r.server, r.actor, r.operation, r.keyName, r.detail, r.digest, r.res, r.prevHash, r.hash)
+	return err
 }
 
 func (r rawAudit) record() (AuditRecord, error) {
@@ -228,7 +261,7 @@ func (r rawAudit) record() (AuditRecord, error) {
 		return AuditRecord{}, fmt.Errorf("store: audit record %d: bad timestamp: %w", r.id, err)
 	}
 	return AuditRecord{
-		ID: r.id, At: at, Actor: r.actor, Operation: r.operation, KeyName: r.keyName,
+		ID: r.id, At: at, Server: r.server, Actor: r.actor, Operation: r.operation, KeyName: r.keyName,
 		Detail: r.detail, Digest: r.digest, Result: r.res, PrevHash: r.prevHash, Hash: r.hash,
 	}, nil
 }
@@ -236,10 +269,11 @@ func (r rawAudit) record() (AuditRecord, error) {
 // ListAudit returns up to limit records with ID greater than afterID, in
 // ID order; limit <= 0 means no limit. It does not verify the chain.
 func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]AuditRecord, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
+	q, args := `SELECT `+auditColumns+` FROM audit WHERE id > ? ORDER BY id`, []any{afterID}
+	if limit > 0 {
+		q, args = q+` LIMIT ?`, append(args, limit)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	rows, err := s.q().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, dbErr("list audit", err)
 	}
@@ -266,7 +300,7 @@ func (s *Store) ListAudit(ctx context.Context, afterID int64, limit int) ([]Audi
 // if the log is empty. Recording its ID and Hash elsewhere lets a later
 // check detect truncation of the log's tail, which the chain alone cannot.
 func (s *Store) LastAudit(ctx context.Context) (AuditRecord, error) {
-	r, err := scanRawAudit(s.db.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit ORDER BY id DESC LIMIT 1`))
+	r, err := scanRawAudit(s.q().QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit ORDER BY id DESC LIMIT 1`))
 	if errors.Is(err, sql.ErrNoRows) {
 		return AuditRecord{}, nil
 	}
@@ -286,7 +320,7 @@ func (s *Store) LastAudit(ctx context.Context) (AuditRecord, error) {
 // Removing records from the end of the log cannot be detected this way;
 // compare with an externally kept [Store.LastAudit] for that.
 func (s *Store) VerifyAudit(ctx context.Context) (n int, err error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit ORDER BY id`)
+	rows, err := s.q().QueryContext(ctx, `SELECT `+auditColumns+` FROM audit ORDER BY id`)
 	if err != nil {
 		return 0, dbErr("verify audit", err)
 	}
@@ -304,7 +338,7 @@ func (s *Store) VerifyAudit(ctx context.Context) (n int, err error) {
 		case !bytes.Equal(r.prevHash, prev):
 			return n, &AuditChainError{ID: r.id, Reason: fmt.Sprintf("prev_hash mismatch: does not match the hash of record %d", r.id-1)}
 		}
-		h := auditHash(r.prevHash, r.id, r.at, r.actor, r.operation, r.keyName, r.detail, r.digest, r.res)
+		h := auditHash(r.prevHash, r.id, r.at, r.server, r.actor, r.operation, r.keyName, r.detail, r.digest, r.res)
 		if !bytes.Equal(h, r.hash) {
 			return n, &AuditChainError{ID: r.id, Reason: "hash mismatch: stored hash does not match the record's contents"}
 		}

@@ -28,9 +28,11 @@ func appendN(t testing.TB, s *Store, actor string, n int) {
 	}
 }
 
-func TestAuditAppendAndVerify(t *testing.T) {
+func TestAuditAppendAndVerify(t *testing.T) { forBackends(t, testAuditAppendAndVerify) }
+
+func testAuditAppendAndVerify(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := newStore(t)
+	s, _ := b.newStore(t)
 
 	if n, err := s.VerifyAudit(ctx); n != 0 || err != nil {
 		t.Errorf("empty log: VerifyAudit = %d, %v", n, err)
@@ -88,44 +90,62 @@ func TestAuditAppendAndVerify(t *testing.T) {
 // changes the hash (the encoding is length-prefixed, not concatenated).
 func TestAuditHashEncoding(t *testing.T) {
 	prev := make([]byte, 32)
-	base := auditHash(prev, 1, "t", "ab", "c", "", "", "", "")
-	tests := []struct {
-		name string
-		h    []byte
-	}{
-		{"shift between actor and operation", auditHash(prev, 1, "t", "a", "bc", "", "", "", "")},
-		{"shift between at and actor", auditHash(prev, 1, "ta", "b", "c", "", "", "", "")},
-		{"different id", auditHash(prev, 2, "t", "ab", "c", "", "", "", "")},
-		{"different prev", auditHash(make([]byte, 31), 1, "t", "ab", "c", "", "", "", "")},
-		{"empty field moved", auditHash(prev, 1, "t", "ab", "", "c", "", "", "")},
-		{"result vs digest", auditHash(prev, 1, "t", "ab", "c", "", "", "x", "")},
-	}
-	for _, tt := range tests {
-		if bytes.Equal(tt.h, base) {
-			t.Errorf("%s: hash collision", tt.name)
+	for _, server := range []string{"", "srv"} {
+		base := auditHash(prev, 1, "t", server, "ab", "c", "", "", "", "")
+		tests := []struct {
+			name string
+			h    []byte
+		}{
+			{"shift between actor and operation", auditHash(prev, 1, "t", server, "a", "bc", "", "", "", "")},
+			{"shift between at and actor", auditHash(prev, 1, "ta", server, "b", "c", "", "", "", "")},
+			{"different id", auditHash(prev, 2, "t", server, "ab", "c", "", "", "", "")},
+			{"different prev", auditHash(make([]byte, 31), 1, "t", server, "ab", "c", "", "", "", "")},
+			{"empty field moved", auditHash(prev, 1, "t", server, "ab", "", "c", "", "", "")},
+			{"result vs digest", auditHash(prev, 1, "t", server, "ab", "c", "", "", "x", "")},
+			{"other server", auditHash(prev, 1, "t", server+"x", "ab", "c", "", "", "", "")},
+		}
+		for _, tt := range tests {
+			if bytes.Equal(tt.h, base) {
+				t.Errorf("server %q: %s: hash collision", server, tt.name)
+			}
+		}
+		if !bytes.Equal(base, auditHash(prev, 1, "t", server, "ab", "c", "", "", "", "")) {
+			t.Error("hash is not deterministic")
 		}
 	}
-	if !bytes.Equal(base, auditHash(prev, 1, "t", "ab", "c", "", "", "", "")) {
-		t.Error("hash is not deterministic")
+	// The server name cannot be moved into the neighbouring fields
+	// either.
+	if bytes.Equal(auditHash(prev, 1, "t", "s", "ab", "c", "", "", "", ""), auditHash(prev, 1, "ts", "", "ab", "c", "", "", "", "")) ||
+		bytes.Equal(auditHash(prev, 1, "t", "s", "ab", "c", "", "", "", ""), auditHash(prev, 1, "t", "", "sab", "c", "", "", "", "")) {
+		t.Error("server name shifted into another field keeps the hash")
 	}
 }
 
-func TestAuditTriggers(t *testing.T) {
-	s, path := newStore(t)
-	appendN(t, s, "bob", 3)
-	db := rawDB(t, path)
+func TestAuditTriggers(t *testing.T) { forBackends(t, testAuditTriggers) }
 
+func testAuditTriggers(t *testing.T, b backend) {
+	s, path := b.newStore(t)
+	appendN(t, s, "bob", 3)
+	db := b.rawDB(t, path)
+
+	z := b.zero32()
 	tests := []struct {
 		name, sql, want string
 	}{
 		{"update", `UPDATE audit SET result = 'forged' WHERE id = 2`, "append-only"},
+		{"update server", `UPDATE audit SET server = '' WHERE id = 2`, "append-only"},
 		{"delete", `DELETE FROM audit WHERE id = 3`, "append-only"},
 		{"delete all", `DELETE FROM audit`, "append-only"},
-		{"upsert", `INSERT INTO audit VALUES (2, 't', 'a', 'o', '', '', '', '', zeroblob(32), zeroblob(32))
+		{"upsert", `INSERT INTO audit VALUES (2, 't', 'a', 'o', '', '', '', '', ` + z + `, ` + z + `, '')
 			ON CONFLICT(id) DO UPDATE SET result = 'forged'`, "extend the chain"},
-		{"insert or replace", `INSERT OR REPLACE INTO audit VALUES (2, 't', 'a', 'o', '', '', '', '', zeroblob(32), zeroblob(32))`, "extend the chain"},
-		{"insert with wrong prev_hash", `INSERT INTO audit VALUES (4, 't', 'a', 'o', '', '', '', '', zeroblob(32), zeroblob(32))`, "extend the chain"},
-		{"insert skipping an id", `INSERT INTO audit SELECT 5, 't', 'a', 'o', '', '', '', '', hash, zeroblob(32) FROM audit WHERE id = 3`, "extend the chain"},
+		{"insert with wrong prev_hash", `INSERT INTO audit VALUES (4, 't', 'a', 'o', '', '', '', '', ` + z + `, ` + z + `, '')`, "extend the chain"},
+		{"insert skipping an id", `INSERT INTO audit SELECT 5, 't', 'a', 'o', '', '', '', '', hash, ` + z + `, '' FROM audit WHERE id = 3`, "extend the chain"},
+	}
+	if b.d == dialectPostgres {
+		tests = append(tests, struct{ name, sql, want string }{"truncate", `TRUNCATE audit`, "append-only"})
+	} else {
+		tests = append(tests, struct{ name, sql, want string }{"insert or replace",
+			`INSERT OR REPLACE INTO audit VALUES (2, 't', 'a', 'o', '', '', '', '', zeroblob(32), zeroblob(32), '')`, "extend the chain"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,7 +160,9 @@ func TestAuditTriggers(t *testing.T) {
 	}
 }
 
-func TestAuditTamperDetection(t *testing.T) {
+func TestAuditTamperDetection(t *testing.T) { forBackends(t, testAuditTamperDetection) }
+
+func testAuditTamperDetection(t *testing.T, b backend) {
 	tests := []struct {
 		name   string
 		tamper func(t *testing.T, s *Store, path string)
@@ -151,8 +173,8 @@ func TestAuditTamperDetection(t *testing.T) {
 		{
 			name: "modified field",
 			tamper: func(t *testing.T, s *Store, path string) {
-				db := rawDB(t, path)
-				rawExec(t, db, `DROP TRIGGER audit_no_update`)
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
 				rawExec(t, db, `UPDATE audit SET detail = '{"n":"forged"}' WHERE id = 3`)
 			},
 			wantID: 3, reason: "hash mismatch", goodN: 2,
@@ -160,8 +182,8 @@ func TestAuditTamperDetection(t *testing.T) {
 		{
 			name: "modified timestamp",
 			tamper: func(t *testing.T, s *Store, path string) {
-				db := rawDB(t, path)
-				rawExec(t, db, `DROP TRIGGER audit_no_update`)
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
 				rawExec(t, db, `UPDATE audit SET at = '2000-01-01T00:00:00Z' WHERE id = 5`)
 			},
 			wantID: 5, reason: "hash mismatch", goodN: 4,
@@ -169,23 +191,41 @@ func TestAuditTamperDetection(t *testing.T) {
 		{
 			name: "modified field with recomputed hash",
 			tamper: func(t *testing.T, s *Store, path string) {
-				db := rawDB(t, path)
-				rawExec(t, db, `DROP TRIGGER audit_no_update`)
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
 				r, err := scanRawAudit(db.QueryRow(`SELECT ` + auditColumns + ` FROM audit WHERE id = 3`))
 				if err != nil {
 					t.Fatal(err)
 				}
 				r.res = "forged"
-				h := auditHash(r.prevHash, r.id, r.at, r.actor, r.operation, r.keyName, r.detail, r.digest, r.res)
+				h := auditHash(r.prevHash, r.id, r.at, r.server, r.actor, r.operation, r.keyName, r.detail, r.digest, r.res)
 				rawExec(t, db, `UPDATE audit SET result = ?, hash = ? WHERE id = 3`, r.res, h)
 			},
 			wantID: 4, reason: "prev_hash mismatch", goodN: 3,
 		},
 		{
+			name: "server name blanked",
+			tamper: func(t *testing.T, s *Store, path string) {
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
+				rawExec(t, db, `UPDATE audit SET server = '' WHERE id = 2`)
+			},
+			wantID: 2, reason: "hash mismatch", goodN: 1,
+		},
+		{
+			name: "server name changed",
+			tamper: func(t *testing.T, s *Store, path string) {
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
+				rawExec(t, db, `UPDATE audit SET server = 'other' WHERE id = 6`)
+			},
+			wantID: 6, reason: "hash mismatch", goodN: 5,
+		},
+		{
 			name: "deleted record",
 			tamper: func(t *testing.T, s *Store, path string) {
-				db := rawDB(t, path)
-				rawExec(t, db, `DROP TRIGGER audit_no_delete`)
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
 				rawExec(t, db, `DELETE FROM audit WHERE id = 4`)
 			},
 			wantID: 5, reason: "gap in ids", goodN: 3,
@@ -193,8 +233,8 @@ func TestAuditTamperDetection(t *testing.T) {
 		{
 			name: "deleted first record",
 			tamper: func(t *testing.T, s *Store, path string) {
-				db := rawDB(t, path)
-				rawExec(t, db, `DROP TRIGGER audit_no_delete`)
+				db := b.rawDB(t, path)
+				b.unprotectAudit(t, db)
 				rawExec(t, db, `DELETE FROM audit WHERE id = 1`)
 			},
 			wantID: 2, reason: "gap in ids", goodN: 0,
@@ -202,7 +242,7 @@ func TestAuditTamperDetection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, path := newStore(t)
+			s, path := b.newStore(t)
 			appendN(t, s, "bob", 6)
 			tt.tamper(t, s, path)
 
@@ -224,8 +264,10 @@ func TestAuditTamperDetection(t *testing.T) {
 	}
 }
 
-func TestAuditConcurrentGoroutines(t *testing.T) {
-	s, _ := newStore(t)
+func TestAuditConcurrentGoroutines(t *testing.T) { forBackends(t, testAuditConcurrentGoroutines) }
+
+func testAuditConcurrentGoroutines(t *testing.T, b backend) {
+	s, _ := b.newStore(t)
 	const workers, each = 8, 25
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -237,9 +279,11 @@ func TestAuditConcurrentGoroutines(t *testing.T) {
 	}
 }
 
-func TestAuditConcurrentHandles(t *testing.T) {
-	s1, path := newStore(t)
-	s2 := openStore(t, path)
+func TestAuditConcurrentHandles(t *testing.T) { forBackends(t, testAuditConcurrentHandles) }
+
+func testAuditConcurrentHandles(t *testing.T, b backend) {
+	s1, path := b.newStore(t)
+	s2 := b.openStore(t, path)
 	const perHandle, each = 4, 25
 	var wg sync.WaitGroup
 	for i, s := range []*Store{s1, s2} {
@@ -279,11 +323,13 @@ func TestAuditHelperProcess(t *testing.T) {
 	appendN(t, s, "process-"+strconv.Itoa(os.Getpid()), n)
 }
 
-func TestAuditConcurrentProcesses(t *testing.T) {
+func TestAuditConcurrentProcesses(t *testing.T) { forBackends(t, testAuditConcurrentProcesses) }
+
+func testAuditConcurrentProcesses(t *testing.T, b backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	s, path := newStore(t)
+	s, path := b.newStore(t)
 	const procs, each = 2, 40
 	var cmds []*exec.Cmd
 	var outs []*bytes.Buffer
@@ -315,9 +361,11 @@ func TestAuditConcurrentProcesses(t *testing.T) {
 
 // TestAuditBatch appends a batch in one transaction: the chain continues
 // through it, and a batch with one invalid record records nothing.
-func TestAuditBatch(t *testing.T) {
+func TestAuditBatch(t *testing.T) { forBackends(t, testAuditBatch) }
+
+func testAuditBatch(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := newStore(t)
+	s, _ := b.newStore(t)
 	appendN(t, s, "before", 2)
 	recs := make([]AuditRecord, 5)
 	for i := range recs {

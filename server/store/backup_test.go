@@ -7,9 +7,11 @@ import (
 
 // TestKeyBackupFlag: keys.backup is stored and read back, and defaults to
 // false for keys added without it (and for rows from schema version 1).
-func TestKeyBackupFlag(t *testing.T) {
+func TestKeyBackupFlag(t *testing.T) { forBackends(t, testKeyBackupFlag) }
+
+func testKeyBackupFlag(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := newStore(t)
+	s, _ := b.newStore(t)
 	in := testKey("with-backup")
 	in.Backup = true
 	if _, err := s.AddKey(ctx, in); err != nil {

@@ -31,7 +31,7 @@ func (s *Store) PutCertificate(ctx context.Context, keyName, name string, der []
 		return Certificate{}, invalid("empty DER for certificate %q of key %q", name, keyName)
 	}
 	c := Certificate{KeyName: keyName, Name: name, DER: append([]byte(nil), der...)}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *txn) error {
 		kid, err := keyID(ctx, tx, keyName)
 		if err != nil {
 			return err
@@ -50,15 +50,15 @@ func (s *Store) PutCertificate(ctx context.Context, keyName, name string, der []
 		case !errors.Is(err, sql.ErrNoRows):
 			return dbErr("put certificate", err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO certificates (key_id, name, der) VALUES (?, ?, ?)`, kid, name, der)
+		id, err := tx.insertID(ctx, `INSERT INTO certificates (key_id, name, der) VALUES (?, ?, ?)`, kid, name, der)
 		if isUnique(err) {
 			return exists(KindCertificate, name, keyName)
 		}
 		if err != nil {
 			return dbErr("put certificate", err)
 		}
-		c.ID, err = res.LastInsertId()
-		return err
+		c.ID = id
+		return nil
 	})
 	if err != nil {
 		return Certificate{}, err
@@ -69,7 +69,7 @@ func (s *Store) PutCertificate(ctx context.Context, keyName, name string, der []
 // GetCertificate returns the named certificate of the named key.
 func (s *Store) GetCertificate(ctx context.Context, keyName, name string) (Certificate, error) {
 	var c Certificate
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err := s.readTx(ctx, func(tx *txn) error {
 		kid, err := keyID(ctx, tx, keyName)
 		if err != nil {
 			return err
@@ -91,7 +91,7 @@ func (s *Store) GetCertificate(ctx context.Context, keyName, name string) (Certi
 // ListCertificates returns the named key's certificates ordered by name.
 func (s *Store) ListCertificates(ctx context.Context, keyName string) ([]Certificate, error) {
 	var out []Certificate
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err := s.readTx(ctx, func(tx *txn) error {
 		kid, err := keyID(ctx, tx, keyName)
 		if err != nil {
 			return err
@@ -118,7 +118,7 @@ func (s *Store) ListCertificates(ctx context.Context, keyName string) ([]Certifi
 
 // DeleteCertificate deletes the named certificate of the named key.
 func (s *Store) DeleteCertificate(ctx context.Context, keyName, name string) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *txn) error {
 		kid, err := keyID(ctx, tx, keyName)
 		if err != nil {
 			return err

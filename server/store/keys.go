@@ -157,20 +157,20 @@ func (s *Store) AddKey(ctx context.Context, k Key) (Key, error) {
 	if len(k.PGPCertificate) == 0 {
 		k.PGPCertificate = nil
 	}
-	err = s.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO keys
+	err = s.writeTx(ctx, func(tx *txn) error {
+		id, err := tx.insertID(ctx, `INSERT INTO keys
 			(name, key_type, token, object_id, public_key, pgp_created, pgp_certificate, fingerprint, created_at, backup)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.Name, k.KeyType, k.Token, k.ObjectID, k.PublicKey, pgpCreated(k.PGPCreated),
-			nullBytes(k.PGPCertificate), nullString(k.Fingerprint), formatTime(k.CreatedAt), k.Backup)
+			nullBytes(k.PGPCertificate), nullString(k.Fingerprint), formatTime(k.CreatedAt), boolInt(k.Backup))
 		if isUnique(err) {
 			return exists(KindKey, k.Name, "")
 		}
 		if err != nil {
 			return dbErr("add key", err)
 		}
-		k.ID, err = res.LastInsertId()
-		return err
+		k.ID = id
+		return nil
 	})
 	if err != nil {
 		return Key{}, err
@@ -180,12 +180,12 @@ func (s *Store) AddKey(ctx context.Context, k Key) (Key, error) {
 
 // GetKey returns the named key.
 func (s *Store) GetKey(ctx context.Context, name string) (Key, error) {
-	return getKey(ctx, s.db, name)
+	return getKey(ctx, s.q(), name)
 }
 
 // ListKeys returns all keys ordered by name.
 func (s *Store) ListKeys(ctx context.Context) ([]Key, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM keys ORDER BY name`)
+	rows, err := s.q().QueryContext(ctx, `SELECT `+keyColumns+` FROM keys ORDER BY name`)
 	if err != nil {
 		return nil, dbErr("list keys", err)
 	}
@@ -221,7 +221,7 @@ func (s *Store) UpdateKey(ctx context.Context, name string, upd KeyUpdate) (Key,
 		}
 	}
 	var k Key
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *txn) error {
 		var err error
 		if k, err = getKey(ctx, tx, name); err != nil {
 			return err
@@ -265,7 +265,7 @@ func (s *Store) UpdateKey(ctx context.Context, name string, upd KeyUpdate) (Key,
 // certificates. It does not touch the token; destroying the key objects is
 // the caller's business.
 func (s *Store) DeleteKey(ctx context.Context, name string) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE name = ?`, name)
 		if err != nil {
 			return dbErr("delete key", err)

@@ -4,8 +4,11 @@
 //
 // The data model mirrors Sigul's server database (users, keys,
 // key_accesses) so that Sigul's administrative operations can be served
-// directly from it. Everything lives in one SQLite file opened in WAL mode;
-// several [Store] handles, in one process or several, may share a file.
+// directly from it. Everything lives in one SQLite file opened in WAL mode,
+// or in one PostgreSQL database shared by several servers; several [Store]
+// handles, in one process or several, may share either. The two go
+// through one database/sql code path; what differs is in dialect.go and in
+// the per-dialect migrations of schema.go.
 //
 // Secrets never pass through this package in the clear: a key access holds
 // the token PIN wrapped under the user's passphrase, which is an opaque blob
@@ -28,9 +31,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // BusyTimeout is how long a connection waits for a lock held by another
@@ -157,43 +157,103 @@ func checkName(what, name string) error {
 	return nil
 }
 
-// isUnique reports whether err is a UNIQUE or PRIMARY KEY constraint
-// violation.
-func isUnique(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-}
-
 // Store is an open signet database. It is safe for concurrent use.
 type Store struct {
-	db   *sql.DB
+	db      *sql.DB
+	dialect dialect
+	// path is the SQLite file's absolute path, or the PostgreSQL URL
+	// without its password.
 	path string
+	// server names this process in the audit records it appends.
+	server string
 	// writeSem serializes this handle's write transactions so that
 	// in-process writers queue here instead of spinning in SQLite's busy
-	// handler. Writers in other processes (or other handles) are
-	// serialized by SQLite's own locking.
+	// handler or holding PostgreSQL connections while they wait for the
+	// write lock. Writers in other processes (or other handles) are
+	// serialized by SQLite's locking or PostgreSQL's advisory lock.
 	writeSem chan struct{}
 }
 
-// queryer is satisfied by *sql.DB and *sql.Tx.
+// q runs single queries on the database.
+func (s *Store) q() dbq { return dbq{db: s.db, d: s.dialect} }
+
+// queryer is satisfied by dbq and *txn.
 type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// Open opens the database at path, creating it (mode 0600) if it does not
-// exist; the parent directory must exist. An existing file keeps its mode.
-// Every connection runs with foreign keys enforced, WAL journaling,
-// synchronous=FULL, secure_delete and a busy timeout of [BusyTimeout];
-// write transactions are BEGIN IMMEDIATE.
+// Options are the settings of [OpenWith].
+type Options struct {
+	// ServerName names this server in the audit records it appends; ""
+	// means the host name.
+	ServerName string
+	// Password is the PostgreSQL password, when the server asks for one
+	// and the URL's passfile (or ~/.pgpass) does not give it. A password
+	// inside the URL is refused: URLs end up on command lines and in
+	// logs. Ignored for SQLite.
+	Password []byte
+	// MaxConns caps the PostgreSQL connections this handle opens; 0
+	// means 16. Ignored for SQLite.
+	MaxConns int
+}
+
+// IsPostgres reports whether location names a PostgreSQL database
+// (a postgres:// or postgresql:// URL) rather than a SQLite file.
+func IsPostgres(location string) bool {
+	l := strings.ToLower(location)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
+}
+
+// Open is [OpenWith] with default options.
+func Open(ctx context.Context, location string) (*Store, error) {
+	return OpenWith(ctx, location, Options{})
+}
+
+// OpenWith opens the database at location: a postgres:// URL selects
+// PostgreSQL (see [openPostgres]), anything else is a SQLite file path.
 //
-// Open applies pending schema migrations, each in its own transaction. It
-// refuses, with an error matching [ErrSchemaTooNew], a database whose schema
-// version is newer than this code knows.
-func Open(ctx context.Context, path string) (*Store, error) {
+// A SQLite file is created (mode 0600) if it does not exist; the parent
+// directory must exist. An existing file keeps its mode. Every connection
+// runs with foreign keys enforced, WAL journaling, synchronous=FULL,
+// secure_delete and a busy timeout of [BusyTimeout]; write transactions
+// are BEGIN IMMEDIATE.
+//
+// OpenWith applies pending schema migrations, each in its own write
+// transaction, so that several servers starting together apply each one
+// once (SQLite's write lock; PostgreSQL's advisory write lock). It
+// refuses, with an error matching [ErrSchemaTooNew], a database whose
+// schema version is newer than this code knows.
+func OpenWith(ctx context.Context, location string, opts Options) (*Store, error) {
+	server := opts.ServerName
+	if server == "" {
+		server, _ = os.Hostname()
+		if server == "" {
+			server = "unknown"
+		}
+	}
+	if err := checkName("server", server); err != nil {
+		return nil, err
+	}
+	var s *Store
+	var err error
+	if IsPostgres(location) {
+		s, err = openPostgres(ctx, location, opts)
+	} else {
+		s, err = openSQLite(ctx, location)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.server = server
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, invalid("empty database path")
 	}
@@ -217,7 +277,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
-	s := &Store{db: db, path: abs, writeSem: make(chan struct{}, 1)}
+	s := &Store{db: db, dialect: dialectSQLite, path: abs, writeSem: make(chan struct{}, 1)}
 	// Turning a fresh file to WAL needs an exclusive lock, and SQLite
 	// answers SQLITE_BUSY at once, without the busy handler, when another
 	// process is doing the same: try again for up to BusyTimeout.
@@ -232,10 +292,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, err
 		}
 		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
-	}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
 	}
 	return s, nil
 }
@@ -315,13 +371,20 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Path returns the absolute path of the database file.
+// Path returns the absolute path of the SQLite file, or the PostgreSQL
+// URL without any password: fit for logs and messages.
 func (s *Store) Path() string { return s.path }
 
-// writeTx runs fn in a BEGIN IMMEDIATE transaction and commits it if fn
+// IsPostgres reports whether the store is a PostgreSQL database.
+func (s *Store) IsPostgres() bool { return s.dialect == dialectPostgres }
+
+// ServerName returns the name this handle writes into audit records.
+func (s *Store) ServerName() string { return s.server }
+
+// writeTx runs fn in a write transaction (see [dialect.beginWrite]) and commits it if fn
 // returns nil, with the audit record WithAudit put on ctx if it has not
 // been written yet. Errors from fn are returned unchanged.
-func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) writeTx(ctx context.Context, fn func(tx *txn) error) error {
 	p, _ := ctx.Value(pendingAuditKey{}).(*pendingAudit)
 	if p == nil {
 		return s.writeTxOnly(ctx, fn)
@@ -332,11 +395,11 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return s.writeTxOnly(ctx, fn)
 	}
 	var rec []AuditRecord
-	err := s.writeTxOnly(ctx, func(tx *sql.Tx) error {
+	err := s.writeTxOnly(ctx, func(tx *txn) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		r, at, err := prepareAudit(p.build())
+		r, at, err := s.prepareAudit(p.build())
 		if err != nil {
 			return err
 		}
@@ -350,7 +413,7 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // writeTxOnly is writeTx without a pending audit record.
-func (s *Store) writeTxOnly(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) writeTxOnly(ctx context.Context, fn func(tx *txn) error) error {
 	select {
 	case s.writeSem <- struct{}{}:
 	case <-ctx.Done():
@@ -358,15 +421,16 @@ func (s *Store) writeTxOnly(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	}
 	defer func() { <-s.writeSem }()
 
-	tx, err := s.db.BeginTx(ctx, nil) // IMMEDIATE, from the DSN's _txlock
+	sqlTx, err := s.dialect.beginWrite(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("store: begin transaction: %w", err)
 	}
+	tx := &txn{tx: sqlTx, d: s.dialect}
 	if err := fn(tx); err != nil {
-		tx.Rollback()
+		sqlTx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil

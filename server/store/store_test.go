@@ -34,7 +34,7 @@ func newStore(t *testing.T) (*Store, string) {
 
 // rawDB opens the file with a plain database/sql connection, bypassing the
 // store (as an attacker with file access would).
-func rawDB(t *testing.T, path string) *sql.DB {
+func rawDB(t *testing.T, path string) *rawConn {
 	t.Helper()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -42,34 +42,21 @@ func rawDB(t *testing.T, path string) *sql.DB {
 	}
 	db.SetMaxOpenConns(1)
 	t.Cleanup(func() { db.Close() })
-	return db
+	return &rawConn{DB: db, d: dialectSQLite}
 }
 
-func rawExec(t *testing.T, db *sql.DB, q string, args ...any) {
+func rawExec(t *testing.T, db *rawConn, q string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
 
-// schemaDump returns the schema objects and recorded versions, to compare
-// before and after a reopen.
-func schemaDump(t *testing.T, db *sql.DB) string {
+// versionDump returns the recorded schema versions.
+func versionDump(t *testing.T, db *rawConn) string {
 	t.Helper()
 	var b strings.Builder
-	rows, err := db.Query(`SELECT type, name, COALESCE(sql, '') FROM sqlite_schema ORDER BY type, name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var typ, name, sqlText string
-		if err := rows.Scan(&typ, &name, &sqlText); err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(typ + " " + name + " " + sqlText + "\n")
-	}
-	rows.Close()
-	rows, err = db.Query(`SELECT version, description, applied_at FROM schema_version ORDER BY version`)
+	rows, err := db.Query(`SELECT version, description, applied_at FROM schema_version ORDER BY version`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +110,11 @@ func TestOpenCreatesSchema(t *testing.T) {
 	}
 }
 
-func TestReopenIsNoOp(t *testing.T) {
+func TestReopenIsNoOp(t *testing.T) { forBackends(t, testReopenIsNoOp) }
+
+func testReopenIsNoOp(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "signet.db")
+	path := b.newLocation(t)
 	s, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -134,10 +123,10 @@ func TestReopenIsNoOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	before := schemaDump(t, rawDB(t, path))
+	before := b.schemaDump(t, b.rawDB(t, path))
 
-	s = openStore(t, path)
-	after := schemaDump(t, rawDB(t, path))
+	s = b.openStore(t, path)
+	after := b.schemaDump(t, b.rawDB(t, path))
 	if before != after {
 		t.Errorf("reopen changed the schema:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
@@ -146,10 +135,12 @@ func TestReopenIsNoOp(t *testing.T) {
 	}
 }
 
-func TestOpenRefusesNewerSchema(t *testing.T) {
+func TestOpenRefusesNewerSchema(t *testing.T) { forBackends(t, testOpenRefusesNewerSchema) }
+
+func testOpenRefusesNewerSchema(t *testing.T, b backend) {
 	ctx := context.Background()
-	_, path := newStore(t)
-	rawExec(t, rawDB(t, path), `INSERT INTO schema_version (version, description, applied_at) VALUES (?, 'from the future', '')`,
+	_, path := b.newStore(t)
+	rawExec(t, b.rawDB(t, path), `INSERT INTO schema_version (version, description, applied_at) VALUES (?, 'from the future', '')`,
 		SchemaVersion()+1)
 	s, err := Open(ctx, path)
 	if err == nil {
@@ -164,15 +155,18 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	}
 }
 
-func TestMigrationFailureRollsBack(t *testing.T) {
+func TestMigrationFailureRollsBack(t *testing.T) { forBackends(t, testMigrationFailureRollsBack) }
+
+func testMigrationFailureRollsBack(t *testing.T, b backend) {
 	ctx := context.Background()
-	_, path := newStore(t)
+	_, path := b.newStore(t)
 
 	saved := migrations
 	t.Cleanup(func() { migrations = saved })
 	migrations = append(append([]migration(nil), saved...), migration{
-		desc:  "broken",
-		stmts: []string{`CREATE TABLE half_done (x INTEGER)`, `THIS IS NOT SQL`},
+		desc:     "broken",
+		stmts:    []string{`CREATE TABLE half_done (x INTEGER)`, `THIS IS NOT SQL`},
+		postgres: []string{`CREATE TABLE half_done (x INTEGER)`, `THIS IS NOT SQL`},
 	})
 	s, err := Open(ctx, path)
 	if err == nil {
@@ -182,18 +176,19 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 	if !strings.Contains(err.Error(), "broken") || !strings.Contains(err.Error(), "statement 2") {
 		t.Errorf("error %q does not name the failing migration step", err)
 	}
-	db := rawDB(t, path)
-	var v, n int
+	db := b.rawDB(t, path)
+	var v int
 	if err := db.QueryRow(`SELECT max(version) FROM schema_version`).Scan(&v); err != nil || v != len(saved) {
 		t.Errorf("version after failed migration = %d, %v; want %d", v, err, len(saved))
 	}
-	if err := db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = 'half_done'`).Scan(&n); err != nil || n != 0 {
-		t.Errorf("partial migration left table behind: %d, %v", n, err)
+	if b.tableExists(t, db, "half_done") {
+		t.Errorf("partial migration left table behind")
 	}
 
 	// With a fixed migration, the upgrade goes through.
 	migrations[len(migrations)-1].stmts = []string{`CREATE TABLE half_done (x INTEGER)`}
-	s = openStore(t, path)
+	migrations[len(migrations)-1].postgres = []string{`CREATE TABLE half_done (x INTEGER)`}
+	s = b.openStore(t, path)
 	if v, err := s.DatabaseSchemaVersion(ctx); err != nil || v != len(saved)+1 {
 		t.Errorf("version after upgrade = %d, %v", v, err)
 	}
@@ -248,8 +243,10 @@ func TestOpenUnusualPath(t *testing.T) {
 	}
 }
 
-func TestConcurrentOpenOfFreshFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "signet.db")
+func TestConcurrentOpenOfFreshFile(t *testing.T) { forBackends(t, testConcurrentOpenOfFreshFile) }
+
+func testConcurrentOpenOfFreshFile(t *testing.T, b backend) {
+	path := b.newLocation(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
 	for range 6 {
@@ -269,7 +266,7 @@ func TestConcurrentOpenOfFreshFile(t *testing.T) {
 		}
 	}
 	var n int
-	if err := rawDB(t, path).QueryRow(`SELECT count(*) FROM schema_version`).Scan(&n); err != nil || n != SchemaVersion() {
+	if err := b.rawDB(t, path).QueryRow(`SELECT count(*) FROM schema_version`).Scan(&n); err != nil || n != SchemaVersion() {
 		t.Errorf("schema_version rows = %d, %v; want %d", n, err, SchemaVersion())
 	}
 }

@@ -76,8 +76,8 @@ func (s *Store) AddUser(ctx context.Context, u User) (User, error) {
 	if err := checkPasswordHash(u.PasswordHash); err != nil {
 		return User{}, err
 	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (name, admin, password_hash) VALUES (?, ?, ?)`,
+	err := s.writeTx(ctx, func(tx *txn) error {
+		id, err := tx.insertID(ctx, `INSERT INTO users (name, admin, password_hash) VALUES (?, ?, ?)`,
 			u.Name, boolInt(u.Admin), nullString(u.PasswordHash))
 		if isUnique(err) {
 			return exists(KindUser, u.Name, "")
@@ -85,8 +85,8 @@ func (s *Store) AddUser(ctx context.Context, u User) (User, error) {
 		if err != nil {
 			return dbErr("add user", err)
 		}
-		u.ID, err = res.LastInsertId()
-		return err
+		u.ID = id
+		return nil
 	})
 	if err != nil {
 		return User{}, err
@@ -96,12 +96,12 @@ func (s *Store) AddUser(ctx context.Context, u User) (User, error) {
 
 // GetUser returns the named user.
 func (s *Store) GetUser(ctx context.Context, name string) (User, error) {
-	return getUser(ctx, s.db, name)
+	return getUser(ctx, s.q(), name)
 }
 
 // ListUsers returns all users ordered by name.
 func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY name`)
+	rows, err := s.q().QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY name`)
 	if err != nil {
 		return nil, dbErr("list users", err)
 	}
@@ -135,7 +135,7 @@ func (s *Store) UpdateUser(ctx context.Context, name string, upd UserUpdate) (Us
 		}
 	}
 	var u User
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *txn) error {
 		var err error
 		if u, err = getUser(ctx, tx, name); err != nil {
 			return err
@@ -170,7 +170,7 @@ func (s *Store) UpdateUser(ctx context.Context, name string, upd UserUpdate) (Us
 // is set, in which case the accesses are deleted too. Forcing can leave a
 // key with no access at all; only a server admin can then delete it.
 func (s *Store) DeleteUser(ctx context.Context, name string, force bool) error {
-	return s.writeTx(ctx, func(tx *sql.Tx) error {
+	return s.writeTx(ctx, func(tx *txn) error {
 		u, err := getUser(ctx, tx, name)
 		if err != nil {
 			return err
