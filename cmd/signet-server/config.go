@@ -8,9 +8,17 @@ import (
 // not named here is refused at start-up with the closest known one (see
 // internal/configfile). To add a setting, add a field with its key.
 type config struct {
-	Database   string `mapstructure:"database"`
-	Transcript string `mapstructure:"transcript"`
-	Token      struct {
+	// Database is a SQLite file path or a postgres:// URL (without a
+	// password: see DatabasePasswordFile).
+	Database string `mapstructure:"database"`
+	// DatabasePasswordFile and DatabasePasswordCredential give the
+	// PostgreSQL password: a file with private permissions, or the name
+	// of a systemd credential. Neither is needed with a passfile
+	// (PGPASSFILE, ~/.pgpass, the URL's passfile=) or certificate login.
+	DatabasePasswordFile       string `mapstructure:"database_password_file"`
+	DatabasePasswordCredential string `mapstructure:"database_password_credential"`
+	Transcript                 string `mapstructure:"transcript"`
+	Token                      struct {
 		Module      string `mapstructure:"module"`
 		Label       string `mapstructure:"label"`
 		Serial      string `mapstructure:"serial"`
@@ -27,6 +35,9 @@ type config struct {
 	TLS    tlsConfig      `mapstructure:"tls"`
 	Bridge []bridgeConfig `mapstructure:"bridge"`
 	Server struct {
+		// Name names this server in the audit records it writes;
+		// default the host name.
+		Name                 string   `mapstructure:"name"`
 		PinFile              string   `mapstructure:"pin_file"`
 		PinCredential        string   `mapstructure:"pin_credential"`
 		UnwrapCache          string   `mapstructure:"unwrap_cache"`

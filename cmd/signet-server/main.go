@@ -75,7 +75,7 @@ file descriptor, or a prompt without echo; never from the command line.`,
 	}
 	f := root.PersistentFlags()
 	f.String("config", "", "configuration file (TOML; default "+defaultConfig+" if it exists)")
-	f.String("database", "", "SQLite database file (config: database)")
+	f.String("database", "", "SQLite database file, or postgres:// URL without a password (config: database)")
 	f.String("module", "", "PKCS#11 module path (config: token.module)")
 	f.String("token-label", "", "token label (config: token.label)")
 	f.String("token-serial", "", "token serial number; wins over the label (config: token.serial)")
@@ -156,14 +156,47 @@ func (a *app) tokenName() string {
 // openStore opens the database; a missing one is created only by commands
 // that add things (create true), so a typo in --database is not silently
 // a new empty database.
+//
+// A postgres:// URL selects PostgreSQL; its password, if the server wants
+// one, comes from database_password_file or database_password_credential
+// (or libpq's passfile), never from the URL.
 func (a *app) openStore(ctx context.Context, create bool) (*store.Store, error) {
 	path := a.cfg.Database
+	opts := store.Options{ServerName: a.cfg.Server.Name}
+	if store.IsPostgres(path) {
+		pw, err := a.databasePassword()
+		if err != nil {
+			return nil, err
+		}
+		defer clear(pw)
+		opts.Password = pw
+		return store.OpenWith(ctx, path, opts)
+	}
 	if !create {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("database %s: %w (it is created by `user add`, `key generate` or `key import`)", path, err)
 		}
 	}
-	return store.Open(ctx, path)
+	return store.OpenWith(ctx, path, opts)
+}
+
+// databasePassword reads the PostgreSQL password from the configured file
+// or systemd credential; nil when neither is configured.
+func (a *app) databasePassword() ([]byte, error) {
+	file := a.cfg.DatabasePasswordFile
+	if name := a.cfg.DatabasePasswordCredential; name != "" {
+		if file != "" {
+			return nil, errors.New("configuration: set database_password_file or database_password_credential, not both")
+		}
+		var err error
+		if file, err = credentialPath("database_password_credential", name); err != nil {
+			return nil, err
+		}
+	}
+	if file == "" {
+		return nil, nil
+	}
+	return secret.ReadFile(file, "database password")
 }
 
 // session is an opened database and, when needed, a logged-in token.

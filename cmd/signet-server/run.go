@@ -168,7 +168,7 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.Metrics.WriteLoop(ctx, path, every, log) }()
 	}
-	log.Info("signet-server running", "bridges", len(dialers), "token", a.tokenName(), "network_key_ceremonies", pin != nil)
+	log.Info("signet-server running", "bridges", len(dialers), "database", st.Path(), "server_name", st.ServerName(), "token", a.tokenName(), "network_key_ceremonies", pin != nil)
 	for _, d := range dialers {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.Run(ctx) }()

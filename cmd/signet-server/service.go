@@ -25,16 +25,22 @@ import (
 // $CREDENTIALS_DIRECTORY/name, which LoadCredential= or
 // LoadCredentialEncrypted= fills. Empty name: none configured.
 func pinCredential(name string) (string, error) {
+	return credentialPath("server.pin_credential", name)
+}
+
+// credentialPath returns the file of the systemd credential name, which
+// the configuration key setting names; "" for no name.
+func credentialPath(setting, name string) (string, error) {
 	if name == "" {
 		return "", nil
 	}
 	if strings.ContainsRune(name, '/') || name == "." || name == ".." {
-		return "", fmt.Errorf("configuration server.pin_credential %q: a credential name, not a path", name)
+		return "", fmt.Errorf("configuration %s %q: a credential name, not a path", setting, name)
 	}
 	dir := os.Getenv("CREDENTIALS_DIRECTORY")
 	if dir == "" {
-		return "", fmt.Errorf("configuration server.pin_credential = %q, but $CREDENTIALS_DIRECTORY is not set: "+
-			"start the server from a unit with LoadCredential=%s:FILE or LoadCredentialEncrypted=%s:FILE", name, name, name)
+		return "", fmt.Errorf("configuration %s = %q, but $CREDENTIALS_DIRECTORY is not set: "+
+			"start the server from a unit with LoadCredential=%s:FILE or LoadCredentialEncrypted=%s:FILE", setting, name, name, name)
 	}
 	return filepath.Join(dir, name), nil
 }

@@ -65,13 +65,27 @@ type Env struct {
 	// to a relay's server listener.
 	relayTLS *tls.Config
 	dial     func(r *Relay)
+	token    *softhsmtest.Token
+	database string
 }
 
-// New starts an Env for t; it stops when t ends.
+// New starts an Env for t, on a SQLite store of its own; it stops when t
+// ends.
 func New(t testing.TB) *Env {
 	t.Helper()
+	return NewOn(t, "")
+}
+
+// NewOn is New on the database at location (a SQLite path or a
+// postgres:// URL, empty and without a password), named "server-a" in the
+// audit log; "" means a SQLite file of its own.
+func NewOn(t testing.TB, location string) *Env {
+	t.Helper()
 	ctx := context.Background()
-	e := &Env{t: t, Dir: t.TempDir()}
+	e := &Env{t: t, Dir: t.TempDir(), database: location}
+	if location == "" {
+		e.database = filepath.Join(t.TempDir(), "signet.db")
+	}
 
 	// PKI: a CA, the bridge (IP SAN), the server (CN only, as Sigul's
 	// certutil recipe makes them), a client certificate per user.
@@ -85,8 +99,9 @@ func New(t testing.TB) *Env {
 
 	// Server: token, store, users and a key.
 	tk := softhsmtest.New(t)
+	e.token = tk
 	tok := tk.Open(t)
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "signet.db"))
+	st, err := store.OpenWith(ctx, e.database, store.Options{ServerName: "server-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +150,26 @@ func New(t testing.TB) *Env {
 	return e
 }
 
+// Peer returns the handlers of another server, named name in the audit
+// log, sharing this Env's database (through a store handle of its own) and
+// token (through a session pool of its own), with its own authenticator
+// and unwrap cache: two servers of one deployment, in-process. Run
+// requests on it with DoOn or TryOn.
+func (e *Env) Peer(name string) *server.Handlers {
+	e.t.Helper()
+	st, err := store.OpenWith(context.Background(), e.database, store.Options{ServerName: name})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { st.Close() })
+	tok := e.token.Open(e.t)
+	au, err := server.NewAuthenticator(st, CheapKDF, time.Minute)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &server.Handlers{Store: st, Token: tok, Auth: au, TokenName: e.token.Label, PIN: e.token.PIN, KDF: CheapKDF}
+}
+
 // AddRelay starts another relay (a second bridge) that the same server
 // dials, as a server dials every configured bridge.
 func (e *Env) AddRelay() *Relay {
@@ -173,7 +208,13 @@ type Request struct {
 // payload. A dropped request (no reply) fails the test.
 func (e *Env) Do(r Request) (*server.Response, []byte) {
 	e.t.Helper()
-	resp, body, err := e.Try(r)
+	return e.DoOn(e.Handlers, r)
+}
+
+// DoOn is Do on the handlers h (see Peer).
+func (e *Env) DoOn(h *server.Handlers, r Request) (*server.Response, []byte) {
+	e.t.Helper()
+	resp, body, err := e.TryOn(h, r)
 	if err != nil {
 		e.t.Fatalf("%s: %v", r.Op, err)
 	}
@@ -183,6 +224,12 @@ func (e *Env) Do(r Request) (*server.Response, []byte) {
 // Try is Do for a request that may be dropped: it returns the error that
 // dropped it (wrapping server.ErrDrop) instead of failing the test.
 func (e *Env) Try(r Request) (*server.Response, []byte, error) {
+	e.t.Helper()
+	return e.TryOn(e.Handlers, r)
+}
+
+// TryOn is Try on the handlers h (see Peer).
+func (e *Env) TryOn(h *server.Handlers, r Request) (*server.Response, []byte, error) {
 	e.t.Helper()
 	sum := sha512.Sum512(r.Payload)
 	req := &server.Request{Op: r.Op, User: r.User, CN: r.User, Fields: map[string][]byte{}, Secrets: map[string][]byte{},
@@ -194,7 +241,7 @@ func (e *Env) Try(r Request) (*server.Response, []byte, error) {
 	for k, v := range r.Secrets {
 		req.Secrets[k] = []byte(v)
 	}
-	resp, err := e.Handlers.Serve(context.Background(), req)
+	resp, err := h.Serve(context.Background(), req)
 	if err != nil {
 		return nil, nil, err
 	}
