@@ -11,9 +11,9 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// DefaultMaxSessions is the session cap when Config.MaxSessions is zero: a
+// defaultMaxSessions is the session cap when Config.MaxSessions is zero: a
 // YubiHSM 2 allows 16 sessions per device and reports no limit of its own.
-const DefaultMaxSessions = 16
+const defaultMaxSessions = 16
 
 // Config names a token. Exactly one of TokenLabel and TokenSerial should be
 // set; when both are, the serial wins.
@@ -24,7 +24,7 @@ type Config struct {
 	TokenLabel  string
 	TokenSerial string
 	// MaxSessions caps the sessions this process opens on the token
-	// (DefaultMaxSessions when zero). It is also lowered to the token's own
+	// (defaultMaxSessions when zero). It is also lowered to the token's own
 	// limit when the token reports one.
 	MaxSessions int
 }
@@ -78,7 +78,7 @@ func Open(cfg Config) (*Token, error) {
 	}
 	limit := cfg.MaxSessions
 	if limit == 0 {
-		limit = DefaultMaxSessions
+		limit = defaultMaxSessions
 	}
 	if info.MaxSessions > 0 && uint(limit) > info.MaxSessions {
 		limit = int(info.MaxSessions)

@@ -50,10 +50,10 @@ const (
 	// RFC 5649 under it (0x210B, the standard's CKM_AES_KEY_WRAP_KWP, is
 	// CKR_MECHANISM_INVALID there).
 	CKMAESKeyWrapPad = 0x210A
-	// CKMAESKeyWrapKWP is CKM_AES_KEY_WRAP_KWP (RFC 5649 by the standard).
-	CKMAESKeyWrapKWP = 0x210B
-	// CKMYubicoAESCCMWrap is YubiHSM 2's wrap mechanism.
-	CKMYubicoAESCCMWrap = 0xd9554204
+	// ckmAESKeyWrapKWP is CKM_AES_KEY_WRAP_KWP (RFC 5649 by the standard).
+	ckmAESKeyWrapKWP = 0x210B
+	// ckmYubicoAESCCMWrap is YubiHSM 2's wrap mechanism.
+	ckmYubicoAESCCMWrap = 0xd9554204
 
 	ckkYubicoAES256CCMWrap = 0xd955422a
 	ckkSHA256HMAC          = 0x2B
@@ -61,8 +61,8 @@ const (
 	ckaUnwrapTemplate      = 0x40000212
 )
 
-// WrapKeySize is the size of a wrap key: AES-256.
-const WrapKeySize = 32
+// wrapKeySize is the size of a wrap key: AES-256.
+const wrapKeySize = 32
 
 var (
 	// ErrNoWrapKey: the token holds no wrap key.
@@ -101,16 +101,16 @@ func DefaultWrapProfile(ti TokenInfo) WrapProfile {
 			NoEd25519:  "SoftHSM2 2.6 cannot wrap Ed25519 keys (CKR_KEY_NOT_WRAPPABLE)"}
 	case strings.Contains(ti.Manufacturer, "Yubico"):
 		// From Yubico's PKCS#11 documentation; not tried on a device here.
-		return WrapProfile{Mechanism: CKMYubicoAESCCMWrap, WrapKeyType: ckkYubicoAES256CCMWrap,
+		return WrapProfile{Mechanism: ckmYubicoAESCCMWrap, WrapKeyType: ckkYubicoAES256CCMWrap,
 			MACKeyType: ckkSHA256HMAC}
 	}
-	return WrapProfile{Mechanism: CKMAESKeyWrapKWP, WrapKeyType: pkcs11.CKK_AES, MACKeyType: pkcs11.CKK_GENERIC_SECRET}
+	return WrapProfile{Mechanism: ckmAESKeyWrapKWP, WrapKeyType: pkcs11.CKK_AES, MACKeyType: pkcs11.CKK_GENERIC_SECRET}
 }
 
 var wrapMechanismNames = map[string]uint{
 	"aes-key-wrap-pad":    CKMAESKeyWrapPad,
-	"aes-key-wrap-kwp":    CKMAESKeyWrapKWP,
-	"yubico-aes-ccm-wrap": CKMYubicoAESCCMWrap,
+	"aes-key-wrap-kwp":    ckmAESKeyWrapKWP,
+	"yubico-aes-ccm-wrap": ckmYubicoAESCCMWrap,
 }
 
 // ParseWrapMechanism reads a configured wrap mechanism: one of
@@ -466,8 +466,8 @@ func publicMaterial(pub crypto.PublicKey) ([]*pkcs11.Attribute, error) {
 // holds a wrap key is refused. The caller wipes key; the attribute buffers
 // made here are wiped before returning.
 func InstallWrapKey(cfg Config, p WrapProfile, soPIN, userPIN, key []byte) (string, error) {
-	if len(key) != WrapKeySize {
-		return "", fmt.Errorf("hsm: a wrap key is %d bytes, not %d", WrapKeySize, len(key))
+	if len(key) != wrapKeySize {
+		return "", fmt.Errorf("hsm: a wrap key is %d bytes, not %d", wrapKeySize, len(key))
 	}
 	id, err := WrapKeyID(key)
 	if err != nil {

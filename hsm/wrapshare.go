@@ -58,7 +58,7 @@ func CheckCustodian(name string) error {
 // NewWrapKey returns a fresh random AES-256 wrap key, made outside any
 // token. The caller wipes it.
 func NewWrapKey() ([]byte, error) {
-	k := make([]byte, WrapKeySize)
+	k := make([]byte, wrapKeySize)
 	if _, err := rand.Read(k); err != nil {
 		return nil, err
 	}
@@ -71,8 +71,8 @@ func NewWrapKey() ([]byte, error) {
 // threshold and the last threshold are combined again and checked before
 // the shares are returned.
 func SplitWrapKey(key []byte, threshold, total int, custodians []string) ([]Share, error) {
-	if len(key) != WrapKeySize {
-		return nil, fmt.Errorf("hsm: a wrap key is %d bytes, not %d", WrapKeySize, len(key))
+	if len(key) != wrapKeySize {
+		return nil, fmt.Errorf("hsm: a wrap key is %d bytes, not %d", wrapKeySize, len(key))
 	}
 	if total < 2 || total > MaxShares || threshold < 2 || threshold > total {
 		return nil, fmt.Errorf("hsm: %d-of-%d: need 2 <= threshold <= shares <= %d", threshold, total, MaxShares)
@@ -100,7 +100,7 @@ func SplitWrapKey(key []byte, threshold, total int, custodians []string) ([]Shar
 	}
 	buf := make([]byte, scalarSize)
 	defer clear(buf)
-	copy(buf[scalarSize-WrapKeySize:], key)
+	copy(buf[scalarSize-wrapKeySize:], key)
 	secret := shareGroup.NewScalar()
 	if err := secret.UnmarshalBinary(buf); err != nil {
 		return nil, fmt.Errorf("hsm: wrap key as a scalar: %w", err)
@@ -185,9 +185,9 @@ func CombineShares(shares []Share) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := append([]byte(nil), buf[scalarSize-WrapKeySize:]...)
+	key := append([]byte(nil), buf[scalarSize-wrapKeySize:]...)
 	id, err := WrapKeyID(key)
-	if err == nil && (id != first.WrapKeyID || !allZero(buf[:scalarSize-WrapKeySize])) {
+	if err == nil && (id != first.WrapKeyID || !allZero(buf[:scalarSize-wrapKeySize])) {
 		err = fmt.Errorf("the shares do not reconstruct wrap key %s: at least one of them is wrong", first.WrapKeyID)
 	}
 	if err != nil {

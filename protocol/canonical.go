@@ -8,7 +8,7 @@ import (
 
 // The functions in this file write protocol items in the exact chunk layout
 // of the reference bridge (§2.5): one chunk per item, payloads in chunks of
-// CanonicalPayloadChunk bytes ending exactly at the end of the payload. A
+// canonicalPayloadChunk bytes ending exactly at the end of the payload. A
 // bridge must reproduce this layout because the Rust v1 client depends on
 // it; endpoints do not need it.
 
@@ -32,17 +32,17 @@ func writeCanonicalData(w *ChunkWriter, n uint64, payload io.Reader) error {
 	if n > 0 && payload == nil {
 		return fmt.Errorf("protocol: payload of %d bytes but no payload reader", n)
 	}
-	return w.WriteChunked(Outer, payload, n, CanonicalPayloadChunk)
+	return w.writeChunked(Outer, payload, n, canonicalPayloadChunk)
 }
 
 // WriteCanonicalPayload writes a payload section as the reference bridge
 // does: the u64 n in one chunk, n bytes from data in chunks of at most 4096
 // bytes, and mac in one chunk. mac is forwarded as given (the bridge cannot
-// compute MACs); it must be MACSize bytes. Passing n = 0 and the server's
+// compute MACs); it must be macSize bytes. Passing n = 0 and the server's
 // MAC is the koji-only case of §6.5.
 func WriteCanonicalPayload(w *ChunkWriter, n uint64, data io.Reader, mac []byte) error {
-	if len(mac) != MACSize {
-		return fmt.Errorf("protocol: payload MAC must be %d bytes, got %d", MACSize, len(mac))
+	if len(mac) != macSize {
+		return fmt.Errorf("protocol: payload MAC must be %d bytes, got %d", macSize, len(mac))
 	}
 	if err := writeCanonicalData(w, n, data); err != nil {
 		return err

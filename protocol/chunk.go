@@ -11,8 +11,8 @@ import (
 
 // Chunk framing constants (§2.1, §2.3, §2.5).
 const (
-	// InnerBit is bit 31 of a chunk header: set for the inner stream.
-	InnerBit = 0x80000000
+	// innerBit is bit 31 of a chunk header: set for the inner stream.
+	innerBit = 0x80000000
 
 	// MaxChunkLen is the largest data length a chunk header can carry
 	// (bits 0-30).
@@ -24,9 +24,9 @@ const (
 	// MuxConfig.MaxBuffered, which is never below this.
 	MinChunkAccept = 1 << 20
 
-	// CanonicalPayloadChunk is the payload chunk size the reference bridge
+	// canonicalPayloadChunk is the payload chunk size the reference bridge
 	// writes (§2.5).
-	CanonicalPayloadChunk = 4096
+	canonicalPayloadChunk = 4096
 
 	chunkHeaderLen = 4
 )
@@ -71,14 +71,14 @@ func MakeChunkHeader(s Stream, n int) (ChunkHeader, error) {
 	}
 	h := ChunkHeader(uint32(n))
 	if s == Inner {
-		h |= InnerBit
+		h |= innerBit
 	}
 	return h, nil
 }
 
 // Stream returns the stream the chunk belongs to.
 func (h ChunkHeader) Stream() Stream {
-	if h&InnerBit != 0 {
+	if h&innerBit != 0 {
 		return Inner
 	}
 	return Outer
@@ -358,12 +358,12 @@ func (c *ChunkWriter) writeLocked(h ChunkHeader, data []byte) error {
 	return nil
 }
 
-// WriteChunked copies exactly n bytes from src to stream s as chunks of at
+// writeChunked copies exactly n bytes from src to stream s as chunks of at
 // most maxChunk bytes; the last chunk ends exactly at byte n, and n = 0
 // writes nothing. It refuses maxChunk outside 1..MaxChunkLen, and returns an
 // error wrapping io.ErrUnexpectedEOF if src ends early (the chunks already
 // written stay written, so the connection must then be dropped).
-func (c *ChunkWriter) WriteChunked(s Stream, src io.Reader, n uint64, maxChunk int) error {
+func (c *ChunkWriter) writeChunked(s Stream, src io.Reader, n uint64, maxChunk int) error {
 	if maxChunk < 1 || maxChunk > MaxChunkLen {
 		return fmt.Errorf("protocol: chunk size %d outside 1..%d", maxChunk, MaxChunkLen)
 	}

@@ -72,16 +72,16 @@ func TestChunkWriterRules(t *testing.T) {
 		t.Fatalf("got %x want %x", b.Bytes(), want)
 	}
 
-	// WriteChunked splits exactly and writes nothing for n = 0.
+	// writeChunked splits exactly and writes nothing for n = 0.
 	b.Reset()
 	w = NewChunkWriter(&b)
-	must(t, w.WriteChunked(Outer, bytes.NewReader(make([]byte, 10000)), 10000, 4096))
-	must(t, w.WriteChunked(Outer, nil, 0, 4096))
+	must(t, w.writeChunked(Outer, bytes.NewReader(make([]byte, 10000)), 10000, 4096))
+	must(t, w.writeChunked(Outer, nil, 0, 4096))
 	p := parseLeg(t, b.Bytes())
 	if chunkList(p.chunks) != "[outer L=4096] [outer L=4096] [outer L=1808] " {
 		t.Fatalf("WriteChunked layout %s", chunkList(p.chunks))
 	}
-	if err := w.WriteChunked(Outer, bytes.NewReader(make([]byte, 5)), 6, 4096); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if err := w.writeChunked(Outer, bytes.NewReader(make([]byte, 5)), 6, 4096); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("short source: %v", err)
 	}
 
@@ -176,7 +176,7 @@ func TestChunkReaderErrors(t *testing.T) {
 	// Next skips unread data.
 	cr = NewChunkReader(bytes.NewReader(append(append(hdr(Outer, 3), "abc"...), hdr(Inner, 0)...)))
 	cr.Next()
-	if h, err := cr.Next(); err != nil || h != InnerBit {
+	if h, err := cr.Next(); err != nil || h != innerBit {
 		t.Fatalf("skip: %v %v", h, err)
 	}
 	if !cr.Ended(Inner) || cr.Ended(Outer) {
@@ -479,14 +479,14 @@ func TestInnerConnClose(t *testing.T) {
 		t.Fatalf("wrote %x", out.Bytes())
 	}
 
-	// CloseWrite then Close sends one EOF.
+	// closeWrite then Close sends one EOF.
 	out.Reset()
 	m = NewMux(struct {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(nil), &out}, nil)
 	c = m.InnerConn()
-	must(t, c.CloseWrite())
+	must(t, c.closeWrite())
 	if _, err := c.Write([]byte("x")); !errors.Is(err, ErrStreamEnded) {
 		t.Fatalf("write after CloseWrite: %v", err)
 	}

@@ -44,7 +44,7 @@ var (
 	// (§4.2 step 3).
 	ErrUnknownOp = errors.New("protocol: unknown operation")
 
-	// ErrShortKey means a MAC base key shorter than MinKeyLen bytes
+	// ErrShortKey means a MAC base key shorter than minKeyLen bytes
 	// (§4.3 step 9, §7.1 step 2). The concrete error is a *FieldError.
 	ErrShortKey = errors.New("protocol: MAC key shorter than 64 bytes")
 
@@ -100,14 +100,14 @@ func (e *LimitError) Error() string {
 func (e *LimitError) Unwrap() error { return ErrLimit }
 
 // VersionError reports a request protocol version other than
-// ProtocolVersion.
+// protocolVersion.
 type VersionError struct {
 	Version uint32
 }
 
 // Error gives the version received.
 func (e *VersionError) Error() string {
-	return fmt.Sprintf("protocol: request protocol version %d, only version %d is supported", e.Version, ProtocolVersion)
+	return fmt.Sprintf("protocol: request protocol version %d, only version %d is supported", e.Version, protocolVersion)
 }
 
 // Unwrap returns ErrUnknownVersion.

@@ -10,12 +10,12 @@ import (
 
 // Field block limits (§3.1, §3.3).
 const (
-	MaxFields   = 255 // pairs in one block
-	MaxKeyLen   = 255 // bytes; keys are at least 1 byte
-	MaxValueLen = 255 // bytes; values may be empty
+	maxFields   = 255 // pairs in one block
+	maxKeyLen   = 255 // bytes; keys are at least 1 byte
+	maxValueLen = 255 // bytes; values may be empty
 
-	// MaxFieldBlockLen is the largest possible encoded field block.
-	MaxFieldBlockLen = 1 + MaxFields*(1+MaxKeyLen+1+MaxValueLen)
+	// maxFieldBlockLen is the largest possible encoded field block.
+	maxFieldBlockLen = 1 + maxFields*(1+maxKeyLen+1+maxValueLen)
 )
 
 // Field is one key/value pair of a field block.
@@ -68,8 +68,8 @@ func isSendSafe(s string) bool {
 
 // checkKey validates a key: 1..255 bytes, a safe string.
 func checkKey(key string, strict bool) error {
-	if len(key) == 0 || len(key) > MaxKeyLen {
-		return fieldErr(key, ErrInvalidField, "key length %d outside 1..%d", len(key), MaxKeyLen)
+	if len(key) == 0 || len(key) > maxKeyLen {
+		return fieldErr(key, ErrInvalidField, "key length %d outside 1..%d", len(key), maxKeyLen)
 	}
 	ok := IsSafeString(key)
 	if strict {
@@ -84,15 +84,15 @@ func checkKey(key string, strict bool) error {
 // Validate checks that f can be encoded: at most 255 pairs, keys of 1..255
 // safe-string bytes (0x20..0x7F), values of at most 255 bytes, no key twice.
 func (f Fields) Validate() error {
-	if len(f) > MaxFields {
-		return &LimitError{What: "field count", Value: uint64(len(f)), Limit: MaxFields}
+	if len(f) > maxFields {
+		return &LimitError{What: "field count", Value: uint64(len(f)), Limit: maxFields}
 	}
 	for i, fl := range f {
 		if err := checkKey(fl.Key, false); err != nil {
 			return err
 		}
-		if len(fl.Value) > MaxValueLen {
-			return fieldErr(fl.Key, ErrInvalidField, "value length %d exceeds %d", len(fl.Value), MaxValueLen)
+		if len(fl.Value) > maxValueLen {
+			return fieldErr(fl.Key, ErrInvalidField, "value length %d exceeds %d", len(fl.Value), maxValueLen)
 		}
 		for _, prev := range f[:i] {
 			if prev.Key == fl.Key {
@@ -124,9 +124,9 @@ func (f Fields) AppendBinary(b []byte) ([]byte, error) {
 func (f Fields) MarshalBinary() ([]byte, error) { return f.AppendBinary(nil) }
 
 // UnmarshalBinary decodes exactly one block that fills b. It refuses
-// trailing bytes and everything DecodeFields refuses.
+// trailing bytes and everything decodeFields refuses.
 func (f *Fields) UnmarshalBinary(b []byte) error {
-	v, n, err := DecodeFields(b)
+	v, n, err := decodeFields(b)
 	if err != nil {
 		return err
 	}
@@ -137,11 +137,11 @@ func (f *Fields) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// DecodeFields decodes one block from the start of b and returns it with
+// decodeFields decodes one block from the start of b and returns it with
 // the number of bytes it used. It refuses a key of length 0, a key that is
 // not a safe string, a key that appears twice, and a block that b cuts
 // short (an error wrapping io.ErrUnexpectedEOF, or io.EOF if b is empty).
-func DecodeFields(b []byte) (Fields, int, error) {
+func decodeFields(b []byte) (Fields, int, error) {
 	r := byteSliceReader{b: b}
 	f, _, err := readFields(&r, false)
 	return f, r.off, err
@@ -150,8 +150,8 @@ func DecodeFields(b []byte) (Fields, int, error) {
 // ReadFields reads one block from r, reading exactly its bytes and nothing
 // after them, and returns it with its raw bytes. It returns io.EOF if r ends
 // before the first byte and an error wrapping io.ErrUnexpectedEOF if it
-// ends inside the block; otherwise it refuses what DecodeFields refuses. At
-// most MaxFieldBlockLen bytes are read, so memory use is bounded whatever
+// ends inside the block; otherwise it refuses what decodeFields refuses. At
+// most maxFieldBlockLen bytes are read, so memory use is bounded whatever
 // the input.
 func ReadFields(r io.Reader) (Fields, []byte, error) {
 	return readFields(r, true)
@@ -174,7 +174,7 @@ func (r *byteSliceReader) Read(p []byte) (int, error) {
 func readFields(r io.Reader, keepRaw bool) (Fields, []byte, error) {
 	var raw []byte
 	var small [1]byte
-	var buf [MaxKeyLen]byte
+	var buf [maxKeyLen]byte
 	read := func(p []byte, what string, first bool) error {
 		if _, err := io.ReadFull(r, p); err != nil {
 			if err == io.EOF && first {
@@ -359,8 +359,8 @@ func (f *Fields) Set(key string, value []byte) error {
 	if err := checkKey(key, true); err != nil {
 		return err
 	}
-	if len(value) > MaxValueLen {
-		return fieldErr(key, ErrInvalidField, "value length %d exceeds %d", len(value), MaxValueLen)
+	if len(value) > maxValueLen {
+		return fieldErr(key, ErrInvalidField, "value length %d exceeds %d", len(value), maxValueLen)
 	}
 	v := slices.Clone(value)
 	if v == nil {
@@ -372,8 +372,8 @@ func (f *Fields) Set(key string, value []byte) error {
 			return nil
 		}
 	}
-	if len(*f) >= MaxFields {
-		return &LimitError{What: "field count", Value: uint64(len(*f) + 1), Limit: MaxFields}
+	if len(*f) >= maxFields {
+		return &LimitError{What: "field count", Value: uint64(len(*f) + 1), Limit: maxFields}
 	}
 	*f = append(*f, Field{Key: key, Value: v})
 	return nil

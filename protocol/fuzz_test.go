@@ -167,7 +167,7 @@ func readAllInto(dst []byte, r io.Reader) ([]byte, error) {
 func FuzzFields(f *testing.F) {
 	f.Add([]byte{1, 2, 'o', 'p', 1, 'x'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fs, n, err := DecodeFields(data)
+		fs, n, err := decodeFields(data)
 		fs2, raw, err2 := ReadFields(iotest.OneByteReader(bytes.NewReader(data)))
 		if classify(err) != classify(err2) {
 			t.Fatalf("DecodeFields %v, ReadFields %v", err, err2)
@@ -181,7 +181,7 @@ func FuzzFields(f *testing.F) {
 			}
 			return
 		}
-		if n > MaxFieldBlockLen || n > len(data) || n < 1 {
+		if n > maxFieldBlockLen || n > len(data) || n < 1 {
 			t.Fatalf("consumed %d bytes", n)
 		}
 		if !bytes.Equal(raw, data[:n]) || len(fs2) != len(fs) {
@@ -194,12 +194,12 @@ func FuzzFields(f *testing.F) {
 		if err != nil || !bytes.Equal(enc, data[:n]) {
 			t.Fatalf("round trip: %v", err)
 		}
-		if len(fs) > MaxFields {
+		if len(fs) > maxFields {
 			t.Fatal("too many fields")
 		}
 		seen := map[string]bool{}
 		for _, fl := range fs {
-			if len(fl.Key) < 1 || len(fl.Key) > MaxKeyLen || !IsSafeString(fl.Key) || seen[fl.Key] || len(fl.Value) > MaxValueLen {
+			if len(fl.Key) < 1 || len(fl.Key) > maxKeyLen || !IsSafeString(fl.Key) || seen[fl.Key] || len(fl.Value) > maxValueLen {
 				t.Fatalf("bad key %q accepted", fl.Key)
 			}
 			seen[fl.Key] = true
@@ -234,14 +234,14 @@ func FuzzRequestHeader(f *testing.F) {
 			return
 		}
 		enc, _ := h.MarshalBinary()
-		if !bytes.Equal(enc, data[:consumed]) || !bytes.Equal(h.HeaderBytes(), data[:consumed-8]) || h.Version() != ProtocolVersion {
+		if !bytes.Equal(enc, data[:consumed]) || !bytes.Equal(h.HeaderBytes(), data[:consumed-8]) || h.Version() != protocolVersion {
 			t.Fatal("round trip")
 		}
 		sum := sha512.Sum512(data[:consumed-8])
 		if !bytes.Equal(h.SHA512(), sum[:]) {
 			t.Fatal("SHA512")
 		}
-		if consumed > 4+MaxFieldBlockLen+8 {
+		if consumed > 4+maxFieldBlockLen+8 {
 			t.Fatal("header longer than possible")
 		}
 		if h2, err := NewRequestHeader(h.Fields(), h.PayloadLen()); err == nil {
@@ -288,7 +288,7 @@ var fuzzRequest = func() *RequestHeader {
 func FuzzInnerMessage(f *testing.F) {
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := ParseInnerMessage(data)
+		m, err := parseInnerMessage(data)
 		m2, rerr := ReadInnerMessage(iotest.OneByteReader(bytes.NewReader(data)))
 		if err != nil {
 			oneOf(t, err, "malformed", "unexpected-eof", "eof")
@@ -307,10 +307,10 @@ func FuzzInnerMessage(f *testing.F) {
 		empty := sha512.Sum512(nil)
 		ok, err := m.Verify(fuzzRequest, empty[:])
 		if err == nil {
-			got, _ := m.Fields.Lookup(FieldHeaderAuthSHA512)
-			pay, _ := m.Fields.Lookup(FieldPayloadAuthSHA512)
+			got, _ := m.Fields.Lookup(fieldHeaderAuthSHA512)
+			pay, _ := m.Fields.Lookup(fieldPayloadAuthSHA512)
 			k, kerr := m.ReplyKeys()
-			if !ok || !bytes.Equal(got, fuzzRequest.SHA512()) || !bytes.Equal(pay, empty[:]) || kerr != nil || len(k.Header) < MinKeyLen || len(k.Payload) < MinKeyLen {
+			if !ok || !bytes.Equal(got, fuzzRequest.SHA512()) || !bytes.Equal(pay, empty[:]) || kerr != nil || len(k.Header) < minKeyLen || len(k.Payload) < minKeyLen {
 				t.Fatal("Verify accepted a message it should not")
 			}
 		} else {
@@ -318,7 +318,7 @@ func FuzzInnerMessage(f *testing.F) {
 		}
 		if sk, err := m.SubKeys(); err == nil {
 			for _, kv := range sk.named() {
-				if len(kv.v) < MinKeyLen {
+				if len(kv.v) < minKeyLen {
 					t.Fatal("short sub key accepted")
 				}
 			}
@@ -389,7 +389,7 @@ func fuzzItem(t *testing.T, data []byte, c itemCodec) {
 		oneOf(t, err, "integrity")
 		return
 	}
-	if consumed != relayConsumed || !bytes.Equal(payload, d) || !bytes.Equal(vsigned, signed) || !p.Verified() {
+	if consumed != relayConsumed || !bytes.Equal(payload, d) || !bytes.Equal(vsigned, signed) || !p.verified() {
 		t.Fatal("verifying and relay decoders disagree")
 	}
 	enc, err := c.encode(fields, signed, payload)
@@ -400,7 +400,7 @@ func fuzzItem(t *testing.T, data []byte, c itemCodec) {
 
 func FuzzReply(f *testing.F) {
 	keys := ReplyKeys{Header: rep(0x11, 64), Payload: rep(0x22, 64)}
-	b, _ := EncodeReply(keys, CodeOK, nil, []byte("x"))
+	b, _ := encodeReply(keys, CodeOK, nil, []byte("x"))
 	f.Add(b, keys.Header, keys.Payload)
 	f.Fuzz(func(t *testing.T, data, hk, pk []byte) {
 		if len(hk) == 0 || len(pk) == 0 {
@@ -414,7 +414,7 @@ func FuzzReply(f *testing.F) {
 				if err != nil {
 					return nil, nil, err
 				}
-				return h.Signed(), h.MAC(), nil
+				return h.signed(), h.MAC(), nil
 			},
 			verified: func(r io.Reader) (Fields, []byte, *PayloadReader, error) {
 				h, err := ReadReplyHeader(r, hk)
@@ -422,16 +422,16 @@ func FuzzReply(f *testing.F) {
 					return nil, nil, nil, err
 				}
 				p, err := NewPayloadReader(r, pk, fuzzMaxPayload, "reply payload")
-				return h.Fields(), h.Signed(), p, err
+				return h.Fields(), h.signed(), p, err
 			},
 			encode: func(fields Fields, signed, payload []byte) ([]byte, error) {
-				return EncodeReply(keys, ErrorCode(binary.BigEndian.Uint32(signed)), fields, payload)
+				return encodeReply(keys, ErrorCode(binary.BigEndian.Uint32(signed)), fields, payload)
 			},
 		})
 		// ReadReply agrees with the pieces.
 		h, payload, err := ReadReply(bytes.NewReader(data), keys, fuzzMaxPayload)
 		if err == nil {
-			enc, _ := EncodeReply(keys, h.Code(), h.Fields(), payload)
+			enc, _ := encodeReply(keys, h.Code(), h.Fields(), payload)
 			if !bytes.HasPrefix(data, enc) {
 				t.Fatal("ReadReply re-encode")
 			}
@@ -445,14 +445,14 @@ func FuzzSubRequest(f *testing.F) {
 	k := SubKeys{RequestHeader: rep(0x33, 64), RequestPayload: rep(0x44, 64)}
 	var fs Fields
 	fs.SetU32(FieldID, 0)
-	b, _ := EncodeSubRequest(k, 0, fs, []byte("rpm"))
+	b, _ := encodeSubRequest(k, 0, fs, []byte("rpm"))
 	f.Add(b, k.RequestHeader, k.RequestPayload, uint32(0))
 	f.Fuzz(func(t *testing.T, data, bh, bp []byte, seq uint32) {
 		if len(bh) == 0 || len(bp) == 0 {
 			return
 		}
 		keys := SubKeys{RequestHeader: bh, RequestPayload: bp}
-		d := keys.ForIndex(seq)
+		d := keys.forIndex(seq)
 		fuzzItem(t, data, itemCodec{
 			hkey: d.RequestHeader, pkey: d.RequestPayload,
 			relay: func(r io.Reader) ([]byte, []byte, error) {
@@ -461,23 +461,23 @@ func FuzzSubRequest(f *testing.F) {
 					return nil, nil, err
 				}
 				_ = ValidateSubRequest(h, 0)
-				return h.Signed(), h.MAC(), nil
+				return h.signed(), h.MAC(), nil
 			},
 			verified: func(r io.Reader) (Fields, []byte, *PayloadReader, error) {
-				h, err := ReadSubRequestHeader(r, d.RequestHeader)
+				h, err := readSubRequestHeader(r, d.RequestHeader)
 				if err != nil {
 					return nil, nil, nil, err
 				}
 				p, err := NewPayloadReader(r, d.RequestPayload, fuzzMaxPayload, "sub-request payload")
-				return h.Fields(), h.Signed(), p, err
+				return h.Fields(), h.signed(), p, err
 			},
 			encode: func(fields Fields, _, payload []byte) ([]byte, error) {
-				return EncodeSubRequest(keys, seq, fields, payload)
+				return encodeSubRequest(keys, seq, fields, payload)
 			},
 		})
 		if seq == 0 {
 			// The sequenced reader agrees on the header verdict.
-			_, herr := ReadSubRequestHeader(bytes.NewReader(data), d.RequestHeader)
+			_, herr := readSubRequestHeader(bytes.NewReader(data), d.RequestHeader)
 			_, serr := NewSubRequestReader(bytes.NewReader(data), keys, fuzzMaxPayload).Next()
 			if herr != nil && classify(herr) != classify(serr) {
 				t.Fatalf("SubRequestReader %v, ReadSubRequestHeader %v", serr, herr)
@@ -492,14 +492,14 @@ func FuzzSubRequest(f *testing.F) {
 func FuzzSubReply(f *testing.F) {
 	k := SubKeys{ReplyHeader: rep(0x33, 64), ReplyPayload: rep(0x44, 64)}
 	fs, _ := SubReplyFields([]byte{0, 0, 0, 0}, CodeOK)
-	b, _ := EncodeSubReply(k, 0, fs, []byte("signed"))
+	b, _ := encodeSubReply(k, 0, fs, []byte("signed"))
 	f.Add(b, k.ReplyHeader, k.ReplyPayload, uint32(0))
 	f.Fuzz(func(t *testing.T, data, bh, bp []byte, seq uint32) {
 		if len(bh) == 0 || len(bp) == 0 {
 			return
 		}
 		keys := SubKeys{ReplyHeader: bh, ReplyPayload: bp}
-		d := keys.ForIndex(seq)
+		d := keys.forIndex(seq)
 		fuzzItem(t, data, itemCodec{
 			hkey: d.ReplyHeader, pkey: d.ReplyPayload,
 			relay: func(r io.Reader) ([]byte, []byte, error) {
@@ -511,18 +511,18 @@ func FuzzSubReply(f *testing.F) {
 					t.Fatal("sub-reply without id accepted")
 				}
 				_ = h.Status().String()
-				return h.Signed(), h.MAC(), nil
+				return h.signed(), h.MAC(), nil
 			},
 			verified: func(r io.Reader) (Fields, []byte, *PayloadReader, error) {
-				h, err := ReadSubReplyHeader(r, d.ReplyHeader)
+				h, err := readSubReplyHeader(r, d.ReplyHeader)
 				if err != nil {
 					return nil, nil, nil, err
 				}
 				p, err := NewPayloadReader(r, d.ReplyPayload, fuzzMaxPayload, "sub-reply payload")
-				return h.Fields(), h.Signed(), p, err
+				return h.Fields(), h.signed(), p, err
 			},
 			encode: func(fields Fields, _, payload []byte) ([]byte, error) {
-				return EncodeSubReply(keys, seq, fields, payload)
+				return encodeSubReply(keys, seq, fields, payload)
 			},
 		})
 	})

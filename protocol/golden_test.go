@@ -26,15 +26,15 @@ type golden struct {
 }
 
 func (g *golden) replyKeys() ReplyKeys {
-	return ReplyKeys{Header: g.keys[FieldHeaderAuthKey], Payload: g.keys[FieldPayloadAuthKey]}
+	return ReplyKeys{Header: g.keys[fieldHeaderAuthKey], Payload: g.keys[fieldPayloadAuthKey]}
 }
 
 func (g *golden) subKeys() SubKeys {
 	return SubKeys{
-		RequestHeader:  g.keys[FieldSubRequestHeaderAuthKey],
-		RequestPayload: g.keys[FieldSubRequestPayloadAuthKey],
-		ReplyHeader:    g.keys[FieldSubReplyHeaderAuthKey],
-		ReplyPayload:   g.keys[FieldSubReplyPayloadAuthKey],
+		RequestHeader:  g.keys[fieldSubRequestHeaderAuthKey],
+		RequestPayload: g.keys[fieldSubRequestPayloadAuthKey],
+		ReplyHeader:    g.keys[fieldSubReplyHeaderAuthKey],
+		ReplyPayload:   g.keys[fieldSubReplyPayloadAuthKey],
 	}
 }
 
@@ -172,13 +172,13 @@ func decodeRequestLeg(t *testing.T, g *golden, p parsed, leg string) (*RequestHe
 	if err != nil {
 		t.Fatalf("bridge whitelist refuses the real request: %v", err)
 	}
-	if !bytes.Equal(h.SHA512(), g.keys[FieldHeaderAuthSHA512]) {
+	if !bytes.Equal(h.SHA512(), g.keys[fieldHeaderAuthSHA512]) {
 		t.Fatal("SHA-512(R1||R2) differs from header-auth-sha512")
 	}
 	pr := h.Payload(r)
 	data, err := io.ReadAll(pr)
 	must(t, err)
-	if !bytes.Equal(pr.SHA512(), g.keys[FieldPayloadAuthSHA512]) {
+	if !bytes.Equal(pr.SHA512(), g.keys[fieldPayloadAuthSHA512]) {
 		t.Fatal("SHA-512(R4) differs from payload-auth-sha512")
 	}
 	hb, _ := h.MarshalBinary()
@@ -267,7 +267,7 @@ func TestGoldenRequests(t *testing.T) {
 					}
 					hdr, err := ReadRelaySubRequestHeader(bytes.NewReader(it.header))
 					must(t, err)
-					enc, err := EncodeSubRequest(g.subKeys(), n, hdr.Fields(), it.data)
+					enc, err := encodeSubRequest(g.subKeys(), n, hdr.Fields(), it.data)
 					must(t, err)
 					re = append(re, enc...)
 				}
@@ -305,20 +305,20 @@ func TestGoldenRequests(t *testing.T) {
 			}
 
 			// The inner block.
-			msg, err := ParseInnerMessage(g.inner)
+			msg, err := parseInnerMessage(g.inner)
 			must(t, err)
 			enc, err := msg.MarshalBinary()
 			must(t, err)
 			if !bytes.Equal(enc, g.inner) {
 				t.Fatal("inner block does not re-encode")
 			}
-			ok, err := msg.Verify(hs, g.keys[FieldPayloadAuthSHA512])
+			ok, err := msg.Verify(hs, g.keys[fieldPayloadAuthSHA512])
 			if err != nil || !ok {
 				t.Fatalf("inner Verify: %v %v", ok, err)
 			}
 			rk, err := msg.ReplyKeys()
 			must(t, err)
-			if !bytes.Equal(rk.Header, g.keys[FieldHeaderAuthKey]) || !bytes.Equal(rk.Payload, g.keys[FieldPayloadAuthKey]) {
+			if !bytes.Equal(rk.Header, g.keys[fieldHeaderAuthKey]) || !bytes.Equal(rk.Payload, g.keys[fieldPayloadAuthKey]) {
 				t.Fatal("reply keys differ from keys.json")
 			}
 			if hs.Op() == "sign-rpms" {
@@ -341,7 +341,7 @@ func decodeReplyLeg(t *testing.T, g *golden, p parsed, leg string, op string) []
 	must(t, err)
 	data, err := io.ReadAll(pr)
 	must(t, err)
-	if !pr.Verified() {
+	if !pr.verified() {
 		t.Fatal("reply payload MAC not verified")
 	}
 	items := []item{{header: rh.Bytes(), data: data, mac: pr.MAC()}}
@@ -353,7 +353,7 @@ func decodeReplyLeg(t *testing.T, g *golden, p parsed, leg string, op string) []
 		t.Fatalf("reply code %v, want %v", rh.Code(), wantCode)
 	}
 	// Re-encode the reply with the keys.
-	enc, err := EncodeReply(keys, rh.Code(), rh.Fields(), data)
+	enc, err := encodeReply(keys, rh.Code(), rh.Fields(), data)
 	must(t, err)
 	if !bytes.HasPrefix(p.outer, enc) {
 		t.Fatalf("%s: re-encoded reply differs", leg)
@@ -410,7 +410,7 @@ func decodeReplyLeg(t *testing.T, g *golden, p parsed, leg string, op string) []
 			if g.name == "sign-rpms-head" && !bytes.HasPrefix(d, []byte{0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0}) {
 				t.Fatal("head-signing sub-reply is not a signature header (§7.8)")
 			}
-			enc, err := EncodeSubReply(g.subKeys(), s.Seq, s.Header.Fields(), d)
+			enc, err := encodeSubReply(g.subKeys(), s.Seq, s.Header.Fields(), d)
 			must(t, err)
 			items = append(items, item{header: s.Header.Bytes(), data: d, mac: s.Payload.MAC()})
 			var re []byte

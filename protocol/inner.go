@@ -62,7 +62,7 @@ func (c *InnerConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write writes p as inner chunks. It refuses writes after CloseWrite or
+// Write writes p as inner chunks. It refuses writes after closeWrite or
 // Close.
 func (c *InnerConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -77,8 +77,8 @@ func (c *InnerConn) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// CloseWrite sends the inner EOF marker, once; reading goes on.
-func (c *InnerConn) CloseWrite() error {
+// closeWrite sends the inner EOF marker, once; reading goes on.
+func (c *InnerConn) closeWrite() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeWriteLocked()
@@ -92,7 +92,7 @@ func (c *InnerConn) closeWriteLocked() error {
 	return c.w.Close()
 }
 
-// Close sends the inner EOF marker if CloseWrite has not, and discards
+// Close sends the inner EOF marker if closeWrite has not, and discards
 // every further inner byte from the peer. It does not close the outer
 // connection. Calls after the first return the first call's result.
 func (c *InnerConn) Close() error {
@@ -143,29 +143,29 @@ type InnerMessage struct {
 // payloadSHA512, and the reply keys. A nil payloadSHA512 leaves the field
 // out, which §5.2 allows only for op sign-rpm; it is refused for any other
 // op. It refuses a payload hash that is not 64 bytes and keys shorter than
-// MinKeyLen. Add the operation's secrets with Fields.Set, and the sign-rpms
+// minKeyLen. Add the operation's secrets with Fields.Set, and the sign-rpms
 // base keys with SetSubKeys.
 func NewInnerMessage(h *RequestHeader, payloadSHA512 []byte, keys ReplyKeys) (*InnerMessage, error) {
 	m := &InnerMessage{}
-	if err := m.Fields.Set(FieldHeaderAuthSHA512, h.SHA512()); err != nil {
+	if err := m.Fields.Set(fieldHeaderAuthSHA512, h.SHA512()); err != nil {
 		return nil, err
 	}
 	switch {
 	case payloadSHA512 == nil && h.Op() != "sign-rpm":
-		return nil, &FieldError{Key: FieldPayloadAuthSHA512, Err: ErrMissingField, Reason: "may be left out only for op sign-rpm (§5.2)"}
+		return nil, &FieldError{Key: fieldPayloadAuthSHA512, Err: ErrMissingField, Reason: "may be left out only for op sign-rpm (§5.2)"}
 	case payloadSHA512 != nil && len(payloadSHA512) != 64:
-		return nil, fieldErr(FieldPayloadAuthSHA512, ErrInvalidField, "SHA-512 value must be 64 bytes, got %d", len(payloadSHA512))
+		return nil, fieldErr(fieldPayloadAuthSHA512, ErrInvalidField, "SHA-512 value must be 64 bytes, got %d", len(payloadSHA512))
 	case payloadSHA512 != nil:
-		if err := m.Fields.Set(FieldPayloadAuthSHA512, payloadSHA512); err != nil {
+		if err := m.Fields.Set(fieldPayloadAuthSHA512, payloadSHA512); err != nil {
 			return nil, err
 		}
 	}
 	for _, kv := range []struct {
 		k string
 		v []byte
-	}{{FieldHeaderAuthKey, keys.Header}, {FieldPayloadAuthKey, keys.Payload}} {
-		if len(kv.v) < MinKeyLen {
-			return nil, fieldErr(kv.k, ErrShortKey, "key is %d bytes, at least %d required", len(kv.v), MinKeyLen)
+	}{{fieldHeaderAuthKey, keys.Header}, {fieldPayloadAuthKey, keys.Payload}} {
+		if len(kv.v) < minKeyLen {
+			return nil, fieldErr(kv.k, ErrShortKey, "key is %d bytes, at least %d required", len(kv.v), minKeyLen)
 		}
 		if err := m.Fields.Set(kv.k, kv.v); err != nil {
 			return nil, err
@@ -175,11 +175,11 @@ func NewInnerMessage(h *RequestHeader, payloadSHA512 []byte, keys ReplyKeys) (*I
 }
 
 // SetSubKeys adds the four sign-rpms base keys (§5.2, §7.4). It refuses
-// keys shorter than MinKeyLen or longer than MaxValueLen.
+// keys shorter than minKeyLen or longer than maxValueLen.
 func (m *InnerMessage) SetSubKeys(k SubKeys) error {
 	for _, kv := range k.named() {
-		if len(kv.v) < MinKeyLen {
-			return fieldErr(kv.k, ErrShortKey, "key is %d bytes, at least %d required", len(kv.v), MinKeyLen)
+		if len(kv.v) < minKeyLen {
+			return fieldErr(kv.k, ErrShortKey, "key is %d bytes, at least %d required", len(kv.v), minKeyLen)
 		}
 		if err := m.Fields.Set(kv.k, kv.v); err != nil {
 			return err
@@ -207,8 +207,8 @@ func ReadInnerMessage(r io.Reader) (*InnerMessage, error) {
 	return &InnerMessage{Fields: f}, nil
 }
 
-// ParseInnerMessage decodes an inner message that fills b exactly.
-func ParseInnerMessage(b []byte) (*InnerMessage, error) {
+// parseInnerMessage decodes an inner message that fills b exactly.
+func parseInnerMessage(b []byte) (*InnerMessage, error) {
 	var f Fields
 	if err := f.UnmarshalBinary(b); err != nil {
 		return nil, err
@@ -221,24 +221,24 @@ func ParseInnerMessage(b []byte) (*InnerMessage, error) {
 // equal SHA-512(R1‖R2); payload-auth-sha512 must be present and equal
 // payloadSHA512, except that for op sign-rpm it may be absent, which makes
 // authenticated false (§7.10); header-auth-key and payload-auth-key must be
-// present and at least MinKeyLen bytes. A hash mismatch is an
+// present and at least minKeyLen bytes. A hash mismatch is an
 // *IntegrityError; a missing or short field a *FieldError. Hashes are
 // compared in constant time. Any error means: drop the connection.
 func (m *InnerMessage) Verify(h *RequestHeader, payloadSHA512 []byte) (authenticated bool, err error) {
-	got, ok := m.Fields.Lookup(FieldHeaderAuthSHA512)
+	got, ok := m.Fields.Lookup(fieldHeaderAuthSHA512)
 	if !ok {
-		return false, &FieldError{Key: FieldHeaderAuthSHA512, Err: ErrMissingField, Reason: "required field missing"}
+		return false, &FieldError{Key: fieldHeaderAuthSHA512, Err: ErrMissingField, Reason: "required field missing"}
 	}
 	if !hmac.Equal(got, h.SHA512()) {
 		return false, &IntegrityError{What: "header-auth-sha512"}
 	}
 	authenticated = true
-	got, ok = m.Fields.Lookup(FieldPayloadAuthSHA512)
+	got, ok = m.Fields.Lookup(fieldPayloadAuthSHA512)
 	switch {
 	case !ok && h.Op() == "sign-rpm":
 		authenticated = false
 	case !ok:
-		return false, &FieldError{Key: FieldPayloadAuthSHA512, Err: ErrMissingField, Reason: "required field missing"}
+		return false, &FieldError{Key: fieldPayloadAuthSHA512, Err: ErrMissingField, Reason: "required field missing"}
 	case !hmac.Equal(got, payloadSHA512):
 		return false, &IntegrityError{What: "payload-auth-sha512"}
 	}
@@ -253,38 +253,38 @@ func (m *InnerMessage) key(name string) ([]byte, error) {
 	if !ok {
 		return nil, &FieldError{Key: name, Err: ErrMissingField, Reason: "required field missing"}
 	}
-	if len(v) < MinKeyLen {
-		return nil, fieldErr(name, ErrShortKey, "key is %d bytes, at least %d required", len(v), MinKeyLen)
+	if len(v) < minKeyLen {
+		return nil, fieldErr(name, ErrShortKey, "key is %d bytes, at least %d required", len(v), minKeyLen)
 	}
 	return v, nil
 }
 
 // ReplyKeys returns header-auth-key and payload-auth-key (not copied). It
-// refuses a missing key or one shorter than MinKeyLen.
+// refuses a missing key or one shorter than minKeyLen.
 func (m *InnerMessage) ReplyKeys() (ReplyKeys, error) {
 	var k ReplyKeys
 	var err error
-	if k.Header, err = m.key(FieldHeaderAuthKey); err != nil {
+	if k.Header, err = m.key(fieldHeaderAuthKey); err != nil {
 		return ReplyKeys{}, err
 	}
-	if k.Payload, err = m.key(FieldPayloadAuthKey); err != nil {
+	if k.Payload, err = m.key(fieldPayloadAuthKey); err != nil {
 		return ReplyKeys{}, err
 	}
 	return k, nil
 }
 
 // SubKeys returns the four sign-rpms base keys (not copied). It refuses a
-// missing key or one shorter than MinKeyLen (§7.1 step 2: drop).
+// missing key or one shorter than minKeyLen (§7.1 step 2: drop).
 func (m *InnerMessage) SubKeys() (SubKeys, error) {
 	var k SubKeys
 	for _, p := range []struct {
 		name string
 		dst  *[]byte
 	}{
-		{FieldSubRequestHeaderAuthKey, &k.RequestHeader},
-		{FieldSubRequestPayloadAuthKey, &k.RequestPayload},
-		{FieldSubReplyHeaderAuthKey, &k.ReplyHeader},
-		{FieldSubReplyPayloadAuthKey, &k.ReplyPayload},
+		{fieldSubRequestHeaderAuthKey, &k.RequestHeader},
+		{fieldSubRequestPayloadAuthKey, &k.RequestPayload},
+		{fieldSubReplyHeaderAuthKey, &k.ReplyHeader},
+		{fieldSubReplyPayloadAuthKey, &k.ReplyPayload},
 	} {
 		v, err := m.key(p.name)
 		if err != nil {
@@ -301,21 +301,21 @@ func (m *InnerMessage) Zero() { m.Fields.Zero() }
 // GenerateReplyKeys returns two fresh 64-byte keys read from rand (nil
 // means crypto/rand), as the reference client makes them (§5.2).
 func GenerateReplyKeys(rnd io.Reader) (ReplyKeys, error) {
-	b, err := randomBytes(rnd, 2*MinKeyLen)
+	b, err := randomBytes(rnd, 2*minKeyLen)
 	if err != nil {
 		return ReplyKeys{}, err
 	}
-	return ReplyKeys{Header: b[:MinKeyLen:MinKeyLen], Payload: b[MinKeyLen:]}, nil
+	return ReplyKeys{Header: b[:minKeyLen:minKeyLen], Payload: b[minKeyLen:]}, nil
 }
 
 // GenerateSubKeys returns four fresh 64-byte sign-rpms base keys read from
 // rand (nil means crypto/rand).
 func GenerateSubKeys(rnd io.Reader) (SubKeys, error) {
-	b, err := randomBytes(rnd, 4*MinKeyLen)
+	b, err := randomBytes(rnd, 4*minKeyLen)
 	if err != nil {
 		return SubKeys{}, err
 	}
-	k := MinKeyLen
+	k := minKeyLen
 	return SubKeys{
 		RequestHeader:  b[0:k:k],
 		RequestPayload: b[k : 2*k : 2*k],

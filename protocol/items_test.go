@@ -32,7 +32,7 @@ func TestFieldsDecodeRules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := unhex(t, tc.in)
-			f, n, err := DecodeFields(in)
+			f, n, err := decodeFields(in)
 			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 				t.Fatalf("DecodeFields: %v, want %v", err, tc.want)
 			}
@@ -57,23 +57,23 @@ func TestFieldsDecodeRules(t *testing.T) {
 }
 
 // TestFieldsLargest: the largest block (255 pairs of 255-byte keys and
-// values) encodes to MaxFieldBlockLen bytes and decodes back.
+// values) encodes to maxFieldBlockLen bytes and decodes back.
 func TestFieldsLargest(t *testing.T) {
 	var f Fields
-	for i := range MaxFields {
-		key := fmt.Sprintf("%03d", i) + strings.Repeat("k", MaxKeyLen-3)
-		must(t, f.Set(key, bytes.Repeat([]byte{byte(i)}, MaxValueLen)))
+	for i := range maxFields {
+		key := fmt.Sprintf("%03d", i) + strings.Repeat("k", maxKeyLen-3)
+		must(t, f.Set(key, bytes.Repeat([]byte{byte(i)}, maxValueLen)))
 	}
 	if err := f.Set("one-too-many", nil); !errors.Is(err, ErrLimit) {
 		t.Fatalf("256th field: %v", err)
 	}
 	enc, err := f.MarshalBinary()
 	must(t, err)
-	if len(enc) != MaxFieldBlockLen || MaxFieldBlockLen != 130561 {
+	if len(enc) != maxFieldBlockLen || maxFieldBlockLen != 130561 {
 		t.Fatalf("largest block %d bytes", len(enc))
 	}
-	g, n, err := DecodeFields(enc)
-	if err != nil || n != len(enc) || len(g) != MaxFields {
+	g, n, err := decodeFields(enc)
+	if err != nil || n != len(enc) || len(g) != maxFields {
 		t.Fatal(err, n, len(g))
 	}
 	// With R1 it is the largest request header of §2.3, 130,565 bytes.
@@ -294,7 +294,7 @@ func TestReplyFailures(t *testing.T) {
 	keys := ReplyKeys{Header: rep(1, 64), Payload: rep(2, 64)}
 	var f Fields
 	must(t, f.SetStr("message", "detail"))
-	enc, err := EncodeReply(keys, CodeInvalidImport, f, []byte("payload"))
+	enc, err := encodeReply(keys, CodeInvalidImport, f, []byte("payload"))
 	must(t, err)
 	hdrLen := 4 + 1 + 1 + 7 + 1 + 6 + 64
 	flip := func(i int) []byte { b := bytes.Clone(enc); b[i] ^= 1; return b }
@@ -343,7 +343,7 @@ func TestReplyFailures(t *testing.T) {
 	p, err := NewRelayPayloadReader(r, 100, "reply payload")
 	must(t, err)
 	must(t, p.Finish())
-	if !bytes.Equal(p.MAC(), b[len(b)-64:]) || p.Verified() {
+	if !bytes.Equal(p.MAC(), b[len(b)-64:]) || p.verified() {
 		t.Fatal("relay MAC")
 	}
 }
@@ -429,12 +429,12 @@ func TestSubProtocolRoundTrip(t *testing.T) {
 	var f Fields
 	must(t, f.SetU32(FieldID, 1))
 	must(t, f.SetStr("rpm-license", "GPL"))
-	h, _ := NewSubRequestHeader(f, rep(1, 64))
+	h, _ := newSubRequestHeader(f, rep(1, 64))
 	if err := ValidateSubRequest(h, 5); !errors.Is(err, ErrFieldNotAllowed) {
 		t.Fatalf("whitelist: %v", err)
 	}
 	f.Delete("rpm-license")
-	h, _ = NewSubRequestHeader(f, rep(1, 64))
+	h, _ = newSubRequestHeader(f, rep(1, 64))
 	if err := ValidateSubRequest(h, 0); !errors.Is(err, ErrMissingField) {
 		t.Fatalf("koji fields: %v", err)
 	}
@@ -444,8 +444,8 @@ func TestSubProtocolRoundTrip(t *testing.T) {
 	// A sub-reply without a 4-byte status is refused on both sides.
 	var sf Fields
 	must(t, sf.Set(FieldID, []byte{1}))
-	must(t, sf.Set(FieldStatus, []byte{0, 0, 0, 0, 0}))
-	if _, err := NewSubReplyHeader(sf, rep(1, 64)); !errors.Is(err, ErrInvalidField) {
+	must(t, sf.Set(fieldStatus, []byte{0, 0, 0, 0, 0}))
+	if _, err := newSubReplyHeader(sf, rep(1, 64)); !errors.Is(err, ErrInvalidField) {
 		t.Fatalf("5-byte status: %v", err)
 	}
 }
@@ -457,7 +457,7 @@ func mustSubReplyFields(t *testing.T, id []byte, c ErrorCode) Fields {
 }
 
 func mustEncodeSubReply(t *testing.T, k SubKeys, n uint32, f Fields, p []byte) []byte {
-	b, err := EncodeSubReply(k, n, f, p)
+	b, err := encodeSubReply(k, n, f, p)
 	must(t, err)
 	return b
 }
@@ -483,8 +483,8 @@ func TestInnerMessageVerify(t *testing.T) {
 	if _, err := NewInnerMessage(h2, nil, keys); !errors.Is(err, ErrMissingField) {
 		t.Fatalf("NewInnerMessage without payload hash: %v", err)
 	}
-	m.Fields.Delete(FieldPayloadAuthSHA512)
-	must(t, m.Fields.Set(FieldHeaderAuthSHA512, h2.SHA512()))
+	m.Fields.Delete(fieldPayloadAuthSHA512)
+	must(t, m.Fields.Set(fieldHeaderAuthSHA512, h2.SHA512()))
 	if _, err := m.Verify(h2, rep(0, 64)); !errors.Is(err, ErrMissingField) {
 		t.Fatalf("Verify without payload hash: %v", err)
 	}
@@ -496,7 +496,7 @@ func TestInnerMessageVerify(t *testing.T) {
 		t.Fatalf("short key: %v", err)
 	}
 	m2, _ := NewInnerMessage(h, nil, keys)
-	must(t, m2.Fields.Set(FieldPayloadAuthKey, rep(1, 63)))
+	must(t, m2.Fields.Set(fieldPayloadAuthKey, rep(1, 63)))
 	if _, err := m2.Verify(h, nil); !errors.Is(err, ErrShortKey) {
 		t.Fatalf("Verify with short key: %v", err)
 	}
@@ -511,7 +511,7 @@ func TestInnerMessageVerify(t *testing.T) {
 		t.Fatal("SubKeys round trip")
 	}
 	m2.Zero()
-	if v, _ := m2.Fields.Lookup(FieldSubReplyPayloadAuthKey); !bytes.Equal(v, make([]byte, 64)) {
+	if v, _ := m2.Fields.Lookup(fieldSubReplyPayloadAuthKey); !bytes.Equal(v, make([]byte, 64)) {
 		t.Fatal("Zero")
 	}
 }
@@ -582,7 +582,7 @@ func TestEncodeRefusals(t *testing.T) {
 		if _, err := f.MarshalBinary(); err == nil {
 			t.Errorf("%s: encoded", name)
 		}
-		if _, err := NewReplyHeader(CodeOK, f, rep(1, 64)); err == nil {
+		if _, err := newReplyHeader(CodeOK, f, rep(1, 64)); err == nil {
 			t.Errorf("%s: reply header built", name)
 		}
 	}
@@ -599,7 +599,7 @@ func TestEncodeRefusals(t *testing.T) {
 		t.Fatalf("wrap: %v", err)
 	}
 	// Errors of a sequenced reader name the item number.
-	b, _ := EncodeSubReply(keys, 0, mustSubReplyFields(t, []byte{1}, CodeOK), nil)
+	b, _ := encodeSubReply(keys, 0, mustSubReplyFields(t, []byte{1}, CodeOK), nil)
 	rr := NewSubReplyReader(bytes.NewReader(b), keys, 10)
 	rr.c.next, rr.ok = 5, 5
 	_, err := rr.Next()

@@ -8,12 +8,12 @@ import (
 
 // Defaults for MuxConfig.
 const (
-	// DefaultMaxBuffered is the default bound on unread data buffered for
+	// defaultMaxBuffered is the default bound on unread data buffered for
 	// one stream while the other stream is being read.
-	DefaultMaxBuffered = 4 << 20
-	// DefaultMaxWriteChunk is the default largest chunk StreamWriter.Write
+	defaultMaxBuffered = 4 << 20
+	// defaultMaxWriteChunk is the default largest chunk StreamWriter.Write
 	// produces.
-	DefaultMaxWriteChunk = 64 << 10
+	defaultMaxWriteChunk = 64 << 10
 
 	pieceSize = 32 << 10 // bytes read per step when buffering the other stream
 )
@@ -25,10 +25,10 @@ type MuxConfig struct {
 	// but not yet consumed. It is reached only when one stream is read
 	// while the peer keeps sending the other; exceeding it fails the Mux
 	// with a *LimitError instead of allocating more. Values below
-	// MinChunkAccept are raised to it (§2.3). Default DefaultMaxBuffered.
+	// MinChunkAccept are raised to it (§2.3). Default defaultMaxBuffered.
 	MaxBuffered int
 	// MaxWriteChunk is the largest chunk StreamWriter.Write produces;
-	// larger writes are split. Default DefaultMaxWriteChunk; values above
+	// larger writes are split. Default defaultMaxWriteChunk; values above
 	// MaxChunkLen are lowered to it.
 	MaxWriteChunk int
 }
@@ -64,11 +64,11 @@ func NewMux(rw io.ReadWriter, cfg *MuxConfig) *Mux {
 		c = *cfg
 	}
 	if c.MaxBuffered <= 0 {
-		c.MaxBuffered = DefaultMaxBuffered
+		c.MaxBuffered = defaultMaxBuffered
 	}
 	c.MaxBuffered = max(c.MaxBuffered, MinChunkAccept)
 	if c.MaxWriteChunk <= 0 {
-		c.MaxWriteChunk = DefaultMaxWriteChunk
+		c.MaxWriteChunk = defaultMaxWriteChunk
 	}
 	c.MaxWriteChunk = min(c.MaxWriteChunk, MaxChunkLen)
 	m := &Mux{
@@ -179,9 +179,9 @@ func (w *StreamWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteChunk writes p as exactly one chunk. It refuses an empty p, one
+// writeChunk writes p as exactly one chunk. It refuses an empty p, one
 // longer than MaxChunkLen, and writes after Close.
-func (w *StreamWriter) WriteChunk(p []byte) error { return w.cw.WriteChunk(w.s, p) }
+func (w *StreamWriter) writeChunk(p []byte) error { return w.cw.WriteChunk(w.s, p) }
 
 // Close writes the stream's EOF marker. A second Close does nothing.
 func (w *StreamWriter) Close() error {

@@ -14,10 +14,10 @@ import (
 
 // MAC sizes (§5.2, §6.1).
 const (
-	// MACSize is the length of every HMAC-SHA512 on the wire.
-	MACSize = 64
-	// MinKeyLen is the shortest MAC key a server accepts (§4.3 step 9).
-	MinKeyLen = 64
+	// macSize is the length of every HMAC-SHA512 on the wire.
+	macSize = 64
+	// minKeyLen is the shortest MAC key a server accepts (§4.3 step 9).
+	minKeyLen = 64
 )
 
 // ErrorCode is a Sigul reply code (§6.3), also used as a sub-reply status.
@@ -166,7 +166,7 @@ func readMACHeader(r io.Reader, prefixLen int, item string) (macHeader, error) {
 		}
 		return h, fmt.Errorf("protocol: %s: %w", item, err)
 	}
-	mac := make([]byte, MACSize)
+	mac := make([]byte, macSize)
 	if _, err := io.ReadFull(r, mac); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("protocol: %s ends inside its MAC: %w", item, io.ErrUnexpectedEOF)
@@ -197,9 +197,9 @@ type ReplyHeader struct {
 	h macHeader
 }
 
-// NewReplyHeader builds a reply header and computes Y3 with key (the
+// newReplyHeader builds a reply header and computes Y3 with key (the
 // request's header-auth-key). It refuses fields that do not encode.
-func NewReplyHeader(code ErrorCode, fields Fields, key []byte) (*ReplyHeader, error) {
+func newReplyHeader(code ErrorCode, fields Fields, key []byte) (*ReplyHeader, error) {
 	h, err := newMACHeader(binary.BigEndian.AppendUint32(nil, uint32(code)), fields, key)
 	if err != nil {
 		return nil, err
@@ -213,7 +213,7 @@ func NewReplyHeader(code ErrorCode, fields Fields, key []byte) (*ReplyHeader, er
 // The caller then closes the connection. Behind a validating bridge this
 // is unreachable.
 func WriteUnknownVersion(m *Mux) error {
-	if err := m.InnerConn().CloseWrite(); err != nil {
+	if err := m.InnerConn().closeWrite(); err != nil {
 		return err
 	}
 	return m.ChunkWriter().WriteChunk(Outer, binary.BigEndian.AppendUint32(nil, uint32(CodeUnknownVersion)))
@@ -274,8 +274,8 @@ func (h *ReplyHeader) Err() error {
 	return &ReplyError{Code: h.Code(), Message: h.Message()}
 }
 
-// Signed returns a copy of Y1‖Y2, the bytes Y3 covers.
-func (h *ReplyHeader) Signed() []byte { return slices.Clone(h.h.signed) }
+// signed returns a copy of Y1‖Y2, the bytes Y3 covers.
+func (h *ReplyHeader) signed() []byte { return slices.Clone(h.h.signed) }
 
 // MAC returns a copy of Y3.
 func (h *ReplyHeader) MAC() []byte { return slices.Clone(h.h.mac) }
@@ -384,7 +384,7 @@ func (p *PayloadReader) Read(b []byte) (int, error) {
 
 func (p *PayloadReader) finish() {
 	p.done = true
-	got := make([]byte, MACSize)
+	got := make([]byte, macSize)
 	if _, err := io.ReadFull(p.r, got); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("protocol: %s ends inside its MAC: %w", p.what, io.ErrUnexpectedEOF)
@@ -414,15 +414,15 @@ func (p *PayloadReader) Finish() error {
 // has been read.
 func (p *PayloadReader) MAC() []byte { return slices.Clone(p.got) }
 
-// Verified reports whether the whole section has been read and its MAC
+// verified reports whether the whole section has been read and its MAC
 // verified. It is always false for relay readers.
-func (p *PayloadReader) Verified() bool { return p.done && p.mac != nil && p.err == io.EOF }
+func (p *PayloadReader) verified() bool { return p.done && p.mac != nil && p.err == io.EOF }
 
-// WritePayload writes a payload section: u64 n, exactly n bytes copied
+// writePayload writes a payload section: u64 n, exactly n bytes copied
 // from data, and HMAC-SHA512(key, data). It returns an error wrapping
 // io.ErrUnexpectedEOF if data has fewer than n bytes; the stream is then
 // corrupt and the connection must be dropped. data may be nil when n is 0.
-func WritePayload(w io.Writer, key []byte, n uint64, data io.Reader) error {
+func writePayload(w io.Writer, key []byte, n uint64, data io.Reader) error {
 	if n > math.MaxInt64 {
 		return &LimitError{What: "payload length", Value: n, Limit: math.MaxInt64}
 	}
@@ -447,23 +447,23 @@ func WritePayload(w io.Writer, key []byte, n uint64, data io.Reader) error {
 }
 
 // WriteReply writes a complete reply: Y1‖Y2‖Y3 in one Write, then the
-// payload section (Y4-Y6) with WritePayload. Servers MUST send Y4-Y6 after
+// payload section (Y4-Y6) with writePayload. Servers MUST send Y4-Y6 after
 // every header, including error replies (§6.1): pass n = 0 and a nil
 // payload then. It refuses fields that do not encode.
 func WriteReply(w io.Writer, keys ReplyKeys, code ErrorCode, fields Fields, n uint64, payload io.Reader) error {
-	h, err := NewReplyHeader(code, fields, keys.Header)
+	h, err := newReplyHeader(code, fields, keys.Header)
 	if err != nil {
 		return err
 	}
 	if _, err := w.Write(h.Bytes()); err != nil {
 		return err
 	}
-	return WritePayload(w, keys.Payload, n, payload)
+	return writePayload(w, keys.Payload, n, payload)
 }
 
-// EncodeReply returns the bytes of a complete reply with an in-memory
+// encodeReply returns the bytes of a complete reply with an in-memory
 // payload (Y1..Y6).
-func EncodeReply(keys ReplyKeys, code ErrorCode, fields Fields, payload []byte) ([]byte, error) {
+func encodeReply(keys ReplyKeys, code ErrorCode, fields Fields, payload []byte) ([]byte, error) {
 	var b bytes.Buffer
 	if err := WriteReply(&b, keys, code, fields, uint64(len(payload)), bytes.NewReader(payload)); err != nil {
 		return nil, err

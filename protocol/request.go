@@ -10,8 +10,8 @@ import (
 	"slices"
 )
 
-// ProtocolVersion is the only request version of Sigul protocol 1 (§9).
-const ProtocolVersion uint32 = 1
+// protocolVersion is the only request version of Sigul protocol 1 (§9).
+const protocolVersion uint32 = 1
 
 // Names of the fields this package itself interprets.
 const (
@@ -19,17 +19,17 @@ const (
 	FieldUser    = "user"
 	FieldMessage = "message"
 	FieldID      = "id"
-	FieldStatus  = "status"
+	fieldStatus  = "status"
 
-	FieldHeaderAuthSHA512  = "header-auth-sha512"
-	FieldPayloadAuthSHA512 = "payload-auth-sha512"
-	FieldHeaderAuthKey     = "header-auth-key"
-	FieldPayloadAuthKey    = "payload-auth-key"
+	fieldHeaderAuthSHA512  = "header-auth-sha512"
+	fieldPayloadAuthSHA512 = "payload-auth-sha512"
+	fieldHeaderAuthKey     = "header-auth-key"
+	fieldPayloadAuthKey    = "payload-auth-key"
 
-	FieldSubRequestHeaderAuthKey  = "subrequest-header-auth-key"
-	FieldSubRequestPayloadAuthKey = "subrequest-payload-auth-key"
-	FieldSubReplyHeaderAuthKey    = "subreply-header-auth-key"
-	FieldSubReplyPayloadAuthKey   = "subreply-payload-auth-key"
+	fieldSubRequestHeaderAuthKey  = "subrequest-header-auth-key"
+	fieldSubRequestPayloadAuthKey = "subrequest-payload-auth-key"
+	fieldSubReplyHeaderAuthKey    = "subreply-header-auth-key"
+	fieldSubReplyPayloadAuthKey   = "subreply-payload-auth-key"
 )
 
 // RequestHeader is the fixed part of a request (§4.1): R1 the protocol
@@ -52,7 +52,7 @@ func NewRequestHeader(fields Fields, payloadLen uint64) (*RequestHeader, error) 
 			return nil, err
 		}
 	}
-	head := binary.BigEndian.AppendUint32(nil, ProtocolVersion)
+	head := binary.BigEndian.AppendUint32(nil, protocolVersion)
 	head, err := fields.AppendBinary(head)
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func ReadRequestHeader(r io.Reader) (*RequestHeader, error) {
 		}
 		return nil, err
 	}
-	if ver := binary.BigEndian.Uint32(v[:]); ver != ProtocolVersion {
+	if ver := binary.BigEndian.Uint32(v[:]); ver != protocolVersion {
 		return nil, &VersionError{Version: ver}
 	}
 	f, raw, err := ReadFields(r)
@@ -97,7 +97,7 @@ func ReadRequestHeader(r io.Reader) (*RequestHeader, error) {
 	return &RequestHeader{head: head, fields: f, payloadLen: binary.BigEndian.Uint64(l[:])}, nil
 }
 
-// Version returns R1, always ProtocolVersion for a header this package
+// Version returns R1, always protocolVersion for a header this package
 // built or accepted.
 func (h *RequestHeader) Version() uint32 { return binary.BigEndian.Uint32(h.head) }
 

@@ -90,10 +90,10 @@ func TestSection11InnerBlock(t *testing.T) {
 	empty := sha512.Sum512(nil)
 	msg := &InnerMessage{}
 	must(t, msg.Fields.Set("password", []byte("XXXXXXXX")))
-	must(t, msg.Fields.Set(FieldHeaderAuthSHA512, h.SHA512()))
-	must(t, msg.Fields.Set(FieldPayloadAuthSHA512, empty[:]))
-	must(t, msg.Fields.Set(FieldHeaderAuthKey, rep(0x11, 64)))
-	must(t, msg.Fields.Set(FieldPayloadAuthKey, rep(0x22, 64)))
+	must(t, msg.Fields.Set(fieldHeaderAuthSHA512, h.SHA512()))
+	must(t, msg.Fields.Set(fieldPayloadAuthSHA512, empty[:]))
+	must(t, msg.Fields.Set(fieldHeaderAuthKey, rep(0x11, 64)))
+	must(t, msg.Fields.Set(fieldPayloadAuthKey, rep(0x22, 64)))
 	b, err := msg.MarshalBinary()
 	must(t, err)
 	if len(b) != 351 {
@@ -114,10 +114,10 @@ func TestSection12Reply(t *testing.T) {
 	keys := ReplyKeys{Header: rep(0x11, 64), Payload: rep(0x22, 64)}
 	var f Fields
 	must(t, f.SetU32("num-keys", 2))
-	h, err := NewReplyHeader(CodeOK, f, keys.Header)
+	h, err := newReplyHeader(CodeOK, f, keys.Header)
 	must(t, err)
-	if want := unhex(t, "0000000001086e756d2d6b6579730400000002"); !bytes.Equal(h.Signed(), want) {
-		t.Fatalf("Y1||Y2 = %x", h.Signed())
+	if want := unhex(t, "0000000001086e756d2d6b6579730400000002"); !bytes.Equal(h.signed(), want) {
+		t.Fatalf("Y1||Y2 = %x", h.signed())
 	}
 	wantY3 := unhex(t, `b83170729ae563078153fc450b2ae10556120565648107685b3178b5edc46e8f
 		595bd1688228704734ccd5b2f6eccfb8697ee7821da24e7959e4bd10239fa22f`)
@@ -130,9 +130,9 @@ func TestSection12Reply(t *testing.T) {
 	if got := MAC(keys.Payload, payload); !bytes.Equal(got, wantY6) {
 		t.Fatalf("Y6 = %x", got)
 	}
-	enc, err := EncodeReply(keys, CodeOK, f, payload)
+	enc, err := encodeReply(keys, CodeOK, f, payload)
 	must(t, err)
-	want := bytes.Join([][]byte{h.Signed(), wantY3, unhex(t, "0000000000000019"), payload, wantY6}, nil)
+	want := bytes.Join([][]byte{h.signed(), wantY3, unhex(t, "0000000000000019"), payload, wantY6}, nil)
 	if !bytes.Equal(enc, want) {
 		t.Fatalf("EncodeReply:\n got %x\nwant %x", enc, want)
 	}
@@ -157,7 +157,7 @@ func TestSection12Reply(t *testing.T) {
 	must(t, WriteCanonicalItem(cw, rh2.Bytes(), p))
 	must(t, cw.WriteEOF(Outer))
 	want114 := bytes.Join([][]byte{
-		unhex(t, "00000053"), h.Signed(), wantY3,
+		unhex(t, "00000053"), h.signed(), wantY3,
 		unhex(t, "00000008 0000000000000019"),
 		unhex(t, "00000019"), payload,
 		unhex(t, "00000040"), wantY6,
@@ -170,7 +170,7 @@ func TestSection12Reply(t *testing.T) {
 
 func TestSection12AuthFailed(t *testing.T) {
 	keys := ReplyKeys{Header: rep(0x11, 64), Payload: rep(0x22, 64)}
-	enc, err := EncodeReply(keys, CodeAuthenticationFailed, nil, nil)
+	enc, err := encodeReply(keys, CodeAuthenticationFailed, nil, nil)
 	must(t, err)
 	want := bytes.Join([][]byte{
 		unhex(t, "0000000300"),
@@ -205,16 +205,16 @@ func TestSection12SubKeys(t *testing.T) {
 		 94124752001ebc2b259f4aae3765a27884bd09cab430902ffb11a08c9c7ee25f`,
 	}
 	for n, w := range wants {
-		if got := DeriveSubKey(base, uint32(n)); !bytes.Equal(got, unhex(t, w)) {
+		if got := deriveSubKey(base, uint32(n)); !bytes.Equal(got, unhex(t, w)) {
 			t.Errorf("K_%d = %x", n, got)
 		}
 	}
 	var f Fields
 	must(t, f.SetU32("id", 0))
-	q, err := NewSubRequestHeader(f, DeriveSubKey(base, 0))
+	q, err := newSubRequestHeader(f, deriveSubKey(base, 0))
 	must(t, err)
-	if !bytes.Equal(q.Signed(), unhex(t, "010269640400000000")) {
-		t.Fatalf("Q1 = %x", q.Signed())
+	if !bytes.Equal(q.signed(), unhex(t, "010269640400000000")) {
+		t.Fatalf("Q1 = %x", q.signed())
 	}
 	if want := unhex(t, `5bdf9499c24b7968248ced7757a061e7f3b0a7672ee7eee96976a82e7522fe87
 		db8417598cf6b2af10c8d44de3db75bbc2e06ed48ada4bfce471a2e6fcabfa90`); !bytes.Equal(q.MAC(), want) {
@@ -222,25 +222,25 @@ func TestSection12SubKeys(t *testing.T) {
 	}
 
 	rbase := rep(0x44, 64)
-	k0 := DeriveSubKey(rbase, 0)
+	k0 := deriveSubKey(rbase, 0)
 	if want := unhex(t, `a8604286b8d73d3186dfc67ea36051111757cf30f2d14f8263bfed6069ff21f7
 		831d5ee488c4b87f9278f83dce5c5e955db9e3e2ddc5be5e7f01de6b9e9747b7`); !bytes.Equal(k0, want) {
 		t.Fatalf("sub-reply K_0 = %x", k0)
 	}
 	af, err := SubReplyFields(unhex(t, "00000000"), CodeOK)
 	must(t, err)
-	a, err := NewSubReplyHeader(af, k0)
+	a, err := newSubReplyHeader(af, k0)
 	must(t, err)
-	if !bytes.Equal(a.Signed(), unhex(t, "020269640400000000067374617475730400000000")) {
-		t.Fatalf("A1 = %x", a.Signed())
+	if !bytes.Equal(a.signed(), unhex(t, "020269640400000000067374617475730400000000")) {
+		t.Fatalf("A1 = %x", a.signed())
 	}
 	if want := unhex(t, `7520997f2bd8904e277fbe3e496db86fc9e9b71d0a9ec9b38f5f8244da40b9a6
 		9bf8394c22b9def05715d82645b3e0e1393010e3d14e56d1b2228b68b864e47b`); !bytes.Equal(a.MAC(), want) {
 		t.Fatalf("A2 = %x", a.MAC())
 	}
-	// The same through SubKeys.ForIndex.
+	// The same through SubKeys.forIndex.
 	keys := SubKeys{RequestHeader: base, RequestPayload: base, ReplyHeader: rbase, ReplyPayload: rbase}
-	if d := keys.ForIndex(1); !bytes.Equal(d.RequestHeader, unhex(t, wants[1])) {
+	if d := keys.forIndex(1); !bytes.Equal(d.RequestHeader, unhex(t, wants[1])) {
 		t.Fatal("ForIndex(1)")
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // SubKeys are the four sign-rpms base keys of §7.4, sent in the inner
-// message (§5.2). ForIndex derives the per-item keys from them.
+// message (§5.2). forIndex derives the per-item keys from them.
 type SubKeys struct {
 	RequestHeader  []byte // subrequest-header-auth-key: K^reqH
 	RequestPayload []byte // subrequest-payload-auth-key: K^reqP
@@ -27,10 +27,10 @@ func (k SubKeys) named() []struct {
 		k string
 		v []byte
 	}{
-		{FieldSubRequestHeaderAuthKey, k.RequestHeader},
-		{FieldSubRequestPayloadAuthKey, k.RequestPayload},
-		{FieldSubReplyHeaderAuthKey, k.ReplyHeader},
-		{FieldSubReplyPayloadAuthKey, k.ReplyPayload},
+		{fieldSubRequestHeaderAuthKey, k.RequestHeader},
+		{fieldSubRequestPayloadAuthKey, k.RequestPayload},
+		{fieldSubReplyHeaderAuthKey, k.ReplyHeader},
+		{fieldSubReplyPayloadAuthKey, k.ReplyPayload},
 	}
 }
 
@@ -42,11 +42,11 @@ func (k SubKeys) Zero() {
 	clear(k.ReplyPayload)
 }
 
-// DeriveSubKey returns K_n = SHA-512(00 00 00 01 ‖ base ‖ u32be(n)), the
+// deriveSubKey returns K_n = SHA-512(00 00 00 01 ‖ base ‖ u32be(n)), the
 // HMAC key for sub-request or sub-reply number n (§7.4). The same formula
 // serves all four families (the design note's different sub-reply formula
 // is wrong, §13).
-func DeriveSubKey(base []byte, n uint32) []byte {
+func deriveSubKey(base []byte, n uint32) []byte {
 	h := sha512.New()
 	h.Write([]byte{0, 0, 0, 1})
 	h.Write(base)
@@ -54,13 +54,13 @@ func DeriveSubKey(base []byte, n uint32) []byte {
 	return h.Sum(nil)
 }
 
-// ForIndex returns the four keys derived for item number n.
-func (k SubKeys) ForIndex(n uint32) SubKeys {
+// forIndex returns the four keys derived for item number n.
+func (k SubKeys) forIndex(n uint32) SubKeys {
 	return SubKeys{
-		RequestHeader:  DeriveSubKey(k.RequestHeader, n),
-		RequestPayload: DeriveSubKey(k.RequestPayload, n),
-		ReplyHeader:    DeriveSubKey(k.ReplyHeader, n),
-		ReplyPayload:   DeriveSubKey(k.ReplyPayload, n),
+		RequestHeader:  deriveSubKey(k.RequestHeader, n),
+		RequestPayload: deriveSubKey(k.RequestPayload, n),
+		ReplyHeader:    deriveSubKey(k.ReplyHeader, n),
+		ReplyPayload:   deriveSubKey(k.ReplyPayload, n),
 	}
 }
 
@@ -74,9 +74,9 @@ type SubRequestHeader struct {
 	h macHeader
 }
 
-// NewSubRequestHeader builds Q1‖Q2 with the derived key K^reqH_n. It
+// newSubRequestHeader builds Q1‖Q2 with the derived key K^reqH_n. It
 // refuses fields without id and fields that do not encode.
-func NewSubRequestHeader(fields Fields, key []byte) (*SubRequestHeader, error) {
+func newSubRequestHeader(fields Fields, key []byte) (*SubRequestHeader, error) {
 	if !fields.Has(FieldID) {
 		return nil, &FieldError{Key: FieldID, Err: ErrMissingField, Reason: "required in every sub-request (§7.2)"}
 	}
@@ -87,12 +87,12 @@ func NewSubRequestHeader(fields Fields, key []byte) (*SubRequestHeader, error) {
 	return &SubRequestHeader{h: h}, nil
 }
 
-// ReadSubRequestHeader reads Q1 and Q2 and verifies Q2 with the derived key
+// readSubRequestHeader reads Q1 and Q2 and verifies Q2 with the derived key
 // (constant-time); a mismatch is an *IntegrityError. It returns io.EOF if r
 // ends before the first byte (no more sub-requests), an error wrapping
 // io.ErrUnexpectedEOF inside, and refuses a malformed block or one without
 // id.
-func ReadSubRequestHeader(r io.Reader, key []byte) (*SubRequestHeader, error) {
+func readSubRequestHeader(r io.Reader, key []byte) (*SubRequestHeader, error) {
 	h, err := ReadRelaySubRequestHeader(r)
 	if err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func ReadSubRequestHeader(r io.Reader, key []byte) (*SubRequestHeader, error) {
 }
 
 // ReadRelaySubRequestHeader reads Q1 and Q2 without checking Q2, for the
-// bridge (§7.7). It refuses what ReadSubRequestHeader refuses except the
+// bridge (§7.7). It refuses what readSubRequestHeader refuses except the
 // MAC check.
 func ReadRelaySubRequestHeader(r io.Reader) (*SubRequestHeader, error) {
 	h, err := readMACHeader(r, 0, "sub-request header")
@@ -131,8 +131,8 @@ func (h *SubRequestHeader) ID() []byte {
 	return slices.Clone(v)
 }
 
-// Signed returns a copy of Q1, the bytes Q2 covers.
-func (h *SubRequestHeader) Signed() []byte { return slices.Clone(h.h.signed) }
+// signed returns a copy of Q1, the bytes Q2 covers.
+func (h *SubRequestHeader) signed() []byte { return slices.Clone(h.h.signed) }
 
 // MAC returns a copy of Q2.
 func (h *SubRequestHeader) MAC() []byte { return slices.Clone(h.h.mac) }
@@ -148,22 +148,22 @@ type SubReplyHeader struct {
 
 // SubReplyFields returns the fields of a sub-reply in the reference order:
 // id (a copy of the sub-request's id) and status. It refuses an id longer
-// than MaxValueLen.
+// than maxValueLen.
 func SubReplyFields(id []byte, status ErrorCode) (Fields, error) {
 	var f Fields
 	if err := f.Set(FieldID, id); err != nil {
 		return nil, err
 	}
-	if err := f.SetU32(FieldStatus, uint32(status)); err != nil {
+	if err := f.SetU32(fieldStatus, uint32(status)); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// NewSubReplyHeader builds A1‖A2 with the derived key K^repH_n. It refuses
+// newSubReplyHeader builds A1‖A2 with the derived key K^repH_n. It refuses
 // fields without id or without a 4-byte status, and fields that do not
 // encode.
-func NewSubReplyHeader(fields Fields, key []byte) (*SubReplyHeader, error) {
+func newSubReplyHeader(fields Fields, key []byte) (*SubReplyHeader, error) {
 	if err := checkSubReplyFields(fields); err != nil {
 		return nil, err
 	}
@@ -178,16 +178,16 @@ func checkSubReplyFields(f Fields) error {
 	if !f.Has(FieldID) {
 		return &FieldError{Key: FieldID, Err: ErrMissingField, Reason: "required in every sub-reply (§7.3)"}
 	}
-	_, err := f.U32(FieldStatus)
+	_, err := f.U32(fieldStatus)
 	return err
 }
 
-// ReadSubReplyHeader reads A1 and A2 and verifies A2 with the derived key
+// readSubReplyHeader reads A1 and A2 and verifies A2 with the derived key
 // (constant-time); a mismatch is an *IntegrityError. It returns io.EOF if r
 // ends before the first byte (no more sub-replies), an error wrapping
 // io.ErrUnexpectedEOF inside, and refuses a malformed block and one
 // without id or a 4-byte status.
-func ReadSubReplyHeader(r io.Reader, key []byte) (*SubReplyHeader, error) {
+func readSubReplyHeader(r io.Reader, key []byte) (*SubReplyHeader, error) {
 	h, err := readMACHeader(r, 0, "sub-reply header")
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ func ReadSubReplyHeader(r io.Reader, key []byte) (*SubReplyHeader, error) {
 }
 
 // ReadRelaySubReplyHeader reads A1 and A2 without checking A2, for the
-// bridge (§7.7). It refuses what ReadSubReplyHeader refuses except the MAC
+// bridge (§7.7). It refuses what readSubReplyHeader refuses except the MAC
 // check.
 func ReadRelaySubReplyHeader(r io.Reader) (*SubReplyHeader, error) {
 	h, err := readMACHeader(r, 0, "sub-reply header")
@@ -230,7 +230,7 @@ func (h *SubReplyHeader) ID() []byte {
 
 // Status returns the status field.
 func (h *SubReplyHeader) Status() ErrorCode {
-	s, _ := h.h.fields.U32(FieldStatus)
+	s, _ := h.h.fields.U32(fieldStatus)
 	return ErrorCode(s)
 }
 
@@ -248,8 +248,8 @@ func (h *SubReplyHeader) Err() error {
 	return &ReplyError{Code: h.Status(), Message: h.Message()}
 }
 
-// Signed returns a copy of A1, the bytes A2 covers.
-func (h *SubReplyHeader) Signed() []byte { return slices.Clone(h.h.signed) }
+// signed returns a copy of A1, the bytes A2 covers.
+func (h *SubReplyHeader) signed() []byte { return slices.Clone(h.h.signed) }
 
 // MAC returns a copy of A2.
 func (h *SubReplyHeader) MAC() []byte { return slices.Clone(h.h.mac) }
@@ -257,33 +257,33 @@ func (h *SubReplyHeader) MAC() []byte { return slices.Clone(h.h.mac) }
 // Bytes returns A1‖A2 as they go on the wire.
 func (h *SubReplyHeader) Bytes() []byte { return h.h.bytes() }
 
-// EncodeSubRequest returns the bytes of sub-request number n (Q1..Q5) with
-// an in-memory payload, keyed with keys.ForIndex(n).
-func EncodeSubRequest(keys SubKeys, n uint32, fields Fields, payload []byte) ([]byte, error) {
-	d := keys.ForIndex(n)
-	h, err := NewSubRequestHeader(fields, d.RequestHeader)
+// encodeSubRequest returns the bytes of sub-request number n (Q1..Q5) with
+// an in-memory payload, keyed with keys.forIndex(n).
+func encodeSubRequest(keys SubKeys, n uint32, fields Fields, payload []byte) ([]byte, error) {
+	d := keys.forIndex(n)
+	h, err := newSubRequestHeader(fields, d.RequestHeader)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	b.Write(h.Bytes())
-	if err := WritePayload(&b, d.RequestPayload, uint64(len(payload)), bytes.NewReader(payload)); err != nil {
+	if err := writePayload(&b, d.RequestPayload, uint64(len(payload)), bytes.NewReader(payload)); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
 }
 
-// EncodeSubReply returns the bytes of sub-reply number n (A1..A5) with an
-// in-memory payload, keyed with keys.ForIndex(n).
-func EncodeSubReply(keys SubKeys, n uint32, fields Fields, payload []byte) ([]byte, error) {
-	d := keys.ForIndex(n)
-	h, err := NewSubReplyHeader(fields, d.ReplyHeader)
+// encodeSubReply returns the bytes of sub-reply number n (A1..A5) with an
+// in-memory payload, keyed with keys.forIndex(n).
+func encodeSubReply(keys SubKeys, n uint32, fields Fields, payload []byte) ([]byte, error) {
+	d := keys.forIndex(n)
+	h, err := newSubReplyHeader(fields, d.ReplyHeader)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
 	b.Write(h.Bytes())
-	if err := WritePayload(&b, d.ReplyPayload, uint64(len(payload)), bytes.NewReader(payload)); err != nil {
+	if err := writePayload(&b, d.ReplyPayload, uint64(len(payload)), bytes.NewReader(payload)); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
@@ -331,7 +331,7 @@ func NewSubRequestWriter(w io.Writer, keys SubKeys) *SubRequestWriter {
 // stream (§7.1 step 4).
 func (s *SubRequestWriter) Write(fields Fields, n uint64, payload io.Reader) (uint32, error) {
 	return writeSubItem(s.w, &s.c, "sub-request", func(d SubKeys) ([]byte, []byte, error) {
-		h, err := NewSubRequestHeader(fields, d.RequestHeader)
+		h, err := newSubRequestHeader(fields, d.RequestHeader)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -349,7 +349,7 @@ func writeSubItem(w io.Writer, c *counter, what string, header func(SubKeys) (hd
 		_, err := c.take(what)
 		return 0, err
 	}
-	hdr, pkey, err := header(keys.ForIndex(seq))
+	hdr, pkey, err := header(keys.forIndex(seq))
 	if err != nil {
 		return 0, err
 	}
@@ -359,7 +359,7 @@ func writeSubItem(w io.Writer, c *counter, what string, header func(SubKeys) (hd
 	if _, err := w.Write(hdr); err != nil {
 		return seq, err
 	}
-	return seq, WritePayload(w, pkey, n, payload)
+	return seq, writePayload(w, pkey, n, payload)
 }
 
 // SubReplyIndexing says which sub-replies advance the sub-reply index n
@@ -414,7 +414,7 @@ func NewSubReplyWriterIndexed(w io.Writer, keys SubKeys, indexing SubReplyIndexi
 // fields without id or a 4-byte status.
 func (s *SubReplyWriter) Write(fields Fields, n uint64, payload io.Reader) (uint32, error) {
 	if s.indexing == IndexOKReplies {
-		if st, err := fields.U32(FieldStatus); err == nil && ErrorCode(st) != CodeOK {
+		if st, err := fields.U32(fieldStatus); err == nil && ErrorCode(st) != CodeOK {
 			// Keyed with the current index, which is not used up.
 			c := s.c
 			return writeSubItem(s.w, &c, "sub-reply", s.header(fields), s.keys, n, payload)
@@ -425,7 +425,7 @@ func (s *SubReplyWriter) Write(fields Fields, n uint64, payload io.Reader) (uint
 
 func (s *SubReplyWriter) header(fields Fields) func(SubKeys) ([]byte, []byte, error) {
 	return func(d SubKeys) ([]byte, []byte, error) {
-		h, err := NewSubReplyHeader(fields, d.ReplyHeader)
+		h, err := newSubReplyHeader(fields, d.ReplyHeader)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -487,8 +487,8 @@ func (s *SubRequestReader) Next() (*SubRequest, error) {
 		_, s.failed = s.c.take("sub-request")
 		return nil, s.failed
 	}
-	d := s.keys.ForIndex(seq)
-	h, err := ReadSubRequestHeader(s.r, d.RequestHeader)
+	d := s.keys.forIndex(seq)
+	h, err := readSubRequestHeader(s.r, d.RequestHeader)
 	if err != nil {
 		if err != io.EOF {
 			err = wrapSeq(err, "sub-request", seq)
@@ -571,7 +571,7 @@ func (s *SubReplyReader) Next() (*SubReply, error) {
 	if h.Status() == CodeOK {
 		s.ok++
 	}
-	p, err := NewPayloadReader(s.r, DeriveSubKey(s.keys.ReplyPayload, idx), s.max, fmt.Sprintf("sub-reply %d payload", seq))
+	p, err := NewPayloadReader(s.r, deriveSubKey(s.keys.ReplyPayload, idx), s.max, fmt.Sprintf("sub-reply %d payload", seq))
 	if err != nil {
 		s.failed = err
 		return nil, err
@@ -601,7 +601,7 @@ func (s *SubReplyReader) readHeader(seq uint32) (*SubReplyHeader, uint32, error)
 	}
 	var first error
 	for i, n := range cand {
-		err := h.Verify(DeriveSubKey(s.keys.ReplyHeader, n))
+		err := h.Verify(deriveSubKey(s.keys.ReplyHeader, n))
 		if err == nil {
 			// The fields are looked at only once the MAC verified.
 			if err := checkSubReplyFields(mh.fields); err != nil {

@@ -34,8 +34,8 @@ func strictReader(keys SubKeys, b []byte) (int, error) {
 	r := bytes.NewReader(b)
 	var n uint32
 	for read := 0; ; read++ {
-		d := keys.ForIndex(n)
-		h, err := ReadSubReplyHeader(r, d.ReplyHeader)
+		d := keys.forIndex(n)
+		h, err := readSubReplyHeader(r, d.ReplyHeader)
 		if err == io.EOF {
 			return read, nil
 		}

@@ -199,7 +199,7 @@ func checkVector(t testing.TB, v *vector) error {
 		if err != nil {
 			t.Fatalf("%s: request header: %v", v.name, err)
 		}
-		m, err := ParseInnerMessage(v.body)
+		m, err := parseInnerMessage(v.body)
 		if err != nil {
 			return err
 		}
@@ -216,14 +216,14 @@ func checkVector(t testing.TB, v *vector) error {
 		return trailing(r, "reply")
 	case "subrequest", "subreply":
 		seq, _ := strconv.ParseUint(v.get("seq"), 10, 32)
-		hk := DeriveSubKey(v.getHex(t, "base-header-key"), uint32(seq))
-		pk := DeriveSubKey(v.getHex(t, "base-payload-key"), uint32(seq))
+		hk := deriveSubKey(v.getHex(t, "base-header-key"), uint32(seq))
+		pk := deriveSubKey(v.getHex(t, "base-payload-key"), uint32(seq))
 		var err error
 		var sq *SubRequestHeader
 		if v.item == "subrequest" {
-			sq, err = ReadSubRequestHeader(r, hk)
+			sq, err = readSubRequestHeader(r, hk)
 		} else {
-			_, err = ReadSubReplyHeader(r, hk)
+			_, err = readSubReplyHeader(r, hk)
 		}
 		if err != nil {
 			return err
@@ -411,12 +411,12 @@ func generateVectors(t testing.TB) []*vector {
 		h, err := ReadRequestHeader(bytes.NewReader(req))
 		must(t, err)
 		hb, _ := h.MarshalBinary()
-		return []string{"request", hx(hb), "payload-sha512", hx(g.keys[FieldPayloadAuthSHA512]), "authenticated", "true"}
+		return []string{"request", hx(hb), "payload-sha512", hx(g.keys[fieldPayloadAuthSHA512]), "authenticated", "true"}
 	}
 	add("good_inner_list_keys", "inner", "success", lk.inner, innerHdr(lk)...)
 	add("good_inner_sign_rpms", "inner", "success", gs["sign-rpms"].inner, innerHdr(gs["sign-rpms"])...)
 	mutInner := func(g *golden, f func(*Fields)) []byte {
-		m, err := ParseInnerMessage(g.inner)
+		m, err := parseInnerMessage(g.inner)
 		must(t, err)
 		f(&m.Fields)
 		b, err := m.MarshalBinary()
@@ -426,11 +426,11 @@ func generateVectors(t testing.TB) []*vector {
 	flipField := func(k string) func(*Fields) {
 		return func(f *Fields) { v, _ := f.Lookup(k); f.Set(k, flipAt(v, 5)) }
 	}
-	add("fail_inner_header_hash_flipped", "inner", "integrity", mutInner(lk, flipField(FieldHeaderAuthSHA512)), innerHdr(lk)...)
-	add("fail_inner_payload_hash_flipped", "inner", "integrity", mutInner(lk, flipField(FieldPayloadAuthSHA512)), innerHdr(lk)...)
-	add("fail_inner_payload_hash_missing", "inner", "missing-field", mutInner(lk, func(f *Fields) { f.Delete(FieldPayloadAuthSHA512) }), innerHdr(lk)...)
-	add("fail_inner_header_hash_missing", "inner", "missing-field", mutInner(lk, func(f *Fields) { f.Delete(FieldHeaderAuthSHA512) }), innerHdr(lk)...)
-	add("fail_inner_header_key_63_bytes", "inner", "short-key", mutInner(lk, func(f *Fields) { v, _ := f.Lookup(FieldHeaderAuthKey); f.Set(FieldHeaderAuthKey, v[:63]) }), innerHdr(lk)...)
+	add("fail_inner_header_hash_flipped", "inner", "integrity", mutInner(lk, flipField(fieldHeaderAuthSHA512)), innerHdr(lk)...)
+	add("fail_inner_payload_hash_flipped", "inner", "integrity", mutInner(lk, flipField(fieldPayloadAuthSHA512)), innerHdr(lk)...)
+	add("fail_inner_payload_hash_missing", "inner", "missing-field", mutInner(lk, func(f *Fields) { f.Delete(fieldPayloadAuthSHA512) }), innerHdr(lk)...)
+	add("fail_inner_header_hash_missing", "inner", "missing-field", mutInner(lk, func(f *Fields) { f.Delete(fieldHeaderAuthSHA512) }), innerHdr(lk)...)
+	add("fail_inner_header_key_63_bytes", "inner", "short-key", mutInner(lk, func(f *Fields) { v, _ := f.Lookup(fieldHeaderAuthKey); f.Set(fieldHeaderAuthKey, v[:63]) }), innerHdr(lk)...)
 	{
 		var f Fields
 		f.SetStr("key", "k")
@@ -452,7 +452,7 @@ func generateVectors(t testing.TB) []*vector {
 
 	// replies
 	replyHdr := func(g *golden) []string {
-		return []string{"header-key", hx(g.keys[FieldHeaderAuthKey]), "payload-key", hx(g.keys[FieldPayloadAuthKey])}
+		return []string{"header-key", hx(g.keys[fieldHeaderAuthKey]), "payload-key", hx(g.keys[fieldPayloadAuthKey])}
 	}
 	lkRep := splitReplies(t, lk, parseLeg(t, lk.leg(t, "s2b")).outer, "list-keys").reply
 	add("good_reply_list_keys", "reply", "success", lkRep, replyHdr(lk)...)
@@ -463,7 +463,7 @@ func generateVectors(t testing.TB) []*vector {
 		keys := ReplyKeys{Header: rep(0x11, 64), Payload: rep(0x22, 64)}
 		var f Fields
 		f.SetU32("num-keys", 2)
-		b, _ := EncodeReply(keys, CodeOK, f, []byte("key (gnupg)\x00rsakey (RSA)\x00"))
+		b, _ := encodeReply(keys, CodeOK, f, []byte("key (gnupg)\x00rsakey (RSA)\x00"))
 		add("good_reply_spec_section_12", "reply", "success", b, "header-key", hx(keys.Header), "payload-key", hx(keys.Payload), "comment", "the reply test vector of §12")
 	}
 	hl := 4 + 1 + 1 + 8 + 1 + 4 + 64 // list-keys reply header length
@@ -503,20 +503,20 @@ func generateVectors(t testing.TB) []*vector {
 		k := sr.subKeys()
 		var f Fields
 		f.SetStr("rpm-name", "x")
-		d := k.ForIndex(0)
+		d := k.forIndex(0)
 		hm, _ := newMACHeader(nil, f, d.RequestHeader)
 		var b bytes.Buffer
 		b.Write(hm.bytes())
-		WritePayload(&b, d.RequestPayload, 3, bytes.NewReader([]byte("rpm")))
+		writePayload(&b, d.RequestPayload, 3, bytes.NewReader([]byte("rpm")))
 		add("fail_subrequest_missing_id", "subrequest", "missing-field", b.Bytes(), append(subHdr(sr, true, 0), "comment", "correct MACs, no id (§7.2)")...)
 		var f2 Fields
 		f2.SetU32(FieldID, 0)
 		f2.SetStr("rpm-license", "MIT")
-		b2, _ := EncodeSubRequest(k, 0, f2, []byte("rpm"))
+		b2, _ := encodeSubRequest(k, 0, f2, []byte("rpm"))
 		add("fail_subrequest_field_not_allowed", "subrequest", "field-not-allowed", b2, append(subHdr(sr, true, 0), "validate", "bridge")...)
 		var f3 Fields
 		f3.SetU32(FieldID, 0)
-		b3, _ := EncodeSubRequest(k, 0, f3, nil)
+		b3, _ := encodeSubRequest(k, 0, f3, nil)
 		add("fail_subrequest_koji_without_nevra", "subrequest", "missing-field", b3,
 			append(subHdr(sr, true, 0), "validate", "bridge", "comment", "empty payload (fetch from Koji) without rpm-name etc. (§7.2)")...)
 	}
@@ -538,19 +538,19 @@ func generateVectors(t testing.TB) []*vector {
 	add("fail_subreply_payload_mac_flipped", "subreply", "integrity", flipAt(srRep.subs[0], -1), subHdr(sr, false, 0)...)
 	{
 		k := sr.subKeys()
-		d := k.ForIndex(0)
+		d := k.forIndex(0)
 		for _, c := range []struct {
 			name, expect string
 			f            Fields
 		}{
-			{"fail_subreply_status_5_bytes", "invalid-field", Fields{{FieldID, []byte{0, 0, 0, 0}}, {FieldStatus, []byte{0, 0, 0, 0, 0}}}},
+			{"fail_subreply_status_5_bytes", "invalid-field", Fields{{FieldID, []byte{0, 0, 0, 0}}, {fieldStatus, []byte{0, 0, 0, 0, 0}}}},
 			{"fail_subreply_missing_status", "missing-field", Fields{{FieldID, []byte{0, 0, 0, 0}}}},
-			{"fail_subreply_missing_id", "missing-field", Fields{{FieldStatus, []byte{0, 0, 0, 0}}}},
+			{"fail_subreply_missing_id", "missing-field", Fields{{fieldStatus, []byte{0, 0, 0, 0}}}},
 		} {
 			hm, _ := newMACHeader(nil, c.f, d.ReplyHeader)
 			var b bytes.Buffer
 			b.Write(hm.bytes())
-			WritePayload(&b, d.ReplyPayload, 0, nil)
+			writePayload(&b, d.ReplyPayload, 0, nil)
 			add(c.name, "subreply", c.expect, b.Bytes(), append(subHdr(sr, false, 0), "comment", "correct MACs")...)
 		}
 	}
@@ -665,11 +665,11 @@ func writeFuzzCorpus(t testing.TB, vs []*vector) {
 					if i == 0 {
 						q, err := ReadRelaySubRequestHeader(bytes.NewReader(s))
 						must(t, err)
-						put("FuzzFields", "golden-"+g.name+"-"+leg+"-subrequest", q.Signed())
+						put("FuzzFields", "golden-"+g.name+"-"+leg+"-subrequest", q.signed())
 					}
 				}
 			case "s2b", "b2c":
-				put("FuzzReply", "golden-"+g.name+"-"+leg, p.outer, g.keys[FieldHeaderAuthKey], g.keys[FieldPayloadAuthKey])
+				put("FuzzReply", "golden-"+g.name+"-"+leg, p.outer, g.keys[fieldHeaderAuthKey], g.keys[fieldPayloadAuthKey])
 				op := ""
 				if strings.Contains(g.name, "rpms") {
 					op = "sign-rpms"
@@ -677,7 +677,7 @@ func writeFuzzCorpus(t testing.TB, vs []*vector) {
 				it := splitReplies(t, g, p.outer, op)
 				rh, err := ReadRelayReplyHeader(bytes.NewReader(it.reply))
 				must(t, err)
-				put("FuzzFields", "golden-"+g.name+"-"+leg+"-reply", rh.Signed()[4:])
+				put("FuzzFields", "golden-"+g.name+"-"+leg+"-reply", rh.signed()[4:])
 				k := g.subKeys()
 				for i, s := range it.subs {
 					put("FuzzSubReply", fmt.Sprintf("golden-%s-%s-%d", g.name, leg, i), s, k.ReplyHeader, k.ReplyPayload, uint32(i))

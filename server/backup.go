@@ -21,8 +21,8 @@ import (
 	"github.com/signet-project/signet/server/store"
 )
 
-// BackupFormat names the backup file format and its version.
-const BackupFormat = "signet-key-backup-1"
+// backupFormat names the backup file format and its version.
+const backupFormat = "signet-key-backup-1"
 
 // MaxBackupSize bounds a backup file (an RSA-4096 key with a few
 // certificates is about 10 KiB).
@@ -135,7 +135,7 @@ func (a *Admin) backupKey(ctx context.Context, name string, p hsm.WrapProfile) (
 	for _, u := range acc {
 		bk.Users = append(bk.Users, BackupUser{Name: u.UserName, KeyAdmin: u.KeyAdmin})
 	}
-	body, err := json.Marshal(BackupBody{Format: BackupFormat, Created: a.now(), Actor: a.Actor, SourceToken: a.TokenName,
+	body, err := json.Marshal(BackupBody{Format: backupFormat, Created: a.now(), Actor: a.Actor, SourceToken: a.TokenName,
 		WrapKeyID: wrapID, Mechanism: hsm.MechanismName(p.Mechanism), Key: bk, Wrapped: wrapped})
 	if err != nil {
 		return nil, wrapID, err
@@ -173,8 +173,8 @@ func ParseBackup(data []byte) (BackupBody, []byte, []byte, error) {
 	if err := dec.Decode(&b); err != nil {
 		return BackupBody{}, nil, nil, errors.New("a damaged signet key backup (its body does not parse)")
 	}
-	if b.Format != BackupFormat {
-		return BackupBody{}, nil, nil, fmt.Errorf("backup format %q: this signet reads %s", b.Format, BackupFormat)
+	if b.Format != backupFormat {
+		return BackupBody{}, nil, nil, fmt.Errorf("backup format %q: this signet reads %s", b.Format, backupFormat)
 	}
 	return b, f.Body, f.MAC, nil
 }

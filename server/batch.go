@@ -56,9 +56,9 @@ type BatchResult struct {
 	id []byte
 }
 
-// DefaultBatchWorkers is how many items of one sign-rpms connection are
+// defaultBatchWorkers is how many items of one sign-rpms connection are
 // signed at once when ConnServer.BatchWorkers is zero.
-func DefaultBatchWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
+func defaultBatchWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // subPhase runs the sign-rpms sub-phase after the OK reply: sub-requests
 // are read and spooled in order, signed by up to BatchWorkers goroutines,
@@ -72,7 +72,7 @@ func (s *ConnServer) subPhase(ctx context.Context, m *protocol.Mux, keys protoco
 
 	workers := s.BatchWorkers
 	if workers <= 0 {
-		workers = DefaultBatchWorkers()
+		workers = defaultBatchWorkers()
 	}
 	maxFile := s.MaxFilePayload
 	if maxFile == 0 {
@@ -80,7 +80,7 @@ func (s *ConnServer) subPhase(ctx context.Context, m *protocol.Mux, keys protoco
 	}
 	maxTotal := s.MaxRPMsPayloads
 	if maxTotal == 0 {
-		maxTotal = DefaultMaxRPMsPayloads
+		maxTotal = defaultMaxRPMsPayloads
 	}
 
 	type pending struct {

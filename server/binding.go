@@ -9,12 +9,12 @@ import (
 	"github.com/signet-project/signet/protocol"
 )
 
-// ServerBindingMethods are the passphrase binding methods signet's server
+// serverBindingMethods are the passphrase binding methods signet's server
 // supports: none. Sigul's server can bind a stored key passphrase to a TPM
 // or a PKCS#11 token; signet keeps the keys themselves in the token and
 // stores, per key and user, only the token PIN wrapped under the user's
 // passphrase, so there is nothing further to bind.
-var ServerBindingMethods []string
+var serverBindingMethods []string
 
 // listBindingMethods serves list-binding-methods (ADMIN): the names of
 // the binding methods the server supports, in the order it registered
@@ -23,7 +23,7 @@ func (h *Handlers) listBindingMethods(ctx context.Context, r *Request) (*Respons
 	if err := h.admin(ctx, r); err != nil {
 		return nil, err
 	}
-	return list("num-methods", append([]string(nil), ServerBindingMethods...)), nil
+	return list("num-methods", append([]string(nil), serverBindingMethods...)), nil
 }
 
 // checkBindings reads grant-key-access's and change-passphrase's optional
@@ -66,8 +66,8 @@ func checkBindings(r *Request) error {
 		return nil
 	}
 	supported := "none"
-	if len(ServerBindingMethods) > 0 {
-		supported = strings.Join(ServerBindingMethods, ", ")
+	if len(serverBindingMethods) > 0 {
+		supported = strings.Join(serverBindingMethods, ", ")
 	}
 	return &refusal{status: protocol.CodeUnknownError, message: fmt.Sprintf(
 		"server binding method %s is not supported: signet's server supports %s (the passphrase unwraps the token PIN for this key and user only; leave out -b)",

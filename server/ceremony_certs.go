@@ -74,10 +74,10 @@ func (a *Admin) recertify(ctx context.Context, k store.Key, userIDs []string, ex
 	return cert, err
 }
 
-// SetExpiration re-certifies an OpenPGP key with a new expiration time
+// setExpiration re-certifies an OpenPGP key with a new expiration time
 // (zero: never expires), keeping its user ids (Sigul's
 // change-key-expiration). The token must be logged in.
-func (a *Admin) SetExpiration(ctx context.Context, name string, expires time.Time) error {
+func (a *Admin) setExpiration(ctx context.Context, name string, expires time.Time) error {
 	detail := "never expires"
 	if !expires.IsZero() {
 		detail = "expires " + expires.UTC().Format(time.DateOnly)

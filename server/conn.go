@@ -41,17 +41,17 @@ type ConnServer struct {
 	// a connection, and a token session, forever.
 	RequestTimeout time.Duration
 	// BatchWorkers is how many sign-rpms items of one connection are
-	// signed at once (default DefaultBatchWorkers); MaxRPMsPayloads
+	// signed at once (default defaultBatchWorkers); MaxRPMsPayloads
 	// bounds the sum of one connection's sub-request payloads, each
-	// rounded up to 4 KiB (default DefaultMaxRPMsPayloads, §7.11).
+	// rounded up to 4 KiB (default defaultMaxRPMsPayloads, §7.11).
 	BatchWorkers    int
 	MaxRPMsPayloads uint64
 	Log             *slog.Logger
 }
 
-// DefaultMaxRPMsPayloads is the server's default bound on one sign-rpms
+// defaultMaxRPMsPayloads is the server's default bound on one sign-rpms
 // connection's payloads, as in Sigul (§7.11).
-const DefaultMaxRPMsPayloads = 10 << 30
+const defaultMaxRPMsPayloads = 10 << 30
 
 func (s *ConnServer) log() *slog.Logger {
 	if s.Log != nil {

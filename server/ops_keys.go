@@ -193,7 +193,7 @@ func (h *Handlers) newKey(ctx context.Context, r *Request) (*Response, error) {
 	}
 	if !expires.IsZero() {
 		// Sigul's expire-date: the new certificate carries it.
-		if err := h.ceremony(r).SetExpiration(ctx, key, expires); err != nil {
+		if err := h.ceremony(r).setExpiration(ctx, key, expires); err != nil {
 			return nil, err
 		}
 		if k, err = h.Store.GetKey(ctx, key); err != nil {
@@ -270,5 +270,5 @@ func (h *Handlers) changeKeyExpiration(ctx context.Context, r *Request) (*Respon
 	if err := h.login(ka); err != nil {
 		return nil, err
 	}
-	return &Response{}, h.ceremony(r).SetExpiration(ctx, ka.Key.Name, expires)
+	return &Response{}, h.ceremony(r).setExpiration(ctx, ka.Key.Name, expires)
 }
