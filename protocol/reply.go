@@ -42,6 +42,10 @@ const (
 	CodeImportPassphraseError ErrorCode = 14
 	CodeDecryptFailed         ErrorCode = 15
 	CodeUnsupportedKeytype    ErrorCode = 16
+	// CodeKojiError is signet's: the bridge could not do its Koji part of
+	// a request (look-up, download, login); the message says which call
+	// failed. Sigul 1.2's client shows it as "Error 17: MESSAGE".
+	CodeKojiError ErrorCode = 17
 )
 
 var codeNames = [...]struct{ name, text string }{
@@ -62,6 +66,7 @@ var codeNames = [...]struct{ name, text string }{
 	{"IMPORT_PASSPHRASE_ERROR", "Import passphrase does not match"},
 	{"DECRYPT_FAILED", "Decryption failed"},
 	{"UNSUPPORTED_KEYTYPE", "Unsupported keytype for operation"},
+	{"KOJI_ERROR", "Error 17"}, // signet's; the reference client knows no text for it
 }
 
 // String returns Sigul's name for the code, e.g. "AUTHENTICATION_FAILED",

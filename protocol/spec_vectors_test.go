@@ -252,7 +252,8 @@ func TestErrorCodeNames(t *testing.T) {
 		7:  {"KEY_USER_NOT_FOUND", "The specified user can not access this key"},
 		11: {"CORRUPT_RPM", "The RPM file is corrupt"},
 		16: {"UNSUPPORTED_KEYTYPE", "Unsupported keytype for operation"},
-		17: {"ErrorCode(17)", "Error 17"},
+		17: {"KOJI_ERROR", "Error 17"}, // signet's own: Sigul's client shows its number
+		18: {"ErrorCode(18)", "Error 18"},
 	}
 	for c, w := range cases {
 		if c.String() != w[0] || c.Text() != w[1] {

@@ -15,10 +15,10 @@ import (
 	"github.com/signet-project/signet/server/store"
 )
 
-// errKoji answers the requests that need Koji, which signet does not talk
-// to: the client sends the packages itself.
-var errKoji = &refusal{status: protocol.CodeUnknownError,
-	message: "signet does not talk to Koji: send the RPM files themselves (no --store-in-koji, --koji-only or -k)"}
+// errNoRPM answers an item that arrived empty: the bridge is to fetch a
+// package named by NEVRA from Koji and forward it whole (§7.7, §7.10).
+var errNoRPM = &refusal{status: protocol.CodeKojiError,
+	message: "no package arrived: the bridge did not fetch it from Koji (is a Koji instance configured at the bridge?)"}
 
 // rpmSigner signs packages for one sign-rpm or sign-rpms request: the
 // OpenPGP key, the optional IMA file-signing key, and the options.
@@ -32,23 +32,27 @@ type rpmSigner struct {
 	file     crypto.Signer
 	v3, head bool
 	pins     [][]byte
+	// koji is set for a request that names a Koji instance or asks for
+	// the signature to be imported; kojiInstance is the instance's name,
+	// "" for the bridge's default.
+	koji         bool
+	kojiInstance string
 }
 
 // newRPMSigner authenticates the request's user for its key and, if one
 // is named, for its file-signing key (§7.10 steps 1-2), and refuses what
 // signet cannot do.
 func (h *Handlers) newRPMSigner(ctx context.Context, r *Request) (s *rpmSigner, err error) {
-	for _, f := range []string{"import-signature"} {
-		if v, err := optBool(r, f, false); err != nil || v {
-			return nil, errors.Join(err, errKoji)
-		}
+	// return-data and import-signature are the bridge's business (§7.7,
+	// §7.10); the server signs the same way and returns the result.
+	importSig, err := optBool(r, "import-signature", false)
+	if err != nil {
+		return nil, err
 	}
-	if v, err := optBool(r, "return-data", true); err != nil || !v {
-		return nil, errors.Join(err, errKoji)
+	if _, err := optBool(r, "return-data", true); err != nil {
+		return nil, err
 	}
-	if _, ok := r.Fields["koji-instance"]; ok {
-		return nil, errKoji
-	}
+	inst, named := r.Fields["koji-instance"]
 	v3, err := optBool(r, "v3-signature", false)
 	if err != nil {
 		return nil, err
@@ -63,7 +67,8 @@ func (h *Handlers) newRPMSigner(ctx context.Context, r *Request) (s *rpmSigner, 
 	if err != nil {
 		return nil, err
 	}
-	signer := &rpmSigner{h: h, user: r.User, op: r.Op, key: ka.Key.Name, v3: v3, head: head, pins: [][]byte{ka.PIN}}
+	signer := &rpmSigner{h: h, user: r.User, op: r.Op, key: ka.Key.Name, v3: v3, head: head, pins: [][]byte{ka.PIN},
+		koji: named || importSig, kojiInstance: string(inst)}
 	s = signer
 	defer func() {
 		if err != nil {
@@ -90,6 +95,10 @@ func (h *Handlers) newRPMSigner(ctx context.Context, r *Request) (s *rpmSigner, 
 	return s, nil
 }
 
+// sigkey is the signing key's id as Koji names it: the last 8 hex digits
+// of the key id, lower case.
+func (s *rpmSigner) sigkey() string { return fmt.Sprintf("%08x", uint32(s.pk.KeyID())) }
+
 // Close forgets the PINs.
 func (s *rpmSigner) Close() {
 	for _, p := range s.pins {
@@ -112,7 +121,16 @@ type signed struct {
 // message for a field that does not match the package.
 func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, authenticated bool) (*signed, error) {
 	if size == 0 {
-		return nil, errKoji
+		return nil, errNoRPM
+	}
+	if size <= int64(protocol.KojiErrorMaxLen) {
+		// The bridge's Koji part failed: it says why in place of the RPM.
+		b := make([]byte, size)
+		if _, err := ra.ReadAt(b, 0); err == nil || err == io.EOF {
+			if msg, ok := protocol.KojiErrorMessage(b); ok {
+				return nil, &refusal{status: protocol.CodeKojiError, message: "bridge: " + msg}
+			}
+		}
 	}
 	p, err := rpm.Read(ra, size)
 	if err != nil {
@@ -120,6 +138,20 @@ func (s *rpmSigner) sign(fields map[string][]byte, ra io.ReaderAt, size int64, a
 	}
 	nevra := p.NEVRA()
 	audit := fmt.Sprintf("nevra=%s header-sha256=%x", nevra, p.HeaderSHA256())
+	// A package the bridge fetched from Koji is bound to what the client
+	// asked for only by rpm-sigmd5 (the client's payload MAC cannot
+	// cover bytes it never sent): the whole package must be here, and
+	// its MD5 over header and payload must be rpm-sigmd5. Checked below
+	// (comparison with the stored SIGMD5, then Verify, which recomputes
+	// it over the bytes), in head mode too.
+	_, hasMD5 := fields["rpm-sigmd5"]
+	if s.koji || (hasMD5 && !authenticated) {
+		inst := s.kojiInstance
+		if inst == "" {
+			inst = "(default)"
+		}
+		audit += fmt.Sprintf(" koji-instance=%s sigkey=%s", inst, s.sigkey())
+	}
 	for name, got := range map[string]string{"rpm-name": nevra.Name, "rpm-epoch": nevra.Epoch,
 		"rpm-version": nevra.Version, "rpm-release": nevra.Release, "rpm-arch": nevra.Arch} {
 		if want, ok := fields[name]; ok && string(want) != got {
