@@ -10,8 +10,18 @@
 // What it refuses (by dropping the connection, the only refusal protocol v1
 // has, §6.6): requests that fail the §4.4 whitelist or limits, requests whose
 // user field is not the client certificate's CN (unless configured
-// otherwise), and requests that need Koji, which this bridge does not talk
-// to.
+// otherwise), and requests that need Koji when no Koji instance is
+// configured.
+//
+// With Koji instances configured (koji.go), it fetches the RPMs a sign-rpm
+// or sign-rpms request names by NEVRA from Koji's topurl, checks their
+// size and MD5 against Koji and rpm-sigmd5, forwards them whole, and after
+// the server signs imports the signature header into Koji, logged in with
+// its own certificate on behalf of the requesting user. A Koji failure
+// before signing is answered KOJI_ERROR by the server (the bridge forwards
+// a protocol.KojiErrorPayload in place of the RPM); one after signing
+// cannot be answered in-band (the status is under the server's MAC) and
+// drops the connection, as Sigul's bridge does.
 package bridge
 
 import (
@@ -23,6 +33,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -123,6 +134,11 @@ type Config struct {
 	// connection (default 64); beyond it a request is dropped at once.
 	MaxPendingPairings int
 
+	// Koji are the Koji instances by name (koji-instance; a request that
+	// names none uses the only one, or the one called "default"). Without
+	// any, requests that need Koji are dropped.
+	Koji map[string]KojiInstance
+
 	// Logger receives one JSON-friendly record per request and per
 	// connection event. Default: JSON to standard error.
 	Logger *slog.Logger
@@ -157,6 +173,17 @@ func New(cfg Config) (*Bridge, error) {
 	cfg.ServerNames = slices.DeleteFunc(slices.Clone(cfg.ServerNames), func(n string) bool { return strings.TrimSpace(n) == "" })
 	if len(cfg.ServerNames) == 0 {
 		return nil, errors.New("bridge: no server names configured: list the signing servers' certificate names (CN or DNS name) in server_names; without them any certificate the CA issued could pose as a server")
+	}
+	for name, k := range cfg.Koji {
+		if name == "" || !protocol.IsSafeString(name) {
+			return nil, fmt.Errorf("bridge: Koji instance name %q is not a safe string", name)
+		}
+		for what, u := range map[string]string{"hub": k.HubURL, "topurl": k.TopURL} {
+			pu, err := url.Parse(u)
+			if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+				return nil, fmt.Errorf("bridge: Koji instance %s: %s %q is not an http(s) URL", name, what, u)
+			}
+		}
 	}
 	for op, lim := range cfg.OpLimits {
 		spec, ok := protocol.LookupOp(op)

@@ -183,7 +183,7 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 	logs := h.logs.String()
-	if !strings.Contains(logs, "Koji integration is not supported by this bridge") {
+	if !strings.Contains(logs, "it needs Koji and this bridge has no Koji instance configured") {
 		t.Error("no clear log line for the Koji refusal")
 	}
 	if !strings.Contains(logs, `"result":"dropped_cn_mismatch"`) || !strings.Contains(logs, `"client_cn":"bob"`) {

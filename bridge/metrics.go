@@ -20,7 +20,8 @@ const (
 	ResultRelayed           = "relayed"             // reply (and sub-replies) forwarded, clean teardown
 	ResultDroppedInvalid    = "dropped_invalid"     // bad version, header, op, field or size (§4.2)
 	ResultDroppedCNMismatch = "dropped_cn_mismatch" // certificate CN is not the user field
-	ResultDroppedKoji       = "dropped_koji"        // the request needs Koji, which this bridge lacks
+	ResultDroppedKoji       = "dropped_koji"        // the request needs Koji, and no Koji instance is configured
+	ResultKojiImport        = "koji_import_failed"  // importing a signature into Koji failed after the server signed
 	ResultPairingTimeout    = "pairing_timeout"     // no server connection became free in time
 	ResultPeerError         = "peer_error"          // a peer failed, stalled or dropped mid-request
 	ResultShutdown          = "shutdown"            // the bridge shut down before pairing
@@ -100,7 +101,7 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value exists from the start, so that rates work
 	// before the first event.
-	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultPairingTimeout, ResultPeerError, ResultShutdown, ResultDroppedServerCert,
+	for _, r := range []string{ResultRelayed, ResultDroppedInvalid, ResultDroppedCNMismatch, ResultDroppedKoji, ResultKojiImport, ResultPairingTimeout, ResultPeerError, ResultShutdown, ResultDroppedServerCert,
 		ResultDroppedCNLimit, ResultDroppedPending, ResultTooSlow, ResultDeadline} {
 		m.requests.WithLabelValues(opUnknown, r)
 	}

@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -102,8 +104,8 @@ func (b *Bridge) cnAllowed(cn, user string) bool {
 	return b.cfg.LenientCN || cn == user || slices.Contains(b.cfg.ProxyCNs, cn)
 }
 
-// kojiReason says why a request needs Koji (which this bridge does not
-// support), or returns "" (§4.2 steps 6 and 8, §7.10).
+// kojiReason says why a request needs Koji, or returns "" (§4.2 steps 6
+// and 8, §7.10).
 func kojiReason(spec protocol.OpSpec, h *protocol.RequestHeader) string {
 	f := h.Fields()
 	if f.Has("koji-instance") {
@@ -135,7 +137,8 @@ type refusal struct {
 // checkRequest applies the bridge's checks to the request header of a
 // client whose certificate CN is cn (§4.2 steps 3 to 8): the §4.4
 // whitelist and limits, the configured payload limits, CN against user,
-// and Koji. It returns the operation's spec, or why it refused.
+// and Koji (when none is configured). It returns the operation's spec, or
+// why it refused.
 func (b *Bridge) checkRequest(h *protocol.RequestHeader, cn string) (protocol.OpSpec, *refusal) {
 	spec, err := protocol.ValidateRequest(h)
 	if err != nil {
@@ -148,8 +151,8 @@ func (b *Bridge) checkRequest(h *protocol.RequestHeader, cn string) (protocol.Op
 	if !b.cnAllowed(cn, h.User()) {
 		return spec, &refusal{result: ResultDroppedCNMismatch, msg: "request dropped: the client certificate's CN is not the request's user; list the CN in proxy_cns if it may act for others"}
 	}
-	if why := kojiReason(spec, h); why != "" {
-		return spec, &refusal{result: ResultDroppedKoji, msg: "request dropped: Koji integration is not supported by this bridge; send the RPM itself, without koji-instance or import-signature",
+	if why := kojiReason(spec, h); why != "" && len(b.cfg.Koji) == 0 {
+		return spec, &refusal{result: ResultDroppedKoji, msg: "request dropped: it needs Koji and this bridge has no Koji instance configured; send the RPM itself, without koji-instance or import-signature",
 			extra: []any{"koji_reason", why}}
 	}
 	return spec, nil
@@ -245,6 +248,19 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		return
 	}
 	r.server = s.remote
+	maxFetch := spec.BridgeMaxPayload
+	if lim, ok := b.cfg.OpLimits[spec.Name]; ok {
+		maxFetch = lim
+	}
+	if spec.SubRequests {
+		maxFetch = min(protocol.BridgeMaxSubRequestPayload, b.cfg.MaxRPMsPayloads)
+	}
+	job := b.newKojiJob(spec, h, maxFetch)
+	if job != nil {
+		defer job.close()
+	}
+	kctx, kcancel := context.WithDeadline(context.Background(), r.start.Add(b.cfg.RequestTimeout))
+	defer kcancel()
 	sc := &timedConn{Conn: s.conn, peer: "server", timeout: b.cfg.ServerTimeout, written: b.m.toServer,
 		end: r.start.Add(b.cfg.RequestTimeout), total: b.cfg.RequestTimeout}
 	sm := protocol.NewMux(sc, nil)
@@ -252,7 +268,7 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		tc.Close()
 		s.conn.Close()
 	}
-	if err := b.relay(r, spec, h, cm, sm, closeAll); err != nil {
+	if err := b.relay(kctx, r, spec, h, job, cm, sm, closeAll); err != nil {
 		result := ResultPeerError
 		var de *dropError
 		if errors.As(err, &de) {
@@ -261,8 +277,11 @@ func (b *Bridge) handleClient(raw net.Conn) {
 			result = lr
 		}
 		msg := "request dropped during the relay"
-		if result == ResultDroppedKoji {
-			msg = "request dropped: Koji integration is not supported by this bridge"
+		switch result {
+		case ResultDroppedKoji:
+			msg = "request dropped: it needs Koji and this bridge has no Koji instance configured"
+		case ResultKojiImport:
+			msg = "request dropped: the server signed but the bridge could not import the signature into Koji; the status the client sees is under the server's MAC, so the bridge can only end the connection"
 		}
 		r.finish(result, msg, err)
 		return
@@ -283,9 +302,30 @@ func (b *Bridge) handleClient(raw net.Conn) {
 // relay forwards one paired request: request, inner session, reply, and
 // the sign-rpms sub-phase. On error, the caller drops both connections
 // without an outer EOF to the client.
-func (b *Bridge) relay(r *request, spec protocol.OpSpec, h *protocol.RequestHeader, cm, sm *protocol.Mux, closeAll func()) error {
+func (b *Bridge) relay(ctx context.Context, r *request, spec protocol.OpSpec, h *protocol.RequestHeader, job *kojiJob, cm, sm *protocol.Mux, closeAll func()) error {
+	n := h.PayloadLen()
+	var payload io.Reader = h.Payload(cm.Reader(protocol.Outer))
+	kojiRPM := job != nil && spec.Name == "sign-rpm"
+	if kojiRPM {
+		// The Koji part of sign-rpm (§7.10): with an empty payload the
+		// bridge fetches the RPM; with import-signature it looks it up.
+		fe, err := job.prepare(ctx, "", h.Fields(), n == 0)
+		switch {
+		case err != nil && n > 0:
+			// The client's payload hash covers its file: a substitute
+			// would make the server drop the request anyway.
+			return &dropError{result: ResultKojiImport, err: fmt.Errorf("Koji (instance %s): %w", job.name, err)}
+		case err != nil:
+			b.log.Warn("Koji part of sign-rpm failed: the server will answer KOJI_ERROR", "user", r.user, "koji_instance", job.name, "err", err)
+			m := protocol.KojiErrorPayload(err.Error())
+			n, payload = uint64(len(m)), bytes.NewReader(m)
+		case fe != nil:
+			defer fe.Close()
+			n, payload = fe.size, fe.f
+		}
+	}
 	// R1‖R2 exactly as received, R3, R4 in chunks of ≤ 4096 (§2.5).
-	if err := protocol.WriteCanonicalRequest(sm.ChunkWriter(), h, h.PayloadLen(), h.Payload(cm.Reader(protocol.Outer))); err != nil {
+	if err := protocol.WriteCanonicalRequest(sm.ChunkWriter(), h, n, payload); err != nil {
 		return fmt.Errorf("forwarding the request: %w", err)
 	}
 	// From here the client waits for the server (inner session, reply):
@@ -313,12 +353,23 @@ func (b *Bridge) relay(r *request, spec protocol.OpSpec, h *protocol.RequestHead
 	if err != nil {
 		return fmt.Errorf("reading the reply: %w", err)
 	}
-	if err := relayItem(cm.ChunkWriter(), rh.Bytes(), p, spec.Name != "sign-rpm" || returnData(h)); err != nil {
+	var prefix []byte
+	if kojiRPM && job.importSig && rh.Code() == protocol.CodeOK && p.Len() > 0 {
+		pre, sighdr, err := readSigHeader(p, p.Len())
+		if err != nil {
+			return &dropError{result: ResultKojiImport, err: fmt.Errorf("reading the signed RPM's signature header: %w", err)}
+		}
+		if err := job.importSigHeader(ctx, "", sighdr); err != nil {
+			return &dropError{result: ResultKojiImport, err: fmt.Errorf("Koji (instance %s): %w", job.name, err)}
+		}
+		prefix = pre
+	}
+	if err := relayItemPrefixed(cm.ChunkWriter(), rh.Bytes(), prefix, p, spec.Name != "sign-rpm" || returnData(h)); err != nil {
 		return fmt.Errorf("forwarding the reply: %w", err)
 	}
 	// §14 item 15: no sub-phase after an error reply.
 	if spec.SubRequests && rh.Code() == protocol.CodeOK {
-		return b.subPhase(r, h, cm, sm, closeAll)
+		return b.subPhase(ctx, r, h, job, cm, sm, closeAll)
 	}
 	return nil
 }
@@ -374,15 +425,43 @@ func relayItem(w *protocol.ChunkWriter, header []byte, p *protocol.PayloadReader
 	return protocol.WriteCanonicalPayload(w, 0, nil, p.MAC())
 }
 
+// relayItemPrefixed is relayItem for a payload whose first bytes, prefix,
+// were already read from p.
+func relayItemPrefixed(w *protocol.ChunkWriter, header, prefix []byte, p *protocol.PayloadReader, keep bool) error {
+	if len(prefix) == 0 {
+		return relayItem(w, header, p, keep)
+	}
+	if !keep {
+		return relayItem(w, header, p, false)
+	}
+	if err := w.WriteChunk(protocol.Outer, header); err != nil {
+		return err
+	}
+	if err := w.WriteChunk(protocol.Outer, binary.BigEndian.AppendUint64(nil, p.Len())); err != nil {
+		return err
+	}
+	if err := w.WriteChunked(protocol.Outer, io.MultiReader(bytes.NewReader(prefix), p), p.Len(), protocol.CanonicalPayloadChunk); err != nil {
+		return err
+	}
+	if err := p.Finish(); err != nil {
+		return err
+	}
+	return w.WriteChunk(protocol.Outer, p.MAC())
+}
+
 // subPhase relays sign-rpms sub-requests and sub-replies at the same time
 // (§7.7, §7.12), with the bridge's checks: the sub-request whitelist, id
 // uniqueness, P ≤ 1 TiB, the running total, and known ids in sub-replies.
-// Sub-requests that need Koji (P = 0) drop the connection. With
+// Sub-requests that need Koji (P = 0) are fetched from it (koji.go); a
+// Koji failure for one is forwarded as a KojiErrorPayload, which the
+// server answers KOJI_ERROR, and the batch goes on. Without a Koji
+// instance they drop the connection. With import-signature each signed
+// result's signature header is imported into Koji before it is relayed. With
 // head-signing too, sub-requests go on unchanged: the server verifies the
 // client's payload MAC over exactly what the client sent (whole packages
 // from Sigul's client, headers from signet's), which trimming would break
 // (§7.8).
-func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protocol.Mux, closeAll func()) error {
+func (b *Bridge) subPhase(ctx context.Context, r *request, h *protocol.RequestHeader, job *kojiJob, cm, sm *protocol.Mux, closeAll func()) error {
 	var mu sync.Mutex
 	ids := map[string]bool{}
 	keep := returnData(h)
@@ -406,15 +485,11 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 			if err != nil {
 				return classify(fmt.Errorf("sub-request %d: %w", n, err))
 			}
-			if p.Len() == 0 {
+			if p.Len() == 0 && job == nil {
 				return drop(ResultDroppedKoji, "sub-request %d has an empty payload, which asks the bridge to fetch the RPM from Koji", n)
 			}
 			if err := protocol.ValidateSubRequest(q, p.Len()); err != nil {
 				return drop(ResultDroppedInvalid, "sub-request %d: %w", n, err)
-			}
-			total += (p.Len() + 4095) &^ 4095
-			if total > b.cfg.MaxRPMsPayloads {
-				return drop(ResultDroppedInvalid, "sub-request %d: sign-rpms payloads exceed %d bytes in all", n, b.cfg.MaxRPMsPayloads)
 			}
 			id := string(q.ID())
 			mu.Lock()
@@ -424,8 +499,37 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 			if seen {
 				return drop(ResultDroppedInvalid, "sub-request %d repeats an id", n)
 			}
+			var fe *fetched
+			var kerr error
+			if job != nil {
+				// Koji's time is not the client's slowness.
+				r.rd.set(false)
+				fe, kerr = job.prepare(ctx, id, q.Fields(), p.Len() == 0)
+				r.rd.set(true)
+			}
+			size := p.Len()
+			if fe != nil {
+				size = fe.size
+			}
+			total += (size + 4095) &^ 4095
+			if total > b.cfg.MaxRPMsPayloads {
+				fe.Close()
+				return drop(ResultDroppedInvalid, "sub-request %d: sign-rpms payloads exceed %d bytes in all", n, b.cfg.MaxRPMsPayloads)
+			}
 			r.subReqs.Add(1)
-			if err := protocol.WriteCanonicalItem(sm.ChunkWriter(), q.Bytes(), p); err != nil {
+			var ferr error
+			switch {
+			case kerr != nil:
+				b.log.Warn("Koji part of a sign-rpms item failed: the server will answer KOJI_ERROR", "user", r.user, "koji_instance", job.name, "item", n, "err", kerr)
+				m := protocol.KojiErrorPayload(kerr.Error())
+				ferr = forwardReplaced(sm.ChunkWriter(), q.Bytes(), p, uint64(len(m)), bytes.NewReader(m))
+			case fe != nil:
+				ferr = forwardReplaced(sm.ChunkWriter(), q.Bytes(), p, fe.size, fe.f)
+				fe.Close()
+			default:
+				ferr = protocol.WriteCanonicalItem(sm.ChunkWriter(), q.Bytes(), p)
+			}
+			if err := ferr; err != nil {
 				return fmt.Errorf("forwarding sub-request %d: %w", n, err)
 			}
 		}
@@ -449,12 +553,37 @@ func (b *Bridge) subPhase(r *request, h *protocol.RequestHeader, cm, sm *protoco
 			if err != nil {
 				return fmt.Errorf("sub-reply %d: %w", n, err)
 			}
-			if err := relayItem(cm.ChunkWriter(), a.Bytes(), p, keep); err != nil {
+			var prefix []byte
+			if job != nil && job.importSig && a.Status() == protocol.CodeOK && p.Len() > 0 {
+				pre, sighdr, err := readSigHeader(p, p.Len())
+				if err != nil {
+					return &dropError{result: ResultKojiImport, err: fmt.Errorf("sub-reply %d: reading the signed RPM's signature header: %w", n, err)}
+				}
+				if err := job.importSigHeader(ctx, string(a.ID()), sighdr); err != nil {
+					return &dropError{result: ResultKojiImport, err: fmt.Errorf("sub-reply %d: Koji (instance %s): %w", n, job.name, err)}
+				}
+				prefix = pre
+			}
+			if err := relayItemPrefixed(cm.ChunkWriter(), a.Bytes(), prefix, p, keep); err != nil {
 				return fmt.Errorf("forwarding sub-reply %d: %w", n, err)
 			}
 			r.subReps.Add(1)
 		}
 	})
+}
+
+// forwardReplaced forwards a sub-request with its payload replaced by n
+// bytes of data (an RPM fetched from Koji, or a KojiErrorPayload): the
+// client's payload, if any, is read and dropped, and its MAC forwarded,
+// which no longer matches; the server then relies on rpm-sigmd5 (§7.7).
+func forwardReplaced(w *protocol.ChunkWriter, header []byte, p *protocol.PayloadReader, n uint64, data io.Reader) error {
+	if err := p.Finish(); err != nil {
+		return err
+	}
+	if err := w.WriteChunk(protocol.Outer, header); err != nil {
+		return err
+	}
+	return protocol.WriteCanonicalPayload(w, n, data, p.MAC())
 }
 
 // classify marks protocol failures of the client's sub-requests as invalid.

@@ -41,6 +41,21 @@ type config struct {
 	MaxHandshakesPerIP *int           `mapstructure:"max_handshakes_per_ip"`
 	MaxPendingPairings *int           `mapstructure:"max_pending_pairings"`
 	RequestsPerCN      map[string]int `mapstructure:"requests_per_cn"`
+
+	// Koji maps instance names (the clients' -k) to Koji hubs.
+	Koji map[string]kojiConfig `mapstructure:"koji"`
+}
+
+// kojiConfig is one [koji.NAME] table: the hub, its topurl, and the
+// bridge's client certificate (PEM; key in key, or in cert as Koji's own
+// configuration has it) and the CA of the hub's certificate.
+type kojiConfig struct {
+	Hub     string `mapstructure:"hub"`
+	TopURL  string `mapstructure:"topurl"`
+	Cert    string `mapstructure:"cert"`
+	Key     string `mapstructure:"key"`
+	CA      string `mapstructure:"ca"`
+	Timeout string `mapstructure:"timeout"`
 }
 
 // decodeConfig decodes the settings viper holds (file and bound flags)

@@ -22,6 +22,8 @@ import (
 	"github.com/signet-project/signet/cmd/internal/health"
 	"github.com/signet-project/signet/cmd/internal/tlsfiles"
 	"github.com/signet-project/signet/cmd/internal/version"
+	"github.com/signet-project/signet/internal/fileperm"
+	"github.com/signet-project/signet/internal/koji"
 	"github.com/signet-project/signet/internal/metricsserver"
 	"github.com/signet-project/signet/protocol"
 )
@@ -81,9 +83,22 @@ const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + `
 
 Every limit that is hit is counted in signet_bridge_limits_hit_total{limit=...}.
 
+  [koji.NAME]                           optional: a Koji instance (the clients' -k NAME;
+                                        without -k, the only one or the one named default)
+  hub     = "https://koji.example.org/kojihub"
+  topurl  = "https://kojipkgs.example.org"  where the RPMs are downloaded from
+  cert    = "/etc/signet/koji-bridge.pem"   the bridge's Koji client certificate (PEM);
+  key     = ""                          its key, if not in cert; the hub must list the
+                                        certificate in ProxyDNs: the bridge logs in
+                                        on behalf of each requesting user
+  ca      = "/etc/signet/koji-ca.crt"   the CA of the hub's certificate
+  timeout = "10m"                       each hub call and each download
+
 Requests that need Koji (koji-instance, import-signature, sign-rpm or a
-sign-rpms sub-request without the RPM) are refused: this bridge has no Koji
-integration.`
+sign-rpms sub-request without the RPM) are refused when no [koji.NAME] is
+configured. With one, the bridge fetches the RPMs the clients name by NEVRA,
+checks their size and MD5, and imports the signatures (queryRPMSigs,
+addRPMSig); a Koji failure before signing is answered KOJI_ERROR.`
 
 type app struct {
 	v   *viper.Viper
@@ -185,6 +200,9 @@ the effective settings. It opens no port.`,
 			fmt.Fprintf(out, "max_pending_pairings  %d\n", s.cfg.MaxPendingPairings)
 			for op, lim := range s.cfg.OpLimits {
 				fmt.Fprintf(out, "limit %-11s %d\n", op, lim)
+			}
+			for name, k := range s.cfg.Koji {
+				fmt.Fprintf(out, "koji %s hub %s topurl %s\n", name, k.HubURL, k.TopURL)
 			}
 			fmt.Fprintln(out, "configuration OK")
 			return nil
@@ -293,6 +311,30 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 			if s.cfg.OpLimits[op], err = size(val, "limits."+op); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if len(c.Koji) > 0 {
+		s.cfg.Koji = map[string]bridge.KojiInstance{}
+		for name, k := range c.Koji {
+			if k.Hub == "" || k.TopURL == "" || k.Cert == "" {
+				return nil, fmt.Errorf("configuration [koji.%s] needs hub, topurl and cert (the bridge's certificate, with which it logs in for the users)", name)
+			}
+			keyFile := k.Key
+			if keyFile == "" {
+				keyFile = k.Cert
+			}
+			if err := fileperm.CheckPrivate(keyFile, "Koji client key file"); err != nil {
+				return nil, fmt.Errorf("configuration [koji.%s]: %w", name, err)
+			}
+			conf, err := koji.TLSConfig(k.CA, k.Cert, k.Key)
+			if err != nil {
+				return nil, fmt.Errorf("configuration [koji.%s]: %w", name, err)
+			}
+			t, err := duration("koji."+name+".timeout", k.Timeout)
+			if err != nil {
+				return nil, err
+			}
+			s.cfg.Koji[name] = bridge.KojiInstance{HubURL: k.Hub, TopURL: k.TopURL, TLS: conf, Timeout: t}
 		}
 	}
 	if s.cfg.MaxIdleServers < 0 {

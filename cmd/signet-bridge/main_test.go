@@ -282,3 +282,38 @@ func TestKeyFileMode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKojiConfig: [koji.NAME] tables are read strictly and checked.
+func TestKojiConfig(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := writePKI(t, dir)
+	pem := filepath.Join(dir, "koji.pem")
+	c, _ := os.ReadFile(cert)
+	k, _ := os.ReadFile(key)
+	if err := os.WriteFile(pem, append(c, k...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := fmt.Sprintf("[koji.fedora]\nhub = \"https://koji.example.org/kojihub\"\ntopurl = \"https://kojipkgs.example.org\"\ncert = %q\nca = %q\ntimeout = \"1m\"\n", pem, ca)
+	cfg := writeConfig(t, "", good)
+	out, err := execute(context.Background(), "check-config", "--config", cfg)
+	if err != nil || !strings.Contains(out, "koji fedora hub https://koji.example.org/kojihub topurl https://kojipkgs.example.org") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, tc := range []struct{ tables, want string }{
+		{strings.Replace(good, "topurl", "top_url", 1), "top_url"},
+		{strings.Replace(good, "https://koji.example.org/kojihub", "koji.example.org", 1), "is not an http(s) URL"},
+		{fmt.Sprintf("[koji.x]\nhub = \"https://h/kojihub\"\ntopurl = \"https://h\"\nca = %q\n", ca), "needs hub, topurl and cert"},
+		{strings.Replace(good, pem, cert, 1), "koji"},
+	} {
+		cfg := writeConfig(t, "", tc.tables)
+		if _, err := execute(context.Background(), "check-config", "--config", cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.tables, err, tc.want)
+		}
+	}
+	if err := os.Chmod(pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := execute(context.Background(), "check-config", "--config", writeConfig(t, "", good)); err == nil || !strings.Contains(err.Error(), "Koji client key file") {
+		t.Errorf("a world-readable Koji key was accepted: %v", err)
+	}
+}

@@ -4,6 +4,8 @@
 //   - RPMUtilsTestdata: the test RPMs of the Go module
 //     github.com/sassoftware/go-rpmutils (every payload compression),
 //     through the Go module proxy.
+//   - FedoraZlib: a package Fedora built and signed, from the test
+//     packages of github.com/sassoftware/relic, through the proxy.
 //   - EFIImages: Debian's unsigned shim, GRUB and kernel for arm64 and
 //     amd64, extracted by scripts/fetch-efi-images.sh from Debian's
 //     archive.
@@ -29,12 +31,15 @@ import (
 const RPMUtilsVersion = "v0.4.0"
 
 var (
-	rpmOnce sync.Once
-	rpmDir  string
-	rpmErr  string
-	efiOnce sync.Once
-	efiDir  string
-	efiErr  string
+	rpmOnce   sync.Once
+	rpmDir    string
+	rpmErr    string
+	relicOnce sync.Once
+	relicDir  string
+	relicErr  string
+	efiOnce   sync.Once
+	efiDir    string
+	efiErr    string
 )
 
 // RPMUtilsTestdata returns the directory holding go-rpmutils' test RPMs
@@ -42,33 +47,58 @@ var (
 func RPMUtilsTestdata(t testing.TB) string {
 	t.Helper()
 	rpmOnce.Do(func() {
-		tmp, err := os.MkdirTemp("", "signet-gomod-")
-		if err != nil {
-			rpmErr = err.Error()
-			return
-		}
-		defer os.RemoveAll(tmp)
-		cmd := exec.Command("go", "mod", "download", "-json", "github.com/sassoftware/go-rpmutils@"+RPMUtilsVersion)
-		cmd.Dir = tmp
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-		out, err := cmd.Output()
-		var m struct{ Dir string }
-		if err == nil {
-			err = json.Unmarshal(out, &m)
-		}
-		if err != nil || m.Dir == "" {
-			rpmErr = "go mod download github.com/sassoftware/go-rpmutils: " + strings.TrimSpace(string(out))
-			if err != nil {
-				rpmErr += ": " + err.Error()
-			}
-			return
-		}
-		rpmDir = filepath.Join(m.Dir, "testdata")
+		dir, err := moduleDir("github.com/sassoftware/go-rpmutils@" + RPMUtilsVersion)
+		rpmDir, rpmErr = filepath.Join(dir, "testdata"), err
 	})
 	if rpmErr != "" {
 		testenv.Unavailable(t, "%s", rpmErr)
 	}
 	return rpmDir
+}
+
+// RelicVersion is the relic release whose test packages are used.
+const RelicVersion = "v7.6.2"
+
+// FedoraZlib returns the path of zlib-1.2.8-10.fc24.i686.rpm, a package
+// built and signed by Fedora (key fdb19c98), from the test packages of the
+// Go module github.com/sassoftware/relic/v7 (read-only, in the module
+// cache).
+func FedoraZlib(t testing.TB) string {
+	t.Helper()
+	relicOnce.Do(func() {
+		dir, err := moduleDir("github.com/sassoftware/relic/v7@" + RelicVersion)
+		relicDir, relicErr = dir, err
+	})
+	if relicErr != "" {
+		testenv.Unavailable(t, "%s", relicErr)
+	}
+	return filepath.Join(relicDir, "functest", "packages", "zlib-1.2.8-10.fc24.i686.rpm")
+}
+
+// moduleDir downloads a module through the Go module proxy and returns its
+// directory in the module cache, or an error text.
+func moduleDir(modVersion string) (string, string) {
+	tmp, err := os.MkdirTemp("", "signet-gomod-")
+	if err != nil {
+		return "", err.Error()
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.Command("go", "mod", "download", "-json", modVersion)
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	var m struct{ Dir string }
+	if err == nil {
+		err = json.Unmarshal(out, &m)
+	}
+	if err != nil || m.Dir == "" {
+		msg := "go mod download " + modVersion + ": " + strings.TrimSpace(string(out))
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		return "", msg
+	}
+	return m.Dir, ""
 }
 
 // EFIImages returns the directory where scripts/fetch-efi-images.sh put
