@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -434,19 +433,7 @@ func relayItemPrefixed(w *protocol.ChunkWriter, header, prefix []byte, p *protoc
 	if !keep {
 		return relayItem(w, header, p, false)
 	}
-	if err := w.WriteChunk(protocol.Outer, header); err != nil {
-		return err
-	}
-	if err := w.WriteChunk(protocol.Outer, binary.BigEndian.AppendUint64(nil, p.Len())); err != nil {
-		return err
-	}
-	if err := w.WriteChunked(protocol.Outer, io.MultiReader(bytes.NewReader(prefix), p), p.Len(), protocol.CanonicalPayloadChunk); err != nil {
-		return err
-	}
-	if err := p.Finish(); err != nil {
-		return err
-	}
-	return w.WriteChunk(protocol.Outer, p.MAC())
+	return protocol.WriteCanonicalItemPrefixed(w, header, prefix, p)
 }
 
 // subPhase relays sign-rpms sub-requests and sub-replies at the same time

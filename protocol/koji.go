@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"strings"
 )
 
@@ -53,4 +55,27 @@ func SafeMessage(s string, max int) string {
 		return s
 	}
 	return s[:max-3] + "..."
+}
+
+// WriteCanonicalItemPrefixed is WriteCanonicalItem for a payload whose
+// first bytes, prefix, a bridge has already read from p (to import the
+// signature header of a signed RPM into Koji before relaying it).
+func WriteCanonicalItemPrefixed(w *ChunkWriter, header, prefix []byte, p *PayloadReader) error {
+	if uint64(len(prefix)) > p.Len() {
+		return fmt.Errorf("protocol: prefix of %d bytes is longer than the %d-byte payload", len(prefix), p.Len())
+	}
+	if err := w.WriteChunk(Outer, header); err != nil {
+		return err
+	}
+	if err := writeCanonicalData(w, p.Len(), io.MultiReader(bytes.NewReader(prefix), p)); err != nil {
+		return err
+	}
+	if err := p.Finish(); err != nil {
+		return err
+	}
+	mac := p.MAC()
+	if mac == nil {
+		return fmt.Errorf("protocol: %s MAC was not read", p.what)
+	}
+	return w.WriteChunk(Outer, mac)
 }
