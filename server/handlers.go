@@ -88,7 +88,15 @@ var handlers = map[string]func(h *Handlers, ctx context.Context, r *Request) (*R
 // the request must get no reply. Every outcome is audited.
 func (h *Handlers) Serve(ctx context.Context, r *Request) (resp *Response, err error) {
 	start := time.Now()
-	defer h.Metrics.begin()()
+	end := h.Metrics.begin()
+	defer func() {
+		// A sign-rpms batch stays in flight until its sub-phase ends.
+		if err == nil && resp != nil && resp.Batch != nil {
+			resp.Batch = &countedBatch{Batch: resp.Batch, end: end}
+		} else {
+			end()
+		}
+	}()
 	defer func() {
 		var st protocol.ErrorCode
 		if resp != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,6 +95,18 @@ func (m *Metrics) begin() (end func()) {
 	}
 	m.inFlight.Inc()
 	return m.inFlight.Dec
+}
+
+// countedBatch ends its request's in-flight count when it is closed.
+type countedBatch struct {
+	Batch
+	once sync.Once
+	end  func()
+}
+
+func (b *countedBatch) Close() {
+	b.Batch.Close()
+	b.once.Do(b.end)
 }
 
 // observe records one request's outcome; a nil Metrics records nothing.

@@ -115,3 +115,25 @@ func TestMetricsInFlightAndToken(t *testing.T) {
 		t.Fatalf("sessions in use after the request: %v", got)
 	}
 }
+
+// TestMetricsBatchInFlight: a sign-rpms request stays in flight after its
+// first reply, while its batch is served, until the batch is closed.
+func TestMetricsBatchInFlight(t *testing.T) {
+	e := servertest.New(t)
+	m := server.NewMetrics()
+	e.Handlers.Metrics = m
+	req := &server.Request{Op: "sign-rpms", User: "alice", CN: "alice",
+		Fields: map[string][]byte{"key": []byte("fedora")}, Secrets: map[string][]byte{"passphrase": []byte(servertest.AlicePass)}}
+	resp, err := e.Handlers.Serve(context.Background(), req)
+	if err != nil || resp.Status != 0 || resp.Batch == nil {
+		t.Fatalf("sign-rpms: %v %+v", err, resp)
+	}
+	if got := metricValue(t, m, "signet_server_requests_in_flight", nil); got != 1 {
+		t.Fatalf("batch being served: in flight = %v, want 1", got)
+	}
+	resp.Batch.Close()
+	resp.Batch.Close()
+	if got := metricValue(t, m, "signet_server_requests_in_flight", nil); got != 0 {
+		t.Fatalf("batch closed (twice): in flight = %v, want 0", got)
+	}
+}
