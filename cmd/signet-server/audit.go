@@ -89,6 +89,7 @@ chain rewritten from some point on, which the chain alone cannot.`,
 					if err := enc.Encode(struct {
 						ID        int64  `json:"id"`
 						At        string `json:"at"`
+						Server    string `json:"server,omitempty"`
 						Actor     string `json:"actor"`
 						Operation string `json:"operation"`
 						Key       string `json:"key,omitempty"`
@@ -96,7 +97,7 @@ chain rewritten from some point on, which the chain alone cannot.`,
 						Digest    string `json:"digest,omitempty"`
 						Result    string `json:"result"`
 						Hash      string `json:"hash"`
-					}{r.ID, r.At.Format("2006-01-02T15:04:05.000000Z07:00"), r.Actor, r.Operation, r.KeyName, r.Detail, r.Digest, r.Result, hex.EncodeToString(r.Hash)}); err != nil {
+					}{r.ID, r.At.Format("2006-01-02T15:04:05.000000Z07:00"), r.Server, r.Actor, r.Operation, r.KeyName, r.Detail, r.Digest, r.Result, hex.EncodeToString(r.Hash)}); err != nil {
 						return err
 					}
 				}

@@ -98,7 +98,7 @@ file descriptor, or a prompt without echo; never from the command line.`,
 	a.v.SetDefault("kdf.memory_kib", hsm.DefaultKDF().MemoryKiB)
 	a.v.SetDefault("kdf.threads", hsm.DefaultKDF().Threads)
 
-	root.AddCommand(a.tokenCmd(), a.keyCmd(), a.userCmd(), a.auditCmd(), a.runCmd(), a.statusCmd())
+	root.AddCommand(a.tokenCmd(), a.keyCmd(), a.userCmd(), a.auditCmd(), a.dbCmd(), a.runCmd(), a.statusCmd())
 	a.addBackupCommands(root)
 	version.Setup(root)
 	return root
