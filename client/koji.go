@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/signet-project/signet/protocol"
 )
@@ -117,14 +118,18 @@ func (o *SignRPMOptions) lookup(ctx context.Context, nevra string) (*KojiRPM, er
 const kojiLookups = 8
 
 // lookupAll looks up every package of the batch named by N-V-R.A, a few
-// at a time; a failure is that package's result.
-func (b *rpmBatch) lookupAll(ctx context.Context) {
+// at a time; a failure is that package's result. It returns how many it
+// looked up, how many failed and how long it took.
+func (b *rpmBatch) lookupAll(ctx context.Context) (n, failed int, took time.Duration) {
+	start := time.Now()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	sem := make(chan struct{}, kojiLookups)
 	for i, f := range b.files {
 		if f.NEVRA == "" {
 			continue
 		}
+		n++
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -132,6 +137,9 @@ func (b *rpmBatch) lookupAll(ctx context.Context) {
 			defer func() { <-sem }()
 			r, err := b.opts.lookup(ctx, f.NEVRA)
 			if err != nil {
+				mu.Lock()
+				failed++
+				mu.Unlock()
 				b.finish(i, err)
 				return
 			}
@@ -141,4 +149,5 @@ func (b *rpmBatch) lookupAll(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	return n, failed, time.Since(start)
 }

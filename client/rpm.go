@@ -234,7 +234,9 @@ func (c *Client) SignRPMs(ctx context.Context, opts SignRPMOptions, files []RPMF
 	}
 	// Every package named by N-V-R.A is looked up before the connection
 	// opens; one Koji does not give is reported now, and not sent.
-	b.lookupAll(ctx)
+	if n, failed, d := b.lookupAll(ctx); n > 0 {
+		c.log().Info("sign-rpms: looked the packages named by N-V-R.A up in Koji", "packages", n, "failed", failed, "seconds", d.Seconds())
+	}
 	resumes := c.Retry.withDefaults().Resumes
 	for try := 0; ; try++ {
 		// Each connection resends the packages that have no verified
