@@ -11,6 +11,13 @@
 # (default 44333) for servers. Secrets for this dev stack only are in
 # DIR/secrets (mode 600). SIGNET_DEVSTACK_PIN=1 gives the server the token
 # PIN file, so that new-key and import-key work over the network.
+#
+# Koji: with SIGNET_KOJI_HUB (the hub's XML-RPC URL), SIGNET_KOJI_TOPURL,
+# SIGNET_KOJI_CERT (the bridge's PEM certificate with its key, for the
+# hub's certificate login) and SIGNET_KOJI_CA (the hub's CA) set, the
+# bridge and the clients get a Koji instance named "koji" (also their
+# default), and DIR/koji.conf is a Koji client configuration of it for
+# Sigul's client ([koji] koji-instances: koji, koji-config-koji: DIR/koji.conf).
 set -euo pipefail
 usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
@@ -127,6 +134,30 @@ if [ ! -f "$dir/signet.db" ]; then
 	new_db=1
 fi
 
+# Koji: all four settings or none.
+koji=0
+if [ -n "${SIGNET_KOJI_HUB:-}${SIGNET_KOJI_TOPURL:-}${SIGNET_KOJI_CERT:-}${SIGNET_KOJI_CA:-}" ]; then
+	for v in SIGNET_KOJI_HUB SIGNET_KOJI_TOPURL SIGNET_KOJI_CERT SIGNET_KOJI_CA; do
+		[ -n "${!v:-}" ] || { echo "devstack: $v is not set: the Koji instance needs SIGNET_KOJI_HUB, SIGNET_KOJI_TOPURL, SIGNET_KOJI_CERT and SIGNET_KOJI_CA" >&2; exit 2; }
+	done
+	for v in SIGNET_KOJI_CERT SIGNET_KOJI_CA; do
+		[ -r "${!v}" ] || { echo "devstack: $v=${!v} is not a readable file" >&2; exit 2; }
+	done
+	koji=1
+	# Koji's client format, for Sigul's client (its look-ups are not
+	# logged in; Koji's library checks an https hub against the system's
+	# CAs or REQUESTS_CA_BUNDLE, not serverca, when it does not log in).
+	cat >"$dir/koji.conf" <<EOF
+[koji]
+server = $SIGNET_KOJI_HUB
+topurl = $SIGNET_KOJI_TOPURL
+serverca = $SIGNET_KOJI_CA
+authtype = ssl
+EOF
+else
+	rm -f "$dir/koji.conf"
+fi
+
 # Client and bridge configurations.
 for u in admin alice; do
 	cat >"$dir/$u.toml" <<EOF
@@ -138,6 +169,19 @@ ca-file = "$pki/ca.pem"
 client-cert-file = "$pki/$u.pem"
 client-key-file = "$pki/$u-key.pem"
 EOF
+	if [ "$koji" = 1 ]; then
+		cat >>"$dir/$u.toml" <<EOF
+
+# Packages named by N-V-R.A are looked up in Koji (no login): -k koji,
+# or no -k.
+[koji]
+koji-config = "$dir/koji.conf"
+[koji.instances.koji]
+server = "$SIGNET_KOJI_HUB"
+topurl = "$SIGNET_KOJI_TOPURL"
+serverca = "$SIGNET_KOJI_CA"
+EOF
+	fi
 done
 cat >"$dir/bridge.toml" <<EOF
 client_listen = "127.0.0.1:$client_port"
@@ -157,6 +201,19 @@ ca = "$pki/ca.pem"
 [requests_per_cn]
 alice = 16
 EOF
+if [ "$koji" = 1 ]; then
+	cat >>"$dir/bridge.toml" <<EOF
+
+# Koji instance "koji" (the default, being the only one): the bridge
+# fetches packages named by NVRA from topurl and imports signatures,
+# logged in with its certificate on behalf of the requesting user.
+[koji.koji]
+hub = "$SIGNET_KOJI_HUB"
+topurl = "$SIGNET_KOJI_TOPURL"
+cert = "$SIGNET_KOJI_CERT"
+ca = "$SIGNET_KOJI_CA"
+EOF
+fi
 
 # (Re)start.
 stop
@@ -198,3 +255,9 @@ devstack: running in $dir (bridge 127.0.0.1:$client_port for clients, 127.0.0.1:
   $dir/bin/signet -c $dir/admin.toml list-keys                              # password: $dir/secrets/admin-password
   $0 down $dir
 EOF
+if [ "$koji" = 1 ]; then
+	cat <<EOF
+  $dir/bin/signet -c $dir/alice.toml sign-rpms --store-in-koji --koji-only -k koji demo-rsa N-V-R.A...   # Koji: $SIGNET_KOJI_HUB
+  Sigul's client: [koji] koji-instances: koji, koji-config-koji: $dir/koji.conf
+EOF
+fi
