@@ -1,11 +1,16 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509/pkix"
 	"database/sql"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
+	sx509 "github.com/signet-project/signet/formats/x509"
 	"github.com/signet-project/signet/server"
 )
 
@@ -77,6 +82,56 @@ func TestNoRecordNoEffect(t *testing.T) {
 	}
 	if _, err := f.a.Store.GetAccess(ctx, "fedora", "bob"); err == nil {
 		t.Error("key grant left bob's access without an audit record")
+	}
+	if last, err := f.a.Store.LastAudit(ctx); err != nil || last.ID != before.ID {
+		t.Errorf("audit log moved from %d to %d (%v) though every append failed", before.ID, last.ID, err)
+	}
+}
+
+// TestNoRecordNoEffectCertificates: the ceremony's certificate steps. A
+// certificate made and stored (x509-ca, x509) or an OpenPGP certificate
+// remade commits with its record, so neither is stored when the record
+// cannot be written; a certificate request, which changes nothing but is a
+// signature by the key, is not returned without its record.
+func TestNoRecordNoEffectCertificates(t *testing.T) {
+	f := newOps(t)
+	ctx := context.Background()
+	ca := sx509.Request{Subject: pkix.Name{CommonName: "Test CA"}, Validity: 24 * time.Hour, PathLen: -1}
+	if _, err := f.a.SelfSignedCA(ctx, "x509", "root", ca); err != nil {
+		t.Fatal(err)
+	}
+	k, err := f.a.Store.GetKey(ctx, "fedora")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.a.Store.LastAudit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failAuditInserts(t, f.a.Store.Path())
+
+	refused := func(err error) bool { return err != nil && strings.Contains(err.Error(), "audit refused by the test") }
+	if c, err := f.a.SelfSignedCA(ctx, "x509", "root2", ca); !refused(err) || c != nil {
+		t.Errorf("x509-ca without its record: certificate returned %v, err %v", c != nil, err)
+	}
+	if _, err := f.a.Store.GetCertificate(ctx, "x509", "root2"); err == nil {
+		t.Error("x509-ca stored a certificate without an audit record")
+	}
+	leaf := sx509.Request{Subject: pkix.Name{CommonName: "Signer"}, Validity: time.Hour, Kind: sx509.CodeSigning}
+	if c, err := f.a.IssueCertificate(ctx, "x509", "root", "fedora", "leaf", leaf); !refused(err) || c != nil {
+		t.Errorf("x509 without its record: certificate returned %v, err %v", c != nil, err)
+	}
+	if _, err := f.a.Store.GetCertificate(ctx, "fedora", "leaf"); err == nil {
+		t.Error("x509 stored a certificate without an audit record")
+	}
+	if c, err := f.a.OpenPGPCertificate(ctx, "fedora", []string{"Other <o@example.org>"}); !refused(err) || c != nil {
+		t.Errorf("openpgp --uid without its record: %d bytes, %v", len(c), err)
+	}
+	if k2, err := f.a.Store.GetKey(ctx, "fedora"); err != nil || !bytes.Equal(k2.PGPCertificate, k.PGPCertificate) {
+		t.Errorf("openpgp --uid changed the stored certificate without an audit record (%v)", err)
+	}
+	if der, err := f.a.CertificateRequest(ctx, "x509", pkix.Name{CommonName: "x509.example.org"}, nil); !refused(err) || der != nil {
+		t.Errorf("csr without its record: %d bytes, %v", len(der), err)
 	}
 	if last, err := f.a.Store.LastAudit(ctx); err != nil || last.ID != before.ID {
 		t.Errorf("audit log moved from %d to %d (%v) though every append failed", before.ID, last.ID, err)

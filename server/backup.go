@@ -80,21 +80,45 @@ func macInput(body []byte) []byte {
 	return append([]byte("signet key backup v1\x00"), body...)
 }
 
+// BackupOutput receives a backup file in two steps, so that the file
+// exists only with its audit record: Stage writes it where nobody takes it
+// yet (a temporary file), Publish then makes it the backup (links it to its
+// name).
+type BackupOutput interface {
+	Stage(data []byte) error
+	Publish() error
+}
+
 // BackupKey wraps the named key under the token's wrap key and returns the
-// backup file. write, if not nil, gets the file before the step is
-// recorded, so a file that could not be written is recorded as a failure.
-// A key generated without backup is refused, saying so.
-func (a *Admin) BackupKey(ctx context.Context, name string, p hsm.WrapProfile, dest string, write func([]byte) error) ([]byte, error) {
+// backup file. A backup changes nothing in the database but takes key
+// material out of the token, so it is recorded before it is released: out,
+// if not nil, stages the file first (a file that cannot be written is
+// recorded as a failure), the step is recorded, and only then is the file
+// published; if the record cannot be written nothing is published and the
+// backup fails, and a file that cannot be published is recorded as a
+// failure too. A key generated without backup is refused, saying so.
+func (a *Admin) BackupKey(ctx context.Context, name string, p hsm.WrapProfile, dest string, out BackupOutput) ([]byte, error) {
 	e := a.keyEntry(ctx, "key-backup", name, "")
 	data, wrapID, err := a.backupKey(ctx, name, p)
-	if err == nil && write != nil {
-		err = write(data)
+	if err == nil && out != nil {
+		err = out.Stage(data)
 	}
 	e.Detail = fmt.Sprintf("to %s, under wrap key %s with %s", dest, wrapID, hsm.MechanismName(p.Mechanism))
 	if wrapID == "" {
 		e.Detail = "to " + dest
 	}
-	return data, a.record(ctx, e, err)
+	if err != nil {
+		return nil, a.record(ctx, e, err)
+	}
+	if err := a.RecordFirst(ctx, e); err != nil {
+		return nil, err
+	}
+	if out != nil {
+		if err := out.Publish(); err != nil {
+			return nil, a.record(ctx, e, err)
+		}
+	}
+	return data, nil
 }
 
 func (a *Admin) backupKey(ctx context.Context, name string, p hsm.WrapProfile) ([]byte, string, error) {

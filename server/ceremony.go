@@ -104,6 +104,37 @@ func (a *Admin) record(ctx context.Context, e TranscriptEntry, opErr error) erro
 	return nil
 }
 
+// RecordFirst records step e as done before its effect is released, for a
+// step whose effect lies outside the database and so cannot commit with
+// its record: a backup or share file made visible, a wrap key put in the
+// token. No record, no effect: if the record (audit row or transcript
+// line) cannot be written the caller must not release the effect, and
+// the error says so. A part that fails afterwards is recorded again as a
+// failure (RecordStep), as when a committed change is followed by a
+// failure; a failure that cannot be recorded leaves a record of more than
+// was done, never less.
+func (a *Admin) RecordFirst(ctx context.Context, e TranscriptEntry) error {
+	e.Time, e.Actor, e.Result = a.now(), a.Actor, "ok"
+	if _, err := a.Store.AppendAudit(ctx, a.auditOf(e)); err != nil {
+		return fmt.Errorf("%s was not done: its audit record could not be written: %w", e.Operation, err)
+	}
+	if a.Transcript != nil {
+		line, _ := json.Marshal(e)
+		if _, err := a.Transcript.Write(append(line, '\n')); err != nil {
+			err = fmt.Errorf("%s was not done: writing the transcript: %w", e.Operation, err)
+			a.Store.AppendAudit(ctx, a.auditOf(failed(e, err)))
+			return err
+		}
+	}
+	return nil
+}
+
+// failed is e as the record of a failure with err.
+func failed(e TranscriptEntry, err error) TranscriptEntry {
+	e.Result = "error: " + err.Error()
+	return e
+}
+
 // auditOf is the audit record of a transcript entry.
 func (a *Admin) auditOf(e TranscriptEntry) store.AuditRecord {
 	detail, _ := json.Marshal(struct {

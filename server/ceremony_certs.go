@@ -32,6 +32,8 @@ func (a *Admin) OpenPGPCertificate(ctx context.Context, name string, userIDs []s
 		return openpgp.Armor(k.PGPCertificate, "PGP PUBLIC KEY BLOCK")
 	}
 	e := a.keyEntry(ctx, "key-export-openpgp", name, strings.Join(userIDs, "; "))
+	// The new certificate commits with its record (no record, no effect).
+	ctx = a.audited(ctx, &e)
 	cert, err := a.recertify(ctx, k, userIDs, nil)
 	if err = a.record(ctx, e, err); err != nil {
 		return nil, err
@@ -102,6 +104,8 @@ func (a *Admin) setExpiration(ctx context.Context, name string, expires time.Tim
 func (a *Admin) SelfSignedCA(ctx context.Context, keyName, certName string, req sx509.Request) (*x509.Certificate, error) {
 	req.Kind = sx509.CA
 	e := a.keyEntry(ctx, "key-export-x509-ca", keyName, certDetail(certName, req))
+	// The stored certificate commits with its record.
+	ctx = a.audited(ctx, &e)
 	cert, err := func() (*x509.Certificate, error) {
 		hk, _, err := a.Signer(ctx, keyName)
 		if err != nil {
@@ -109,13 +113,18 @@ func (a *Admin) SelfSignedCA(ctx context.Context, keyName, certName string, req 
 		}
 		return a.storeCert(ctx, keyName, certName, func() (*x509.Certificate, error) { return sx509.SelfSignedCA(hk, req) })
 	}()
-	return cert, a.record(ctx, e, err)
+	if err := a.record(ctx, e, err); err != nil {
+		return nil, err
+	}
+	return cert, nil
 }
 
 // IssueCertificate makes a certificate for subjectKey, signed by issuerKey
 // with its stored certificate issuerCert, and stores it under certName.
 func (a *Admin) IssueCertificate(ctx context.Context, issuerKey, issuerCert, subjectKey, certName string, req sx509.Request) (*x509.Certificate, error) {
 	e := a.keyEntry(ctx, "key-export-x509", subjectKey, certDetail(certName, req)+" issued by "+issuerKey+"/"+issuerCert)
+	// The stored certificate commits with its record.
+	ctx = a.audited(ctx, &e)
 	cert, err := func() (*x509.Certificate, error) {
 		issuer, _, err := a.Signer(ctx, issuerKey)
 		if err != nil {
@@ -137,7 +146,10 @@ func (a *Admin) IssueCertificate(ctx context.Context, issuerKey, issuerCert, sub
 			return sx509.Issue(icert, issuer, subject.Public(), req)
 		})
 	}()
-	return cert, a.record(ctx, e, err)
+	if err := a.record(ctx, e, err); err != nil {
+		return nil, err
+	}
+	return cert, nil
 }
 
 func (a *Admin) storeCert(ctx context.Context, keyName, certName string, make func() (*x509.Certificate, error)) (*x509.Certificate, error) {
@@ -167,7 +179,9 @@ func (a *Admin) Certificate(ctx context.Context, keyName, certName string) (*x50
 }
 
 // CertificateRequest makes a PKCS#10 request signed by the key, for a CA
-// outside signet to sign.
+// outside signet to sign. It changes nothing in the database, but it is a
+// signature by the key: the request is returned only once its record is
+// written.
 func (a *Admin) CertificateRequest(ctx context.Context, keyName string, subject pkix.Name, dnsNames []string) ([]byte, error) {
 	e := a.keyEntry(ctx, "key-export-csr", keyName, subject.String())
 	der, err := func() ([]byte, error) {
@@ -177,7 +191,10 @@ func (a *Admin) CertificateRequest(ctx context.Context, keyName string, subject 
 		}
 		return sx509.CertificateRequest(hk, subject, dnsNames)
 	}()
-	return der, a.record(ctx, e, err)
+	if err := a.record(ctx, e, err); err != nil {
+		return nil, err
+	}
+	return der, nil
 }
 
 func certDetail(certName string, req sx509.Request) string {

@@ -137,14 +137,26 @@ with 'token wrap-key import'. Fewer than M learn nothing about it.`,
 				}
 				e.Detail = fmt.Sprintf("wrap key %s, split %s: %d-of-%d shares for %s in %s; into token %q (serial %s)",
 					id, parts[0].Split, threshold, shares, strings.Join(names, ", "), outDir, ti.Label, ti.Serial)
+				if err := noneExists(files); err != nil {
+					return s.admin.RecordStep(cmd.Context(), e, err)
+				}
+				if err := a.noWrapKeyYet(id); err != nil {
+					return s.admin.RecordStep(cmd.Context(), e, err)
+				}
+				// Neither the share files nor the token are in the database:
+				// the step is recorded before either is written, and not
+				// done at all if it cannot be.
+				if err := s.admin.RecordFirst(cmd.Context(), e); err != nil {
+					return err
+				}
 				err = writeShares(parts, files)
 				if err == nil {
 					if _, err = hsm.InstallWrapKey(a.tokenConfig(), p, so, pin, key); err != nil {
 						removeAll(files)
 					}
 				}
-				if err := s.admin.RecordStep(cmd.Context(), e, err); err != nil {
-					return err
+				if err != nil {
+					return s.admin.RecordStep(cmd.Context(), e, err)
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "wrap key %s created and imported into token %q as a trusted wrap key (%s)\n", id, ti.Label, hsm.MechanismName(p.Mechanism))
@@ -219,12 +231,20 @@ token is touched.`,
 					Detail: fmt.Sprintf("wrap key %s into token %q (serial %s) from shares %s of %d, split %s, presented by custodians %s",
 						parts[0].WrapKeyID, ti.Label, ti.Serial, strings.Join(idx, ", "), parts[0].Total, parts[0].Split, strings.Join(who, ", "))}
 				key, err := hsm.CombineShares(parts)
-				if err == nil {
-					_, err = hsm.InstallWrapKey(a.tokenConfig(), p, so, pin, key)
-					clear(key)
+				if err != nil {
+					return s.admin.RecordStep(cmd.Context(), e, err)
 				}
-				if err := s.admin.RecordStep(cmd.Context(), e, err); err != nil {
+				defer clear(key)
+				if err := a.noWrapKeyYet(parts[0].WrapKeyID); err != nil {
+					return s.admin.RecordStep(cmd.Context(), e, err)
+				}
+				// The token is not in the database: the step is recorded
+				// before the key goes in, and not done if it cannot be.
+				if err := s.admin.RecordFirst(cmd.Context(), e); err != nil {
 					return err
+				}
+				if _, err := hsm.InstallWrapKey(a.tokenConfig(), p, so, pin, key); err != nil {
+					return s.admin.RecordStep(cmd.Context(), e, err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "wrap key %s imported into token %q as a trusted wrap key (%s)\n", parts[0].WrapKeyID, ti.Label, hsm.MechanismName(p.Mechanism))
 				return nil
@@ -258,6 +278,27 @@ token is touched.`,
 	}
 	c.AddCommand(create, imp, show)
 	return c
+}
+
+// noWrapKeyYet refuses, before the step is recorded as done, a token that
+// visibly holds a wrap key already, so that this predictable refusal is
+// recorded once, as a failure. Only what the token shows without a login
+// is seen (SoftHSM2's wrap key is a public object); InstallWrapKey checks
+// again, logged in, after the step is recorded.
+func (a *app) noWrapKeyYet(id string) error {
+	tok, err := hsm.Open(a.tokenConfig())
+	if err != nil {
+		return nil // InstallWrapKey reports it
+	}
+	defer tok.Close()
+	have, err := tok.WrapKeyID()
+	switch {
+	case err != nil:
+		return nil
+	case have == id:
+		return fmt.Errorf("hsm: token %q already holds wrap key %s", tok.Info().Label, id)
+	}
+	return fmt.Errorf("hsm: token %q already holds another wrap key, %s; signet expects one per token", tok.Info().Label, have)
 }
 
 // wrapKeyPINs reads the security-officer PIN and the user PIN.
@@ -318,13 +359,21 @@ func readShare(path string) (hsm.Share, error) {
 	return sh, nil
 }
 
-// writeShares writes each share to its file, mode 0600, refusing to
-// replace an existing file. On failure it removes the files it wrote.
-func writeShares(parts []hsm.Share, files []string) error {
+// noneExists refuses share files that exist already.
+func noneExists(files []string) error {
 	for _, f := range files {
 		if _, err := os.Lstat(f); err == nil {
 			return fmt.Errorf("%s already exists: refusing to overwrite a share", f)
 		}
+	}
+	return nil
+}
+
+// writeShares writes each share to its file, mode 0600, refusing to
+// replace an existing file. On failure it removes the files it wrote.
+func writeShares(parts []hsm.Share, files []string) error {
+	if err := noneExists(files); err != nil {
+		return err
 	}
 	for i, sh := range parts {
 		text := sh.Encode()
@@ -373,7 +422,8 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 
 // backupOutput is a backup file written atomically with mode 0600: the
 // temporary file is made first, so an unwritable destination is refused
-// before the key is wrapped.
+// before the key is wrapped; Stage fills it, and Publish, called once the
+// backup is recorded, links it to its name (server.BackupOutput).
 type backupOutput struct {
 	path string
 	tmp  *os.File
@@ -397,7 +447,7 @@ func createBackupOutput(path string) (*backupOutput, error) {
 	return &backupOutput{path: path, tmp: tmp}, nil
 }
 
-func (o *backupOutput) commit(data []byte) error {
+func (o *backupOutput) Stage(data []byte) error {
 	_, err := o.tmp.Write(data)
 	if err == nil {
 		err = o.tmp.Chmod(0o600)
@@ -408,10 +458,14 @@ func (o *backupOutput) commit(data []byte) error {
 	if cerr := o.tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Link(o.tmp.Name(), o.path)
-	}
 	if err != nil {
+		return fmt.Errorf("writing %s: %w", o.path, err)
+	}
+	return nil
+}
+
+func (o *backupOutput) Publish() error {
+	if err := os.Link(o.tmp.Name(), o.path); err != nil {
 		return fmt.Errorf("writing %s: %w", o.path, err)
 	}
 	os.Remove(o.tmp.Name())
@@ -450,7 +504,7 @@ nothing; restore it with 'key restore' on a token that holds the wrap key.`,
 				if err != nil {
 					return err
 				}
-				if _, err := s.admin.BackupKey(cmd.Context(), args[0], p, out, o.commit); err != nil {
+				if _, err := s.admin.BackupKey(cmd.Context(), args[0], p, out, o); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "backed up key %q to %s\n", args[0], out)

@@ -47,11 +47,15 @@ package main
 //	    (same time, actor, operation, key, key type, fingerprint, detail
 //	    and result), and that neither file is open to group or others; then
 //	    prints the steps, one a line, for cmp/cmpenv.
+//	failaudit DATABASE
+//	    makes every later append to DATABASE's audit table fail (a trigger
+//	    that aborts the insert), as a full disk or a broken database would.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -110,6 +114,7 @@ func TestScripts(t *testing.T) {
 			"sharesecrets":  cmdShareSecrets,
 			"backupsecrets": cmdBackupSecrets,
 			"flipbyte":      cmdFlipByte,
+			"failaudit":     cmdFailAudit,
 		},
 	})
 }
@@ -441,4 +446,15 @@ func cmdCeremonyLog(ts *testscript.TestScript, neg bool, args []string) {
 		fmt.Fprintf(&b, " -> %s\n", e.Result)
 		ts.Stdout().Write([]byte(b.String()))
 	}
+}
+
+func cmdFailAudit(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: failaudit DATABASE")
+	}
+	db, err := sql.Open("sqlite", "file:"+ts.MkAbs(args[0])+"?_pragma=busy_timeout(10000)")
+	ts.Check(err)
+	defer db.Close()
+	_, err = db.Exec(`CREATE TRIGGER audit_refused BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END`)
+	ts.Check(err)
 }
