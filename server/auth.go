@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/signet-project/signet/hsm"
@@ -29,10 +30,44 @@ type Authenticator struct {
 	// lenient-username-check and proxy-usernames).
 	LenientUsernames bool
 	ProxyUsernames   []string
+	// PasswordCost is the Argon2id cost of the administrator password
+	// hashes new-user and modify-user store, and of the decoy hash checked
+	// for a user without one; zero means store.DefaultArgon2Params(). Only
+	// tests lower it. Set it before the first request.
+	PasswordCost store.Argon2Params
 
 	// Decoys cost what a real check costs, for callers that have no row.
-	decoys        *decoys
+	decoys *decoys
+	// decoyPassword is a hash of random bytes, made on first use.
+	decoyOnce     sync.Once
 	decoyPassword string
+	decoyErr      error
+}
+
+// passwordCost returns PasswordCost, or the default.
+func (a *Authenticator) passwordCost() store.Argon2Params {
+	if a.PasswordCost == (store.Argon2Params{}) {
+		return store.DefaultArgon2Params()
+	}
+	return a.PasswordCost
+}
+
+// hashPassword hashes a new administrator password at passwordCost.
+func (a *Authenticator) hashPassword(pw []byte) (string, error) {
+	return store.HashPasswordWithParams(pw, a.passwordCost())
+}
+
+// decoy returns the decoy password hash.
+func (a *Authenticator) decoy() (string, error) {
+	a.decoyOnce.Do(func() {
+		junk := make([]byte, 32)
+		if _, err := rand.Read(junk); err != nil {
+			a.decoyErr = err
+			return
+		}
+		a.decoyPassword, a.decoyErr = a.hashPassword(junk)
+	})
+	return a.decoyPassword, a.decoyErr
 }
 
 // NewAuthenticator returns an Authenticator whose unwrap cache keeps
@@ -40,19 +75,11 @@ type Authenticator struct {
 // stored wrapped PINs cost (see decoys); kdf, the cost new grants are made
 // with, is the decoys' cost while no access row exists.
 func NewAuthenticator(st *store.Store, kdf hsm.KDFParams, cacheTTL time.Duration) (*Authenticator, error) {
-	junk := make([]byte, 32)
-	if _, err := rand.Read(junk); err != nil {
-		return nil, err
-	}
-	h, err := store.HashPassword(junk)
-	if err != nil {
-		return nil, err
-	}
 	d, err := newDecoys(st, kdf)
 	if err != nil {
 		return nil, err
 	}
-	return &Authenticator{Store: st, Unwrap: hsm.NewUnwrapper(cacheTTL, 4096), decoys: d, decoyPassword: h}, nil
+	return &Authenticator{Store: st, Unwrap: hsm.NewUnwrapper(cacheTTL, 4096), decoys: d}, nil
 }
 
 // CheckIdentity is the first step of every authenticated operation: the
@@ -74,9 +101,11 @@ func (a *Authenticator) CheckIdentity(cn, user string) error {
 // password, and password matches it. A missing password fails too.
 func (a *Authenticator) Admin(ctx context.Context, user string, password []byte) error {
 	u, err := a.Store.GetUser(ctx, user)
-	hash := a.decoyPassword
-	if err == nil && u.PasswordHash != "" {
-		hash = u.PasswordHash
+	hash := u.PasswordHash
+	if err != nil || hash == "" {
+		// The decoy's error, if any, only makes the check fail sooner:
+		// this user fails whatever it says.
+		hash, _ = a.decoy()
 	}
 	ok, verr := store.VerifyPassword(hash, password)
 	if err != nil || verr != nil || !ok || !u.Admin || u.PasswordHash == "" || len(password) == 0 {

@@ -33,6 +33,7 @@ func TestAuthenticator(t *testing.T) {
 
 	au, err := server.NewAuthenticator(a.Store, cheapKDF, time.Minute)
 	must(err)
+	au.PasswordCost = cheapPassword
 
 	t.Run("admin", func(t *testing.T) {
 		if err := au.Admin(ctx, "root", []byte("admin pw")); err != nil {

@@ -30,6 +30,9 @@ type Admin struct {
 	PIN []byte
 	// KDF is the Argon2id cost of new wrapped PINs (hsm.DefaultKDF() if zero).
 	KDF hsm.KDFParams
+	// PasswordCost is the Argon2id cost of new administrator password
+	// hashes (store.DefaultArgon2Params() if zero); only tests lower it.
+	PasswordCost store.Argon2Params
 	// Actor names who performs the operations, for the audit trail.
 	Actor string
 	// Transcript receives one JSON line per ceremony step, if set.

@@ -81,7 +81,11 @@ func (a *Admin) AddUser(ctx context.Context, name string, admin bool, password [
 			return errors.New("an admin user needs a password")
 		}
 		if len(password) > 0 {
-			h, err := store.HashPassword(password)
+			cost := a.PasswordCost
+			if cost == (store.Argon2Params{}) {
+				cost = store.DefaultArgon2Params()
+			}
+			h, err := store.HashPasswordWithParams(password, cost)
 			if err != nil {
 				return err
 			}

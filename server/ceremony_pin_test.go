@@ -36,7 +36,7 @@ func TestChangePIN(t *testing.T) {
 	defer st.Close()
 	var transcript bytes.Buffer
 	a := &server.Admin{Store: st, Token: tok, TokenName: tk.Label, PIN: bytes.Clone(tk.PIN), KDF: cheapKDF,
-		Actor: "tester@host", Transcript: &transcript}
+		PasswordCost: cheapPassword, Actor: "tester@host", Transcript: &transcript}
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

@@ -23,6 +23,10 @@ func TestMain(m *testing.M) { os.Exit(softhsmtest.Main(m)) }
 
 var cheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
 
+// cheapPassword is the smallest Argon2id cost the store accepts for
+// password hashes; TestPasswordCostDefault checks what production uses.
+var cheapPassword = store.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltLen: 16, KeyLen: 32}
+
 func newAdmin(t *testing.T) (*server.Admin, *bytes.Buffer) {
 	t.Helper()
 	tk := softhsmtest.New(t)
@@ -34,7 +38,7 @@ func newAdmin(t *testing.T) (*server.Admin, *bytes.Buffer) {
 	t.Cleanup(func() { st.Close() })
 	var transcript bytes.Buffer
 	return &server.Admin{Store: st, Token: tok, TokenName: tk.Label, PIN: tk.PIN, KDF: cheapKDF,
-		Actor: "tester@host", Transcript: &transcript}, &transcript
+		PasswordCost: cheapPassword, Actor: "tester@host", Transcript: &transcript}, &transcript
 }
 
 func TestGenerateGrantUnwrap(t *testing.T) {

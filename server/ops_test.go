@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server"
+	"github.com/signet-project/signet/server/store"
 )
 
 type opsFixture struct {
@@ -53,6 +55,7 @@ func newOps(t *testing.T) *opsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	au.PasswordCost = cheapPassword
 	h := &server.Handlers{Store: a.Store, Token: a.Token, Auth: au, TokenName: a.TokenName, KDF: cheapKDF}
 	return &opsFixture{t: t, h: h, a: a}
 }
@@ -487,4 +490,38 @@ func TestStalePINIsAnAuthenticationFailure(t *testing.T) {
 	f.want("sign-data with a stale wrapped PIN", resp, protocol.CodeAuthenticationFailed)
 	resp, _ = f.do("sign-data", "alice", fieldsName("key", "fedora"), alice, data)
 	f.want("sign-data by alice after bob's stale PIN", resp, protocol.CodeOK)
+}
+
+// TestPasswordCostDefault checks that what the tests lower is not lowered
+// in production: a zero PasswordCost, in the ceremony and in new-user,
+// stores hashes at store.DefaultArgon2Params().
+func TestPasswordCostDefault(t *testing.T) {
+	ctx := context.Background()
+	f := newOps(t)
+	p := store.DefaultArgon2Params()
+	want := fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$", p.MemoryKiB, p.Time, p.Threads)
+	hashOf := func(name string) string {
+		t.Helper()
+		u, err := f.a.Store.GetUser(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.PasswordHash
+	}
+	if h := hashOf("root"); strings.HasPrefix(h, want) {
+		t.Fatalf("the fixture's hash %q is at the default cost: the test checks nothing", h)
+	}
+	f.a.PasswordCost = store.Argon2Params{}
+	if err := f.a.AddUser(ctx, "carol", true, []byte("carol pw")); err != nil {
+		t.Fatal(err)
+	}
+	if h := hashOf("carol"); !strings.HasPrefix(h, want) {
+		t.Errorf("ceremony user-add with a zero PasswordCost stored %q, want the prefix %q", h, want)
+	}
+	f.h.Auth.PasswordCost = store.Argon2Params{}
+	resp, _ := f.do("new-user", "root", fieldsName("name", "dave", "admin", bool1), map[string]string{"password": "root pw", "new-password": "dave pw"}, nil)
+	f.want("new-user", resp, protocol.CodeOK)
+	if h := hashOf("dave"); !strings.HasPrefix(h, want) {
+		t.Errorf("new-user with a zero PasswordCost stored %q, want the prefix %q", h, want)
+	}
 }

@@ -35,7 +35,7 @@ func (h *Handlers) newUser(ctx context.Context, r *Request) (*Response, error) {
 	}
 	u := store.User{Name: name, Admin: admin}
 	if pw := r.Secrets["new-password"]; len(pw) > 0 {
-		if u.PasswordHash, err = store.HashPassword(pw); err != nil {
+		if u.PasswordHash, err = h.Auth.hashPassword(pw); err != nil {
 			return nil, err
 		}
 	}
@@ -81,7 +81,7 @@ func (h *Handlers) modifyUser(ctx context.Context, r *Request) (*Response, error
 		upd.Name = &n
 	}
 	if pw := r.Secrets["new-password"]; len(pw) > 0 {
-		hash, err := store.HashPassword(pw)
+		hash, err := h.Auth.hashPassword(pw)
 		if err != nil {
 			return nil, err
 		}

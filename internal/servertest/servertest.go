@@ -43,6 +43,11 @@ import (
 // CheapKDF keeps the tests fast; production parameters are hsm.DefaultKDF().
 var CheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
 
+// CheapPassword is the Argon2id cost of the test administrators' password
+// hashes, the smallest the store accepts; production hashes cost
+// store.DefaultArgon2Params(), 64 MiB and two passes per check.
+var CheapPassword = store.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltLen: 16, KeyLen: 32}
+
 // The test users' secrets, and the server's certificate name.
 const (
 	RootPW    = "root pw"
@@ -107,7 +112,7 @@ func NewOn(t testing.TB, location string) *Env {
 	}
 	t.Cleanup(func() { st.Close() })
 	e.Admin = &server.Admin{Store: st, Token: tok, TokenName: tk.Label, PIN: tk.PIN, KDF: CheapKDF,
-		Actor: "tester@host", Transcript: io.Discard}
+		PasswordCost: CheapPassword, Actor: "tester@host", Transcript: io.Discard}
 	for _, u := range []struct {
 		name  string
 		admin bool
@@ -129,6 +134,7 @@ func NewOn(t testing.TB, location string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	au.PasswordCost = CheapPassword
 	h := &server.Handlers{Store: st, Token: tok, Auth: au, TokenName: tk.Label, PIN: tk.PIN, KDF: CheapKDF}
 	e.Handlers = h
 
@@ -167,6 +173,7 @@ func (e *Env) Peer(name string) *server.Handlers {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	au.PasswordCost = CheapPassword
 	return &server.Handlers{Store: st, Token: tok, Auth: au, TokenName: e.token.Label, PIN: e.token.PIN, KDF: CheapKDF}
 }
 
