@@ -4,12 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
+
+// LockTimeout bounds, on PostgreSQL, how long a write waits for the shared
+// write lock and how long a transaction may sit idle holding it. It is a
+// variable for tests; set it before Open.
+var LockTimeout = time.Minute
 
 // passwordParams are connection-string settings that carry a secret.
 var passwordParams = []string{"password", "sslpassword"}
@@ -81,12 +87,18 @@ func openPostgres(ctx context.Context, raw string, opts Options) (*Store, error)
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
-	// Every session: UTC, and no statement waits forever on a lock.
+	// Every session: UTC; no wait for a lock (the shared write lock
+	// included) longer than LockTimeout; and a transaction left idle by
+	// a stalled server is ended, releasing the write lock, after
+	// LockTimeout too.
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
+	ms := strconv.FormatInt(LockTimeout.Milliseconds(), 10)
 	cfg.RuntimeParams["timezone"] = "UTC"
 	cfg.RuntimeParams["application_name"] = "signet-server"
+	cfg.RuntimeParams["lock_timeout"] = ms
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = ms
 	db := stdlib.OpenDB(*cfg)
 	n := opts.MaxConns
 	if n <= 0 {

@@ -288,3 +288,42 @@ func testConcurrentRevokes(t *testing.T, b backend) {
 		}
 	}
 }
+
+// TestWriteLockTimeout: a session that holds the shared write lock (a
+// stalled server, or any role that can connect) delays writers for at most
+// LockTimeout; they fail cleanly, and succeed once the lock is free.
+func TestWriteLockTimeout(t *testing.T) {
+	pg := backend{"postgres", dialectPostgres}
+	loc := pg.newLocation(t)
+	saved := LockTimeout
+	LockTimeout = 2 * time.Second
+	t.Cleanup(func() { LockTimeout = saved })
+	s := openStore(t, loc)
+	ctx := context.Background()
+
+	raw := pg.rawDB(t, loc)
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.AddUser(ctx, User{Name: "waits"})
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
+		t.Fatalf("AddUser while the write lock is held: %v, want a lock timeout", err)
+	}
+	if d := time.Since(start); d < LockTimeout {
+		t.Errorf("gave up after %v, before LockTimeout", d)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddUser(ctx, User{Name: "waits"}); err != nil {
+		t.Fatalf("AddUser once the lock is free: %v", err)
+	}
+	if _, err := s.GetUser(ctx, "waits"); err != nil {
+		t.Fatal(err)
+	}
+}
