@@ -4,7 +4,17 @@
 # new crashers per target.
 #
 #   scripts/fuzz.sh [DURATION] [REGEXP]
+#   scripts/fuzz.sh list [REGEXP]
 #
+# Targets are found by name (func FuzzX in a _test.go file), so a new one
+# is in the next campaign without being added here; `list` prints them.
+# They cover the wire protocol (protocol: chunks, fields, request headers,
+# inner messages, replies, sub-requests and sub-replies), the bridge's
+# request checks and the signature headers it reads for Koji (bridge),
+# Koji's XML-RPC (internal/koji: responses from a hub, calls), the
+# formats signet parses (formats/...), configuration files
+# (internal/configfile, robo) and signet-robo's messages and URL rules,
+# buildsys.tag and ostree messages among them (robo).
 # REGEXP picks targets by "package/FuzzName" (default: all). Inputs that
 # crash are written by Go under the package's testdata/fuzz/FuzzName/: commit
 # them, they become regression cases that every `go test` runs. The corpus
@@ -24,6 +34,10 @@ mapfile -t targets < <(grep -rhoE --include='*_test.go' -H '^func Fuzz[A-Za-z0-9
 if [ "${#targets[@]}" = 0 ]; then
 	echo "fuzz: no target matches $pick" >&2
 	exit 1
+fi
+if [ "$duration" = list ]; then
+	printf '%s\n' "${targets[@]}"
+	exit 0
 fi
 echo "fuzz: ${#targets[@]} targets, $duration each, $parallel workers"
 
