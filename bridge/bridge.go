@@ -126,8 +126,8 @@ type Config struct {
 	// its end, whatever the rate (default 30 min, the server's own bound).
 	RequestTimeout time.Duration
 	// MaxHandshakes caps the TLS handshakes in progress on each port
-	// (default 128), and MaxHandshakesPerIP those from one client address
-	// on the client port (default 16). A connection over a cap is closed at
+	// (default 64), and MaxHandshakesPerIP those from one client address
+	// on the client port (default 8). A connection over a cap is closed at
 	// once.
 	MaxHandshakes, MaxHandshakesPerIP int
 	// MaxPendingPairings caps the validated requests waiting for a server

@@ -63,8 +63,8 @@ const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + `
                                         to read its request or to write to it; -1: none
   transfer_grace    = "10s"             waiting allowed before the minimum applies
   max_requests_per_cn  = 4              requests one certificate CN may have open
-  max_handshakes       = 128            TLS handshakes in progress, per port
-  max_handshakes_per_ip = 16            client-port handshakes from one address
+  max_handshakes       = 64             TLS handshakes in progress, per port
+  max_handshakes_per_ip = 8             client-port handshakes from one address
   max_pending_pairings = 64             requests waiting for a free server
   max_reply_payload = 1099511627776     bytes, a reply or sub-reply payload
   max_rpms_payloads = 10737418240       bytes, all sub-requests of one sign-rpms
