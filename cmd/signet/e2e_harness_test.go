@@ -26,7 +26,9 @@ type invocation struct {
 	code           int
 }
 
-func startStack(t *testing.T) *stack {
+// startStack runs devstack.sh up in a temporary directory, with extra
+// environment settings (SIGNET_KOJI_*, ...), and down when t ends.
+func startStack(t *testing.T, extraEnv ...string) *stack {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -35,6 +37,7 @@ func startStack(t *testing.T) *stack {
 	s := &stack{root: root, dir: t.TempDir()}
 	ports := freePorts(t, 3)
 	s.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+ports[0], "SIGNET_SERVER_PORT="+ports[1], "SIGNET_METRICS_PORT="+ports[2])
+	s.env = append(s.env, extraEnv...)
 	s.devstack(t, "up")
 	t.Cleanup(func() { s.devstack(t, "down") })
 	s.adminPW, s.alicePass = s.secret(t, "admin-password"), s.secret(t, "alice-passphrase")
