@@ -6,5 +6,9 @@
 //
 // harness_test.go starts the stacks; sigulclient_*_test.go run Sigul's
 // client against signet; signetclient_*_test.go run signet's client
-// against Sigul's bridge and server.
+// against Sigul's bridge and server. sigulclient_koji_test.go runs Sigul's
+// client as robosignatory does (sign-rpms --store-in-koji --koji-only -k)
+// against signet's bridge and server and a real Koji hub
+// (internal/kojitest), and checks the signed copies Koji writes with
+// rpmkeys.
 package interop

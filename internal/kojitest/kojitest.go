@@ -223,6 +223,18 @@ func (h *Hub) ImportRPM(t testing.TB, path string) string {
 	return nvr
 }
 
+// ImportRPMs imports RPM files, each as a build of its own, in one run of
+// Koji's CLI, and returns their builds' N-V-Rs.
+func (h *Hub) ImportRPMs(t testing.TB, paths ...string) []string {
+	t.Helper()
+	var nvrs []string
+	for _, p := range paths {
+		nvrs = append(nvrs, rpmNVR(t, p))
+	}
+	h.CLI(t, append([]string{"import", "--create-build"}, paths...)...)
+	return nvrs
+}
+
 // ImportMore imports further RPMs into builds that already exist.
 func (h *Hub) ImportMore(t testing.TB, paths ...string) {
 	t.Helper()
