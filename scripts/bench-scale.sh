@@ -22,8 +22,8 @@
 #    (getrusage in the benchmark) gives what the server adds on top of
 #    C_Sign; the target is at most 15%.
 #
-#   scripts/bench-scale.sh                          SCALE=0.5, 100 requests per server
-#   SCALE=0.25 REQUESTS_PER_SERVER=200 scripts/bench-scale.sh
+#   scripts/bench-scale.sh                          SCALE=1, 60 requests per server
+#   SCALE=0.5 REQUESTS_PER_SERVER=100 scripts/bench-scale.sh
 #   REQUESTS_256=512 SOFT_REQUESTS=2000 scripts/bench-scale.sh
 #   PARTS=3 CPU_PROFILE=/tmp/server.pprof scripts/bench-scale.sh   part 3 only, with a Go CPU profile of its server
 #
@@ -35,17 +35,19 @@
 # linear (seen at 0.25 with a load average of 30: 3.42x for 3 servers).
 # At 0.5 (426 ms a signature) on a quieter machine every row ran at
 # 99-100% of its tokens' rate (2.00x, 2.98x); under a load average of 20
-# one run's 1-server row reached only 81% (3.60x). Column "of tokens"
-# shows which case a run is; the CPU columns say what a request cost. The
-# last line is
+# one run's 1-server row reached only 81% (3.60x), another's 2-server row
+# 80% (1.64x). At 1 (a YubiHSM 2's own 852 ms), under a load average of
+# 25, the rows ran at 93-96% (1.96x, 2.92x): hence the default. Column
+# "of tokens" shows which case a run is; the CPU columns say what a
+# request cost. The last line is
 #   scale: 2 servers N.NNx, 3 servers N.NNx
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 [ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
 export CGO_ENABLED=1
-scale=${SCALE:-0.5}
-per=${REQUESTS_PER_SERVER:-100}
+scale=${SCALE:-1}
+per=${REQUESTS_PER_SERVER:-60}
 reqs256=${REQUESTS_256:-256}
 soft_reqs=${SOFT_REQUESTS:-1000}
 parts=${PARTS:-123}
