@@ -313,6 +313,7 @@ func (b *Bridge) relay(ctx context.Context, r *request, spec protocol.OpSpec, h 
 		case err != nil && n > 0:
 			// The client's payload hash covers its file: a substitute
 			// would make the server drop the request anyway.
+			//lint:ignore ST1005 Koji is a proper noun
 			return &dropError{result: ResultKojiImport, err: fmt.Errorf("Koji (instance %s): %w", job.name, err)}
 		case err != nil:
 			b.log.Warn("Koji part of sign-rpm failed: the server will answer KOJI_ERROR", "user", r.user, "koji_instance", job.name, "err", err)
@@ -359,6 +360,7 @@ func (b *Bridge) relay(ctx context.Context, r *request, spec protocol.OpSpec, h 
 			return &dropError{result: ResultKojiImport, err: fmt.Errorf("reading the signed RPM's signature header: %w", err)}
 		}
 		if err := job.importSigHeader(ctx, "", sighdr); err != nil {
+			//lint:ignore ST1005 Koji is a proper noun
 			return &dropError{result: ResultKojiImport, err: fmt.Errorf("Koji (instance %s): %w", job.name, err)}
 		}
 		prefix = pre

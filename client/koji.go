@@ -85,6 +85,7 @@ func LooksLikeNVRA(s string) bool {
 func kojiFields(f *protocol.Fields, r *KojiRPM) error {
 	sum, err := hex.DecodeString(r.PayloadHash)
 	if err != nil || len(sum) != 16 {
+		//lint:ignore ST1005 Koji is a proper noun
 		return fmt.Errorf("Koji gave payloadhash %q, which is not an MD5 in hex", r.PayloadHash)
 	}
 	epoch := ""
@@ -93,6 +94,7 @@ func kojiFields(f *protocol.Fields, r *KojiRPM) error {
 	}
 	for _, kv := range []struct{ k, v string }{{"rpm-name", r.Name}, {"rpm-epoch", epoch}, {"rpm-version", r.Version}, {"rpm-release", r.Release}, {"rpm-arch", r.Arch}} {
 		if err := f.SetStr(kv.k, kv.v); err != nil {
+			//lint:ignore ST1005 Koji is a proper noun
 			return fmt.Errorf("Koji's %s %q: %w", strings.TrimPrefix(kv.k, "rpm-"), kv.v, err)
 		}
 	}

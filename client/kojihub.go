@@ -17,6 +17,7 @@ func NewKojiLookup(inst KojiInstance) (KojiLookup, error) {
 	if inst.ServerCA != "" {
 		var err error
 		if conf, err = koji.TLSConfig(inst.ServerCA, "", ""); err != nil {
+			//lint:ignore ST1005 Koji is a proper noun
 			return nil, fmt.Errorf("Koji serverca: %w", err)
 		}
 	}

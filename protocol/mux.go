@@ -179,10 +179,6 @@ func (w *StreamWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// writeChunk writes p as exactly one chunk. It refuses an empty p, one
-// longer than MaxChunkLen, and writes after Close.
-func (w *StreamWriter) writeChunk(p []byte) error { return w.cw.WriteChunk(w.s, p) }
-
 // Close writes the stream's EOF marker. A second Close does nothing.
 func (w *StreamWriter) Close() error {
 	w.cw.mu.Lock()

@@ -179,6 +179,7 @@ func (m *tagMatch) checkTagger(events []tagEvent) error {
 	}
 	who, ok := latestTagger(events, m.from)
 	if !ok {
+		//lint:ignore ST1005 Koji is a proper noun
 		return fmt.Errorf("Koji's history has no active tagging of the build into %s", m.from)
 	}
 	if !slices.Contains(m.trusted, who) {

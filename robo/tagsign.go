@@ -84,6 +84,7 @@ func kojiErr(call string, err error) error {
 	if isKojiFault(err) {
 		return failf("Koji %s: %v", call, err)
 	}
+	//lint:ignore ST1005 Koji is a proper noun
 	return fmt.Errorf("Koji %s: %w", call, err)
 }
 
