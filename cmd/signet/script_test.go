@@ -33,6 +33,11 @@ package main
 //	    (internal/artifacts): the script is skipped without them, except
 //	    under CI=true, where it fails.
 //
+// Under -short, the scripts that run many processes and external tools
+// (the signing commands, import-key, config import-sigul) skip
+// themselves with [short]; the handlers behind them have in-process
+// cases in server/signing_test.go.
+//
 // $SERVERDIR holds the servertest PKI (ca.pem, alice.pem, alice.key);
 // $BRIDGEHOST, $BRIDGEPORT and $SERVERCN are what a client configuration
 // names.

@@ -30,6 +30,21 @@ import (
 // The real images, extracted from Debian's archive by the project's script.
 var imageNames = []string{"arm64/shim.efi", "arm64/grub.efi", "arm64/kernel.efi", "amd64/shim.efi", "amd64/grub.efi", "amd64/kernel.efi"}
 
+// images returns imageNames, without the kernels (the largest images:
+// most of the hashing and of the external tools' time) under -short.
+func images() []string {
+	if !testing.Short() {
+		return imageNames
+	}
+	var out []string
+	for _, n := range imageNames {
+		if !strings.HasSuffix(n, "/kernel.efi") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // efiDir returns the directory holding Debian's unsigned EFI images
 // (skipped without them, except in CI).
 func efiDir(t testing.TB) string { return artifacts.EFIImages(t) }

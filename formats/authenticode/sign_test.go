@@ -151,7 +151,7 @@ func TestSignRealImages(t *testing.T) {
 	for _, k := range kinds {
 		pkis[k] = newPKI(t, tmp, string(k), k)
 	}
-	for _, name := range imageNames {
+	for _, name := range images() {
 		orig, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -216,7 +216,7 @@ func TestSbsignAgrees(t *testing.T) {
 	tmp := t.TempDir()
 	a := newPKI(t, tmp, "sbsign", rsa2048)
 	b := newPKI(t, tmp, "appended", p256)
-	for _, name := range imageNames {
+	for _, name := range images() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			in := filepath.Join(dir, name)

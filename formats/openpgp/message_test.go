@@ -139,7 +139,7 @@ func TestSignMessageFormat(t *testing.T) {
 // reference (and refuse it for others).
 func TestContainerSignatureWithGPGAndSkopeo(t *testing.T) {
 	testenv.MustHave(t, "gpg")
-	for _, tc := range clearSignKeys(t) {
+	for _, tc := range verifierKeys(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			k, err := NewKey(tc.signer, testCreated)
