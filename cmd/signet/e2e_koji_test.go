@@ -163,6 +163,15 @@ func TestKojiEndToEnd(t *testing.T) {
 	k := startKojiStack(t)
 	rsa, ed := k.sigkey(t, "demo-rsa"), k.sigkey(t, "demo-ed25519")
 
+	// DIR/koji.conf, which devstack.sh writes for Sigul's client, is a
+	// Koji client configuration that Koji's own CLI reads and reaches the
+	// hub with (over https, checked against its serverca; no login).
+	out := tool(t, k.dir, nil, filepath.Join(k.hub.Dir, "koji"), "-c", k.path("koji.conf"), "-p", "koji", "--noauth",
+		"call", "--json-output", "getRPM", k.nvras[0])
+	if !strings.Contains(out, `"payloadhash"`) || !strings.Contains(out, `"name": "zero-epoch"`) {
+		t.Fatalf("koji -c koji.conf call getRPM %s:\n%s", k.nvras[0], out)
+	}
+
 	// A batch of NVRAs with one Koji does not know: that one fails
 	// (KOJI_ERROR), every other is signed and stored in Koji.
 	unknown := "no-such-package-1.0-1.x86_64"
