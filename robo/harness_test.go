@@ -43,7 +43,11 @@ func freePort(t testing.TB) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB) *world { t.Helper(); return newWorldEnv(t) }
+
+// newWorldEnv is newWorld with extra environment for devstack.sh (its
+// SIGNET_KOJI_* settings).
+func newWorldEnv(t testing.TB, env ...string) *world {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -56,6 +60,7 @@ func newWorld(t testing.TB) *world {
 		// running one in $SIGNET_DEVSTACK.
 		w.dir = t.TempDir()
 		w.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+freePort(t), "SIGNET_SERVER_PORT="+freePort(t), "SIGNET_METRICS_PORT="+freePort(t))
+		w.env = append(w.env, env...)
 		w.devstack(t, "up")
 		t.Cleanup(func() { w.devstack(t, "down") })
 	}

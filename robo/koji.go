@@ -76,7 +76,8 @@ func (s *kojiSession) BuildRPMs(ctx context.Context, id int64) ([]KojiRPM, error
 	}
 	out := make([]KojiRPM, len(rs))
 	for i, r := range rs {
-		out[i] = KojiRPM{ID: r.ID, Name: r.Name, Version: r.Version, Release: r.Release, Arch: r.Arch}
+		out[i] = KojiRPM{ID: r.ID, Name: r.Name, Version: r.Version, Release: r.Release, Arch: r.Arch,
+			Epoch: r.Epoch, PayloadHash: r.PayloadHash, Size: r.Size}
 	}
 	return out, nil
 }

@@ -151,9 +151,6 @@ func (r *Robo) addTag(ct []string) error {
 	if !c.Enabled {
 		return nil
 	}
-	if _, ok := r.signer.(KojiSigner); !ok {
-		return fmt.Errorf("[tag_sign] this signet client cannot sign through Koji")
-	}
 	var err error
 	if r.tagRules, err = newTagRules(c); err != nil {
 		return fmt.Errorf("[tag_sign] %w", err)

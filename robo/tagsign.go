@@ -40,10 +40,16 @@ type KojiHub interface {
 	Close()
 }
 
-// KojiRPM is one RPM of a build.
+// KojiRPM is one RPM of a build, as listRPMs gives it: what signet's
+// client sends for a package in Koji (its NEVRA, and payloadhash as
+// rpm-sigmd5, which the server checks the package the bridge fetched
+// against).
 type KojiRPM struct {
 	ID                           int64
 	Name, Version, Release, Arch string
+	Epoch                        *int
+	PayloadHash                  string
+	Size                         int64
 }
 
 // NEVRA is how Sigul's client and signet's name an RPM Koji holds.
@@ -51,15 +57,6 @@ func (r KojiRPM) NEVRA() string { return r.Name + "-" + r.Version + "-" + r.Rele
 
 // KojiDialer opens a logged-in session with a configured Koji hub.
 type KojiDialer func(ctx context.Context, in *KojiInstanceConfig) (KojiHub, error)
-
-// KojiSigner signs RPMs a Koji instance holds, named by NEVRA, in one
-// sign-rpms batch whose signatures the bridge stores in Koji
-// (--store-in-koji --koji-only -k instance). It returns one error per
-// NEVRA, in order (nil: signed and stored); a non-nil error is for the
-// whole batch.
-type KojiSigner interface {
-	SignKojiRPMs(ctx context.Context, opts client.SignRPMOptions, instance string, nevras []string) ([]error, error)
-}
 
 // Koji's states.
 const (
@@ -259,23 +256,27 @@ func (r *Robo) waitTask(ctx context.Context, hub KojiHub, task int64) error {
 	}
 }
 
-// signKoji signs the RPMs through signet, by NEVRA, in one batch that
-// stores the signatures in Koji. A refusal is the message's failure.
+// signKoji signs the RPMs through signet, by NEVRA, in one sign-rpms
+// batch (--store-in-koji --koji-only -k instance): the bridge fetches each
+// from Koji, the server checks it against the rpm-sigmd5 sent and signs
+// it, and the bridge imports the signature into Koji on behalf of
+// signet-robo's signet user. What the client would look up in Koji is
+// what listRPMs said. A refusal is the message's failure.
 func (r *Robo) signKoji(ctx context.Context, log *slog.Logger, in *KojiInstanceConfig, rule *TagRuleConfig, rpms []KojiRPM) error {
-	ks, ok := r.signer.(KojiSigner)
-	if !ok {
-		return failf("this signet client cannot sign through Koji")
-	}
-	nevras := make([]string, len(rpms))
+	lookup := buildLookup{}
+	files := make([]client.RPMFile, len(rpms))
 	for i, p := range rpms {
-		nevras[i] = p.NEVRA()
+		lookup[p.NEVRA()] = &client.KojiRPM{Name: p.Name, Epoch: p.Epoch, Version: p.Version, Release: p.Release, Arch: p.Arch,
+			PayloadHash: p.PayloadHash, Size: p.Size}
+		files[i] = client.RPMFile{NEVRA: p.NEVRA()}
 	}
-	opts := client.SignRPMOptions{Key: rule.Key, Passphrase: r.passphrase(rule.Key), V3Signature: rule.V3Signature}
+	opts := client.SignRPMOptions{Key: rule.Key, Passphrase: r.passphrase(rule.Key), V3Signature: rule.V3Signature,
+		Koji: lookup, KojiInstance: in.ClientInstance, StoreInKoji: true, KojiOnly: true}
 	if rule.FileSigningKey != "" {
 		opts.FileSigningKey = rule.FileSigningKey
 		opts.FileSigningPassphrase = r.passphrase(rule.FileSigningKey)
 	}
-	errs, err := ks.SignKojiRPMs(ctx, opts, in.ClientInstance, nevras)
+	res, err := r.signer.SignRPMs(ctx, opts, files)
 	if err != nil {
 		if isTransient(err) {
 			return fmt.Errorf("sign-rpms through Koji: %w", err)
@@ -283,18 +284,23 @@ func (r *Robo) signKoji(ctx context.Context, log *slog.Logger, in *KojiInstanceC
 		return failf("sign-rpms through Koji: %v", err)
 	}
 	var fails []string
-	for i, e := range errs {
-		if e == nil {
+	for i, rr := range res {
+		if rr.Err == nil {
 			continue
 		}
-		if isTransient(e) {
-			return fmt.Errorf("sign-rpms through Koji: %s: %w", nevras[i], e)
+		if isTransient(rr.Err) {
+			return fmt.Errorf("sign-rpms through Koji: %s: %w", rpms[i].NEVRA(), rr.Err)
 		}
-		fails = append(fails, fmt.Sprintf("%s: %v", nevras[i], e))
+		fails = append(fails, fmt.Sprintf("%s: %v", rpms[i].NEVRA(), rr.Err))
 	}
 	if len(fails) > 0 {
-		return failf("%s", strings.Join(fails, "; "))
+		return failf("sign-rpms through Koji: %s", strings.Join(fails, "; "))
 	}
-	log.Debug("sign-rpms through Koji done", "rpms", len(nevras))
+	log.Debug("sign-rpms through Koji done", "rpms", len(rpms))
 	return nil
 }
+
+// buildLookup answers the client's Koji look-ups from listRPMs.
+type buildLookup map[string]*client.KojiRPM
+
+func (l buildLookup) GetRPM(_ context.Context, nvra string) (*client.KojiRPM, error) { return l[nvra], nil }
