@@ -303,4 +303,6 @@ func (r *Robo) signKoji(ctx context.Context, log *slog.Logger, in *KojiInstanceC
 // buildLookup answers the client's Koji look-ups from listRPMs.
 type buildLookup map[string]*client.KojiRPM
 
-func (l buildLookup) GetRPM(_ context.Context, nvra string) (*client.KojiRPM, error) { return l[nvra], nil }
+func (l buildLookup) GetRPM(_ context.Context, nvra string) (*client.KojiRPM, error) {
+	return l[nvra], nil
+}
