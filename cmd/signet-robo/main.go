@@ -49,7 +49,9 @@ func newRoot() *cobra.Command {
 		Long: `signet-robo subscribes to an AMQP 0-9-1 broker (RabbitMQ) with the
 fedora-messaging conventions, signs the artifacts, packages, images and XML
 documents it is asked to sign through a signet bridge and server, and publishes
-the outcome. Passphrases are read from files named in the configuration.
+the outcome. As robosignatory does, it also signs the RPMs of Koji builds
+tagged into a signing tag (stored in Koji, then the build is moved on) and the
+OSTree commits pungi composes. Passphrases are read from files named in the configuration.
 
 ` + robo.ConfigHelp,
 		SilenceUsage:  true,
