@@ -27,7 +27,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,24 +140,6 @@ func needTools(t testing.TB, tools ...string) {
 // its database.
 var sigulTools = []string{"/usr/bin/python3", "python3:nss.nss", "python3:six", "python3:cryptography", "python3:rpm", "certutil", "pk12util", "openssl"}
 
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 // result is one program's outcome.
 type result struct {
 	stdout, stderr string
@@ -258,7 +239,7 @@ func startSignet(t testing.TB) (*signetStack, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := freePorts(t, 3)
+	p := testenv.FreePorts(t, 3)
 	s := &signetStack{dir: dir, clientPort: p[0], serverPort: p[1]}
 	s.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+strconv.Itoa(p[0]), "SIGNET_SERVER_PORT="+strconv.Itoa(p[1]),
 		"SIGNET_METRICS_PORT="+strconv.Itoa(p[2]), "SIGNET_DEVSTACK_PIN=1")
@@ -457,7 +438,7 @@ func sigul(t testing.TB) *sigulStack {
 // startSigul runs sigul-stack.sh up in w; stop (never nil) runs down.
 func startSigul(t testing.TB, w string) (*sigulStack, func(), error) {
 	script := filepath.Join(thirdParty(t), "sigul-stack.sh")
-	p := freePorts(t, 2)
+	p := testenv.FreePorts(t, 2)
 	s := &sigulStack{w: w, clientPort: p[0], serverPort: p[1]}
 	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -27,6 +27,7 @@ import (
 	"github.com/signet-project/signet/internal/artifacts"
 	"github.com/signet-project/signet/internal/koji"
 	"github.com/signet-project/signet/internal/kojitest"
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // kojiStack is a devstack of its own whose bridge has two Koji instances:
@@ -43,7 +44,7 @@ type kojiStack struct {
 func startKojiStack(t *testing.T, hub *kojitest.Hub) *kojiStack {
 	t.Helper()
 	dir := t.TempDir()
-	p := freePorts(t, 4)
+	p := testenv.FreePorts(t, 4)
 	s := &signetStack{dir: dir, clientPort: p[0], serverPort: p[1]}
 	s.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+strconv.Itoa(p[0]), "SIGNET_SERVER_PORT="+strconv.Itoa(p[1]),
 		"SIGNET_METRICS_PORT="+strconv.Itoa(p[2]),
@@ -70,7 +71,7 @@ func startKojiStack(t *testing.T, hub *kojitest.Hub) *kojiStack {
 	if !strings.Contains(conf, "[koji.koji]") {
 		conf += fmt.Sprintf("\n[koji.koji]\nhub = %q\ntopurl = %q\ncert = %q\nca = %q\ntimeout = \"5m\"\n", hub.URL, hub.TopURL, hub.Cert("bridge"), hub.CA)
 	}
-	closed := freePorts(t, 1)[0]
+	closed := testenv.FreePorts(t, 1)[0]
 	conf += fmt.Sprintf("\n[koji.down]\nhub = \"https://127.0.0.1:%d/kojihub\"\ntopurl = \"http://127.0.0.1:%d\"\ncert = %q\nca = %q\ntimeout = \"30s\"\n",
 		closed, closed, hub.Cert("bridge"), hub.CA)
 	if err := os.WriteFile(s.path("bridge.toml"), []byte(conf), 0o600); err != nil {

@@ -45,7 +45,7 @@ func TestTagSign(t *testing.T) {
 	kojitest.ThirdParty(t)
 	testenv.MustHave(t, "rpmbuild", "rpmkeys")
 	t0 := time.Now()
-	hub := startKojiUnthrottled(t)
+	hub := kojitest.Start(t, kojitest.Options{Kojid: true})
 	w := newWorldEnv(t, "SIGNET_KOJI_HUB="+hub.URL, "SIGNET_KOJI_TOPURL="+hub.TopURL,
 		"SIGNET_KOJI_CERT="+hub.Cert("bridge"), "SIGNET_KOJI_CA="+hub.CA)
 	t.Logf("Koji hub with kojid, broker and devstack up in %s", time.Since(t0).Round(time.Second))
@@ -270,43 +270,6 @@ sigkey = %[11]q
 	if got := buildTags(t, kc, other.ID); !slices.Equal(got, []string{"f43-other"}) {
 		t.Fatalf("hello-1.0-3 is in %v", got)
 	}
-}
-
-// startKojiUnthrottled starts the hub with its builder daemon, the
-// daemon made blind to the machine's load: kojid takes no task while the
-// load average exceeds 4 per CPU (koji/daemon.py's readiness check), which
-// a shared 2-CPU test machine exceeds for minutes, and moveBuild would
-// then wait out move_timeout. getloadavg(3), which Python's
-// os.getloadavg calls, is replaced through LD_PRELOAD for the stack's
-// processes only; nothing else of Koji changes.
-func startKojiUnthrottled(t *testing.T) *kojitest.Hub {
-	t.Helper()
-	testenv.MustHave(t, "gcc")
-	dir, err := os.MkdirTemp("", "signet-loadavg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755) // the stack's PostgreSQL runs as user postgres
-	src, so := filepath.Join(dir, "loadavg.c"), filepath.Join(dir, "loadavg.so")
-	os.WriteFile(src, []byte(`int getloadavg(double l[], int n) {
-	int i;
-	for (i = 0; i < n && i < 3; i++)
-		l[i] = 0;
-	return i;
-}
-`), 0o644)
-	tool(t, dir, nil, "gcc", "-shared", "-fPIC", "-o", so, src)
-	old, had := os.LookupEnv("LD_PRELOAD")
-	os.Setenv("LD_PRELOAD", so)
-	defer func() {
-		if had {
-			os.Setenv("LD_PRELOAD", old)
-		} else {
-			os.Unsetenv("LD_PRELOAD")
-		}
-	}()
-	return kojitest.Start(t, kojitest.Options{Kojid: true})
 }
 
 // buildHello builds hello-1.0-REL (a source package and two noarch

@@ -43,3 +43,17 @@ func TestRule(t *testing.T) {
 		})
 	}
 }
+
+func TestFreePorts(t *testing.T) {
+	ports := FreePorts(t, 5)
+	if len(ports) != 5 {
+		t.Fatalf("got %d ports, want 5", len(ports))
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p <= 0 || p > 65535 || seen[p] {
+			t.Fatalf("bad or repeated port %d in %v", p, ports)
+		}
+		seen[p] = true
+	}
+}
