@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -129,7 +128,7 @@ func TestTwoServersTwoBridges(t *testing.T) {
 	type ports struct{ client, server, metrics int }
 	bp := map[string]ports{}
 	for _, b := range []string{"1", "2"} {
-		p := freePorts(t, 3)
+		p := testenv.FreePorts(t, 3)
 		bp[b] = ports{p[0], p[1], p[2]}
 		writeFile(t, filepath.Join(dir, "bridge-"+b+".toml"), fmt.Sprintf(`client_listen = "127.0.0.1:%d"
 server_listen = "127.0.0.1:%d"
@@ -642,25 +641,6 @@ func writePKI(t *testing.T, dir string) string {
 		}
 	}
 	return dir
-}
-
-// freePorts returns n loopback ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
 }
 
 func run(t *testing.T, name string, args ...string) string {
