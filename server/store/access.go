@@ -168,9 +168,9 @@ func (s *Store) ListAccesses(ctx context.Context, keyName string) ([]KeyAccess, 
 	return out, err
 }
 
-// ListUserAccesses returns the named user's key accesses ordered by key
+// listUserAccesses returns the named user's key accesses ordered by key
 // name, without wrapped PINs.
-func (s *Store) ListUserAccesses(ctx context.Context, userName string) ([]KeyAccess, error) {
+func (s *Store) listUserAccesses(ctx context.Context, userName string) ([]KeyAccess, error) {
 	var out []KeyAccess
 	err := s.readTx(ctx, func(tx *txn) error {
 		u, err := getUser(ctx, tx, userName)

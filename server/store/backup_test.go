@@ -31,7 +31,7 @@ func testKeyBackupFlag(t *testing.T, b backend) {
 	if !got["with-backup"] || got["without"] || len(got) != 2 {
 		t.Fatalf("backup flags: %v", got)
 	}
-	if v, err := s.DatabaseSchemaVersion(ctx); err != nil || v != SchemaVersion() || v < 2 {
+	if v, err := s.databaseSchemaVersion(ctx); err != nil || v != schemaVersion() || v < 2 {
 		t.Fatalf("schema version %d, %v", v, err)
 	}
 }

@@ -116,8 +116,8 @@ func (s *Store) ListCertificates(ctx context.Context, keyName string) ([]Certifi
 	return out, err
 }
 
-// DeleteCertificate deletes the named certificate of the named key.
-func (s *Store) DeleteCertificate(ctx context.Context, keyName, name string) error {
+// deleteCertificate deletes the named certificate of the named key.
+func (s *Store) deleteCertificate(ctx context.Context, keyName, name string) error {
 	return s.writeTx(ctx, func(tx *txn) error {
 		kid, err := keyID(ctx, tx, keyName)
 		if err != nil {

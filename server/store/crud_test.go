@@ -253,14 +253,14 @@ func testAccesses(t *testing.T, b backend) {
 	if list, err := s.ListAccesses(ctx, "k2"); err != nil || len(list) != 1 {
 		t.Errorf("ListAccesses(k2) = %v, %v", list, err)
 	}
-	ua, err := s.ListUserAccesses(ctx, "carol")
+	ua, err := s.listUserAccesses(ctx, "carol")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := names(ua, func(a KeyAccess) string { return a.KeyName }); got != "k1,k2" {
 		t.Errorf("ListUserAccesses(carol) = %s", got)
 	}
-	if ua, err := s.ListUserAccesses(ctx, "alice"); err != nil || len(ua) != 0 {
+	if ua, err := s.listUserAccesses(ctx, "alice"); err != nil || len(ua) != 0 {
 		t.Errorf("ListUserAccesses(alice) = %v, %v", ua, err)
 	}
 
@@ -328,7 +328,7 @@ func testCertificates(t *testing.T, b backend) {
 	if got := names(list, func(c Certificate) string { return c.Name }); got != "ca,secureboot" {
 		t.Errorf("ListCertificates = %s", got)
 	}
-	if err := s.DeleteCertificate(ctx, "k1", "ca"); err != nil {
+	if err := s.deleteCertificate(ctx, "k1", "ca"); err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := s.ListCertificates(ctx, "k1"); len(list) != 1 {
@@ -369,12 +369,12 @@ func testNotFound(t *testing.T, b backend) {
 		}, NotFoundError{KindAccess, "alice", "k2"}},
 		{"Revoke", func() error { return s.Revoke(ctx, "k2", "bob") }, NotFoundError{KindAccess, "bob", "k2"}},
 		{"ListAccesses", func() error { _, err := s.ListAccesses(ctx, "nokey"); return err }, NotFoundError{KindKey, "nokey", ""}},
-		{"ListUserAccesses", func() error { _, err := s.ListUserAccesses(ctx, "nobody"); return err }, NotFoundError{KindUser, "nobody", ""}},
+		{"ListUserAccesses", func() error { _, err := s.listUserAccesses(ctx, "nobody"); return err }, NotFoundError{KindUser, "nobody", ""}},
 		{"PutCertificate", func() error { _, err := s.PutCertificate(ctx, "nokey", "c", []byte{1}, true); return err }, NotFoundError{KindKey, "nokey", ""}},
 		{"GetCertificate missing key", func() error { _, err := s.GetCertificate(ctx, "nokey", "c"); return err }, NotFoundError{KindKey, "nokey", ""}},
 		{"GetCertificate missing cert", func() error { _, err := s.GetCertificate(ctx, "k1", "nocert"); return err }, NotFoundError{KindCertificate, "nocert", "k1"}},
 		{"ListCertificates", func() error { _, err := s.ListCertificates(ctx, "nokey"); return err }, NotFoundError{KindKey, "nokey", ""}},
-		{"DeleteCertificate", func() error { return s.DeleteCertificate(ctx, "k1", "nocert") }, NotFoundError{KindCertificate, "nocert", "k1"}},
+		{"DeleteCertificate", func() error { return s.deleteCertificate(ctx, "k1", "nocert") }, NotFoundError{KindCertificate, "nocert", "k1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -182,7 +182,7 @@ func TestMigrateFromSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, err := s.DatabaseSchemaVersion(ctx); err != nil || v != SchemaVersion() {
+	if v, err := s.databaseSchemaVersion(ctx); err != nil || v != schemaVersion() {
 		t.Fatalf("schema version after migration = %d, %v", v, err)
 	}
 	r, err := s.AppendAudit(ctx, AuditRecord{Actor: "bob", Operation: "sign-data", Result: "ok"})

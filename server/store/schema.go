@@ -223,12 +223,12 @@ func (d dialect) schemaVersionTable() string {
 			) STRICT`
 }
 
-// SchemaVersion is the schema version this code creates and understands.
-func SchemaVersion() int { return len(migrations) }
+// schemaVersion is the schema version this code creates and understands.
+func schemaVersion() int { return len(migrations) }
 
-// DatabaseSchemaVersion returns the schema version recorded in the open
+// databaseSchemaVersion returns the schema version recorded in the open
 // database.
-func (s *Store) DatabaseSchemaVersion(ctx context.Context) (int, error) {
+func (s *Store) databaseSchemaVersion(ctx context.Context) (int, error) {
 	var v int
 	if err := s.q().QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
 		return 0, dbErr("read schema version", err)

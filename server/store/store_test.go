@@ -76,8 +76,8 @@ func TestOpenCreatesSchema(t *testing.T) {
 	ctx := context.Background()
 	s, path := newStore(t)
 
-	if v, err := s.DatabaseSchemaVersion(ctx); err != nil || v != SchemaVersion() || v < 1 {
-		t.Fatalf("DatabaseSchemaVersion = %d, %v; want %d", v, err, SchemaVersion())
+	if v, err := s.databaseSchemaVersion(ctx); err != nil || v != schemaVersion() || v < 1 {
+		t.Fatalf("DatabaseSchemaVersion = %d, %v; want %d", v, err, schemaVersion())
 	}
 	for _, f := range []string{path, path + "-wal"} {
 		fi, err := os.Stat(f)
@@ -141,7 +141,7 @@ func testOpenRefusesNewerSchema(t *testing.T, b backend) {
 	ctx := context.Background()
 	_, path := b.newStore(t)
 	rawExec(t, b.rawDB(t, path), `INSERT INTO schema_version (version, description, applied_at) VALUES (?, 'from the future', '')`,
-		SchemaVersion()+1)
+		schemaVersion()+1)
 	s, err := Open(ctx, path)
 	if err == nil {
 		s.Close()
@@ -150,7 +150,7 @@ func testOpenRefusesNewerSchema(t *testing.T, b backend) {
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Errorf("error %v does not match ErrSchemaTooNew", err)
 	}
-	if want := fmt.Sprintf("schema version %d", SchemaVersion()+1); !strings.Contains(err.Error(), want) {
+	if want := fmt.Sprintf("schema version %d", schemaVersion()+1); !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not mention %q", err, want)
 	}
 }
@@ -189,7 +189,7 @@ func testMigrationFailureRollsBack(t *testing.T, b backend) {
 	migrations[len(migrations)-1].stmts = []string{`CREATE TABLE half_done (x INTEGER)`}
 	migrations[len(migrations)-1].postgres = []string{`CREATE TABLE half_done (x INTEGER)`}
 	s = b.openStore(t, path)
-	if v, err := s.DatabaseSchemaVersion(ctx); err != nil || v != len(saved)+1 {
+	if v, err := s.databaseSchemaVersion(ctx); err != nil || v != len(saved)+1 {
 		t.Errorf("version after upgrade = %d, %v", v, err)
 	}
 }
@@ -266,7 +266,7 @@ func testConcurrentOpenOfFreshFile(t *testing.T, b backend) {
 		}
 	}
 	var n int
-	if err := b.rawDB(t, path).QueryRow(`SELECT count(*) FROM schema_version`).Scan(&n); err != nil || n != SchemaVersion() {
-		t.Errorf("schema_version rows = %d, %v; want %d", n, err, SchemaVersion())
+	if err := b.rawDB(t, path).QueryRow(`SELECT count(*) FROM schema_version`).Scan(&n); err != nil || n != schemaVersion() {
+		t.Errorf("schema_version rows = %d, %v; want %d", n, err, schemaVersion())
 	}
 }
