@@ -21,7 +21,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(softhsmtest.Main(m)) }
 
-var cheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+// cheapKDF is a small Argon2id cost for wrapped PINs (hsm.DefaultKDF() is
+// 64 MiB and three passes); the tests compare costs, never time them.
+var cheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 256, Threads: 1}
 
 // cheapPassword is the smallest Argon2id cost the store accepts for
 // password hashes; TestPasswordCostDefault checks what production uses.

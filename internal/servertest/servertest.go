@@ -41,7 +41,7 @@ import (
 )
 
 // CheapKDF keeps the tests fast; production parameters are hsm.DefaultKDF().
-var CheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+var CheapKDF = hsm.KDFParams{Time: 1, MemoryKiB: 256, Threads: 1}
 
 // CheapPassword is the Argon2id cost of the test administrators' password
 // hashes, the smallest the store accepts; production hashes cost
