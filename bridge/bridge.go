@@ -162,36 +162,38 @@ type Bridge struct {
 	wg         sync.WaitGroup // connection handlers
 }
 
-// New checks cfg, fills in defaults and returns a Bridge.
-func New(cfg Config) (*Bridge, error) {
+// Effective checks c and returns it with every unset limit and timeout
+// replaced by its default: the settings a Bridge made from c runs with.
+func (c Config) Effective() (Config, error) {
+	cfg := c
 	if len(cfg.Certificate.Certificate) == 0 || cfg.Certificate.PrivateKey == nil {
-		return nil, errors.New("bridge: no certificate and key configured")
+		return cfg, errors.New("bridge: no certificate and key configured")
 	}
 	if cfg.CA == nil {
-		return nil, errors.New("bridge: no CA configured: client and server certificates could not be checked")
+		return cfg, errors.New("bridge: no CA configured: client and server certificates could not be checked")
 	}
 	cfg.ServerNames = slices.DeleteFunc(slices.Clone(cfg.ServerNames), func(n string) bool { return strings.TrimSpace(n) == "" })
 	if len(cfg.ServerNames) == 0 {
-		return nil, errors.New("bridge: no server names configured: list the signing servers' certificate names (CN or DNS name) in server_names; without them any certificate the CA issued could pose as a server")
+		return cfg, errors.New("bridge: no server names configured: list the signing servers' certificate names (CN or DNS name) in server_names; without them any certificate the CA issued could pose as a server")
 	}
 	for name, k := range cfg.Koji {
 		if name == "" || !protocol.IsSafeString(name) {
-			return nil, fmt.Errorf("bridge: Koji instance name %q is not a safe string", name)
+			return cfg, fmt.Errorf("bridge: Koji instance name %q is not a safe string", name)
 		}
 		for what, u := range map[string]string{"hub": k.HubURL, "topurl": k.TopURL} {
 			pu, err := url.Parse(u)
 			if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
-				return nil, fmt.Errorf("bridge: Koji instance %s: %s %q is not an http(s) URL", name, what, u)
+				return cfg, fmt.Errorf("bridge: Koji instance %s: %s %q is not an http(s) URL", name, what, u)
 			}
 		}
 	}
 	for op, lim := range cfg.OpLimits {
 		spec, ok := protocol.LookupOp(op)
 		if !ok {
-			return nil, fmt.Errorf("bridge: payload limit for unknown operation %q", op)
+			return cfg, fmt.Errorf("bridge: payload limit for unknown operation %q", op)
 		}
 		if lim > spec.BridgeMaxPayload {
-			return nil, fmt.Errorf("bridge: payload limit %d for %s is above the protocol's %d; limits can only be lowered", lim, op, spec.BridgeMaxPayload)
+			return cfg, fmt.Errorf("bridge: payload limit %d for %s is above the protocol's %d; limits can only be lowered", lim, op, spec.BridgeMaxPayload)
 		}
 	}
 	if cfg.PairingTimeout <= 0 {
@@ -221,7 +223,7 @@ func New(cfg Config) (*Bridge, error) {
 	perCN := map[string]int{} // by lower-case CN: configuration keys lose their case
 	for cn, n := range cfg.RequestsPerCN {
 		if n <= 0 {
-			return nil, fmt.Errorf("bridge: requests_per_cn for %q is %d: it must be at least 1", cn, n)
+			return cfg, fmt.Errorf("bridge: requests_per_cn for %q is %d: it must be at least 1", cn, n)
 		}
 		perCN[strings.ToLower(cn)] = n
 	}
@@ -240,6 +242,15 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	if cfg.MaxRPMsPayloads == 0 {
 		cfg.MaxRPMsPayloads = protocol.DefaultMaxRPMsPayloads
+	}
+	return cfg, nil
+}
+
+// New checks cfg, fills in defaults and returns a Bridge.
+func New(cfg Config) (*Bridge, error) {
+	cfg, err := cfg.Effective()
+	if err != nil {
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -8,9 +8,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -177,12 +179,20 @@ the effective settings. It opens no port.`,
 			if err != nil {
 				return err
 			}
+			// What the bridge would run with: unset values are shown as
+			// their defaults, not as zero.
+			eff, err := s.cfg.Effective()
+			if err != nil {
+				return err
+			}
+			s.cfg = eff
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "client_listen     %s\n", s.clientListen)
 			fmt.Fprintf(out, "server_listen     %s\n", s.serverListen)
 			fmt.Fprintf(out, "metrics_listen    %s\n", orNone(s.metricsListen))
 			fmt.Fprintf(out, "server_names      %s\n", strings.Join(s.cfg.ServerNames, ", "))
 			fmt.Fprintf(out, "pairing_timeout   %s\n", s.cfg.PairingTimeout)
+			fmt.Fprintf(out, "handshake_timeout %s\n", s.cfg.HandshakeTimeout)
 			fmt.Fprintf(out, "max_idle_servers  %d\n", s.cfg.MaxIdleServers)
 			fmt.Fprintf(out, "proxy_cns         %s\n", orNone(strings.Join(s.cfg.ProxyCNs, ", ")))
 			fmt.Fprintf(out, "lenient_cn        %t\n", s.cfg.LenientCN)
@@ -192,16 +202,17 @@ the effective settings. It opens no port.`,
 			fmt.Fprintf(out, "min_transfer_rate %d\n", s.cfg.MinTransferRate)
 			fmt.Fprintf(out, "transfer_grace    %s\n", s.cfg.TransferGrace)
 			fmt.Fprintf(out, "max_requests_per_cn   %d\n", s.cfg.MaxRequestsPerCN)
-			for cn, n := range s.cfg.RequestsPerCN {
-				fmt.Fprintf(out, "requests_per_cn %s %d\n", cn, n)
+			for _, cn := range slices.Sorted(maps.Keys(s.cfg.RequestsPerCN)) {
+				fmt.Fprintf(out, "requests_per_cn %s %d\n", cn, s.cfg.RequestsPerCN[cn])
 			}
 			fmt.Fprintf(out, "max_handshakes        %d\n", s.cfg.MaxHandshakes)
 			fmt.Fprintf(out, "max_handshakes_per_ip %d\n", s.cfg.MaxHandshakesPerIP)
 			fmt.Fprintf(out, "max_pending_pairings  %d\n", s.cfg.MaxPendingPairings)
-			for op, lim := range s.cfg.OpLimits {
-				fmt.Fprintf(out, "limit %-11s %d\n", op, lim)
+			for _, op := range slices.Sorted(maps.Keys(s.cfg.OpLimits)) {
+				fmt.Fprintf(out, "limit %-11s %d\n", op, s.cfg.OpLimits[op])
 			}
-			for name, k := range s.cfg.Koji {
+			for _, name := range slices.Sorted(maps.Keys(s.cfg.Koji)) {
+				k := s.cfg.Koji[name]
 				fmt.Fprintf(out, "koji %s hub %s topurl %s\n", name, k.HubURL, k.TopURL)
 			}
 			fmt.Fprintln(out, "configuration OK")

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-project/signet/bridge"
 	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/internal/testpki"
 )
@@ -142,6 +143,37 @@ max_pending_pairings = 9`, "[limits]\nsign-data = 1073741824\n[requests_per_cn]\
 	out, err = execute(context.Background(), "check-config", "--config", cfg, "--client-listen", "127.0.0.1:9")
 	if err != nil || !strings.Contains(out, "client_listen     127.0.0.1:9") {
 		t.Errorf("flag did not win: %v\n%s", err, out)
+	}
+}
+
+// TestCheckConfigDefaults: what is not set is printed as the value the
+// bridge runs with, not as zero.
+func TestCheckConfigDefaults(t *testing.T) {
+	cfg := writeConfig(t, "client_listen = \"127.0.0.1:1\"\nserver_listen = \"127.0.0.1:2\"", "")
+	out, err := execute(context.Background(), "check-config", "--config", cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("pairing_timeout   %s\n", bridge.DefaultPairingTimeout),
+		fmt.Sprintf("handshake_timeout %s\n", bridge.DefaultHandshakeTimeout),
+		fmt.Sprintf("max_idle_servers  %d\n", bridge.DefaultMaxIdleServers),
+		fmt.Sprintf("client_timeout    %s\n", bridge.DefaultClientTimeout),
+		fmt.Sprintf("server_timeout    %s\n", bridge.DefaultServerTimeout),
+		fmt.Sprintf("request_timeout   %s\n", bridge.DefaultRequestTimeout),
+		fmt.Sprintf("min_transfer_rate %d\n", bridge.DefaultMinTransferRate),
+		fmt.Sprintf("transfer_grace    %s\n", bridge.DefaultTransferGrace),
+		fmt.Sprintf("max_requests_per_cn   %d\n", bridge.DefaultMaxRequestsPerCN),
+		fmt.Sprintf("max_handshakes        %d\n", bridge.DefaultMaxHandshakes),
+		fmt.Sprintf("max_handshakes_per_ip %d\n", bridge.DefaultMaxHandshakesPerIP),
+		fmt.Sprintf("max_pending_pairings  %d\n", bridge.DefaultMaxPendingPairings),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, " 0\n") || strings.Contains(out, " 0s\n") {
+		t.Errorf("a zero is printed for an unset value:\n%s", out)
 	}
 }
 
