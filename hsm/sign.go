@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"runtime"
 
 	"github.com/miekg/pkcs11"
 )
@@ -37,6 +38,14 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 		if err != nil {
 			return err
 		}
+		// The thread's CPU clock around the two calls measures what the
+		// token's own code costs this process (SoftHSM2 signs on the
+		// server's CPU; a device's time is spent waiting), so that the
+		// server's own cost per signature can be told from the token's.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cpu0 := threadCPU()
+		defer func() { k.t.signCPU.Add(threadCPU() - cpu0) }()
 		if err := c.SignInit(sh, mech, h); err != nil {
 			return err
 		}

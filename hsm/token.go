@@ -54,6 +54,7 @@ type Token struct {
 
 	waiting  atomic.Int64                        // callers waiting for a session slot
 	observer atomic.Pointer[func(time.Duration)] // told each acquire's wait
+	signCPU  atomic.Int64                        // ns of thread CPU time inside C_SignInit and C_Sign
 }
 
 type session struct {
@@ -102,6 +103,13 @@ func (t *Token) SessionsInUse() int { return len(t.sem) }
 
 // SessionsWaiting is how many operations wait now for a free slot.
 func (t *Token) SessionsWaiting() int { return int(t.waiting.Load()) }
+
+// SignCPU is the CPU time this process's threads have spent inside the
+// module's C_SignInit and C_Sign for Key.Sign so far (zero where the
+// thread CPU clock is not read: outside Linux). For a software token such
+// as SoftHSM2 it is the signatures' cost; for a device, little more than
+// the calls' own.
+func (t *Token) SignCPU() time.Duration { return time.Duration(t.signCPU.Load()) }
 
 // ObserveWait makes every operation report how long it waited for a
 // session slot (zero when one was free), to f; nil stops the reports. f

@@ -18,9 +18,15 @@
 #    server pinned with taskset to the last CPU, the bridge and clients to
 #    the others; next to it hsm BenchmarkSign rsa4096/raw/g1 (bare C_Sign)
 #    pinned to the same CPU. The server's CPU time per request (utime +
-#    stime from /proc/PID/stat) against C_Sign's CPU time per signature
-#    (getrusage in the benchmark) gives what the server adds on top of
-#    C_Sign; the target is at most 15%.
+#    stime from /proc/PID/stat) less the CPU time its threads spent in
+#    C_SignInit and C_Sign (the thread CPU clock around the calls, metric
+#    signet_server_token_sign_cpu_seconds_total) is what the server adds
+#    on top of C_Sign; the target is at most 15% of C_Sign. Both come from
+#    the same process in the same run: the bare C_Sign benchmark (getrusage)
+#    runs at other times, when the machine's other work makes the CPU a
+#    signature costs differ by a quarter or more between its two runs, so
+#    it is printed, and the figure against its mean too, but is not what
+#    the server is measured against.
 #
 #   scripts/bench-scale.sh                          SCALE=1, 60 requests per server
 #   SCALE=0.5 REQUESTS_PER_SERVER=100 scripts/bench-scale.sh
@@ -53,6 +59,9 @@ soft_reqs=${SOFT_REQUESTS:-1000}
 parts=${PARTS:-123}
 max_servers=3
 names=(a b c)
+# Only part 2 runs more than one server: without it, token a alone.
+tokens=(a)
+[[ $parts == *2* ]] && tokens=("${names[@]}")
 
 scripts/install-deps.sh >/dev/null
 dir=$(mktemp -d /tmp/signet-scale.XXXXXX)
@@ -129,7 +138,7 @@ S() {
 	SOFTHSM2_CONF=$dir/tok-$n/softhsm2.conf "$dir/bin/signet-server" --batch --module "$softhsm" \
 		--token-label "scale-$n" --database "$dir/srv-$n/signet.db" --transcript "$dir/srv-$n/ceremony.log" "$@"
 }
-for n in "${names[@]}"; do
+for n in "${tokens[@]}"; do
 	mkdir -p "$dir/srv-$n/spool"
 	SIGNET_SERVER=$dir/bin/signet-server SIGNET_TRANSCRIPT=$dir/srv-$n/ceremony.log \
 		scripts/softhsm-token.sh "$dir/tok-$n" "scale-$n" >/dev/null 2>&1
@@ -141,12 +150,12 @@ S a key generate scale-rsa --type rsa4096 --backup --uid 'signet bench-scale <sc
 	--pin-file "$dir/tok-a/pin" >/dev/null
 S a key backup scale-rsa -o "$dir/scale-rsa.backup" --pin-file "$dir/tok-a/pin" >/dev/null
 shares=("$dir"/shares/*-ana.txt "$dir"/shares/*-cho.txt)
-for n in b c; do
+for n in "${tokens[@]:1}"; do
 	S "$n" token wrap-key import --share "${shares[0]}" --share "${shares[1]}" \
 		--so-pin-file "$dir/tok-$n/so-pin" --pin-file "$dir/tok-$n/pin" >/dev/null
 	S "$n" key restore "$dir/scale-rsa.backup" --pin-file "$dir/tok-$n/pin" >/dev/null
 done
-for n in "${names[@]}"; do
+for n in "${tokens[@]}"; do
 	S "$n" key grant scale-rsa alice --passphrase-file "$dir/secrets/alice-passphrase" --pin-file "$dir/tok-$n/pin" >/dev/null
 	fp=$(S "$n" key list | awk '$1 == "scale-rsa"')
 	echo "token scale-$n: $fp" >"$dir/srv-$n/key.txt"
@@ -172,7 +181,7 @@ ca = "$pki/ca.pem"
 [requests_per_cn]
 alice = 512
 EOF
-for n in "${names[@]}"; do
+for n in "${tokens[@]}"; do
 	cat >"$dir/srv-$n/server.toml" <<EOF
 database = "$dir/srv-$n/signet.db"
 transcript = "$dir/srv-$n/ceremony.log"
@@ -347,10 +356,13 @@ read -r raw_rate0 raw_cpu0 <<<"$(raw_sign)"
 start_servers 1 server-soft.toml "$core"
 sleep 0.5 # the metrics file after the warm-up
 srv0=$(cpu_ms "${pids[0]}") kdf0=$(metric "$mfile" signet_server_kdf_runs_total)
+sign0=$(metric "$mfile" signet_server_token_sign_cpu_seconds_total)
 line_soft=$(bench 256 "$soft_reqs" "$others")
 srv_soft=$(awk -v a="$(cpu_ms "${pids[0]}")" -v b="$srv0" -v n="$((soft_reqs + 1))" 'BEGIN {printf "%.2f", (a - b) / n}')
-sleep 0.5
+sleep 0.5 # one more metrics write
 kdf_soft=$(awk -v a="$(metric "$mfile" signet_server_kdf_runs_total)" -v b="$kdf0" 'BEGIN {print a - b}')
+sign_soft=$(awk -v a="$(metric "$mfile" signet_server_token_sign_cpu_seconds_total)" -v b="$sign0" -v n="$((soft_reqs + 1))" \
+	'BEGIN {printf "%.2f", 1000 * (a - b) / n}')
 stop_all
 read -r raw_rate1 raw_cpu1 <<<"$(raw_sign)"
 raw_cpu=$(awk -v a="$raw_cpu0" -v b="$raw_cpu1" 'BEGIN {printf "%.2f", (a + b) / 2}')
@@ -386,9 +398,11 @@ echo "== 256 concurrent sign-data clients, one server on plain SoftHSM2 (RSA-409
 printf '%-22s %9s %9s %9s %9s %16s\n' "" "req/s" "p50 ms" "p99 ms" failures "CPU ms/request"
 printf '%-22s %9.1f %9.1f %9.1f %9s %16s\n' "server ($soft_reqs requests)" "$(field "$line_soft" req/s)" "$(field "$line_soft" p50_ms)" \
 	"$(field "$line_soft" p99_ms)" "$(field "$line_soft" failures)" "$srv_soft"
+printf '%-22s %9s %9s %9s %9s %16s\n' "  of which C_Sign" - - - - "$sign_soft"
 printf '%-22s %9.1f %9s %9s %9s %16s\n' "raw C_Sign before" "$raw_rate0" - - - "$raw_cpu0" "raw C_Sign after" "$raw_rate1" - - - "$raw_cpu1"
-echo "server CPU per signature beyond C_Sign (mean of the raw runs): $(awk -v s="$srv_soft" -v r="$raw_cpu" 'BEGIN {printf "%.2f ms = %.0f%% of C_Sign (target: at most 15%%)", s - r, 100 * (s - r) / r}')" \
+echo "server CPU per signature beyond C_Sign (same run): $(awk -v s="$srv_soft" -v r="$sign_soft" 'BEGIN {printf "%.2f ms = %.0f%% of C_Sign (target: at most 15%%)", s - r, 100 * (s - r) / r}')" \
 	"($kdf_soft Argon2id runs during the run)"
+echo "against the raw runs' mean instead: $(awk -v s="$srv_soft" -v r="$raw_cpu" 'BEGIN {printf "%.2f ms = %.0f%%", s - r, 100 * (s - r) / r}')"
 echo
 fi
 [[ $parts == *2* ]] || exit 0

@@ -65,7 +65,8 @@ func NewMetrics(dialers ...*Dialer) *Metrics {
 
 // WatchToken exports the token's session use: slots in use, the cap,
 // operations waiting for a slot, and the time each operation waited
-// (a request's queue for the token). Call it once per token.
+// (a request's queue for the token); and the CPU time spent in the
+// module's signing calls. Call it once per token.
 func (m *Metrics) WatchToken(tok *hsm.Token) {
 	wait := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "signet_server_token_session_wait_seconds",
@@ -83,7 +84,10 @@ func (m *Metrics) WatchToken(tok *hsm.Token) {
 			func() float64 { return float64(tok.MaxSessions()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "signet_server_token_sessions_waiting",
 			Help: "Token operations waiting now for a free session slot."},
-			func() float64 { return float64(tok.SessionsWaiting()) }))
+			func() float64 { return float64(tok.SessionsWaiting()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "signet_server_token_sign_cpu_seconds_total",
+			Help: "CPU time this process spent inside the token module's C_SignInit and C_Sign (a software token's signing cost; near zero for a device)."},
+			func() float64 { return tok.SignCPU().Seconds() }))
 	tok.ObserveWait(func(d time.Duration) { wait.Observe(d.Seconds()) })
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -113,6 +114,10 @@ func TestMetricsInFlightAndToken(t *testing.T) {
 	}
 	if got := metricValue(t, m, "signet_server_token_sessions_in_use", nil); got != 0 {
 		t.Fatalf("sessions in use after the request: %v", got)
+	}
+	// SoftHSM2 signs on this process's CPU: its C_Sign took some.
+	if got := metricValue(t, m, "signet_server_token_sign_cpu_seconds_total", nil); runtime.GOOS == "linux" && got <= 0 {
+		t.Fatalf("token_sign_cpu_seconds_total = %v after a SoftHSM2 signature", got)
 	}
 }
 
