@@ -266,7 +266,7 @@ func (k *Key) signDigest(digest []byte, h crypto.Hash) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("RSA signer: %w", err)
 		}
-		if err := rsa.VerifyPKCS1v15(pub, h, digest, sig); err != nil {
+		if err := verifyPKCS1v15(pub, h, digest, sig); err != nil {
 			return nil, fmt.Errorf("RSA signer returned a signature that does not verify: %w", err)
 		}
 		return appendMPI(nil, sig), nil
