@@ -41,7 +41,7 @@ func (s *Store) readTx(ctx context.Context, fn func(tx *txn) error) error {
 		return fmt.Errorf("store: begin transaction: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(&txn{tx: tx, d: s.dialect})
+	return fn(&txn{tx: tx, d: s.dialect, c: s.stmts})
 }
 
 // lookupAccess resolves a (key, user) pair. It reports a missing user

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
@@ -134,22 +135,106 @@ func (d dialect) resetSequences(ctx context.Context, tx *txn) error {
 	return nil
 }
 
+// stmts keeps the store's SQLite statements prepared, one per query text,
+// for the life of the Store (database/sql prepares each again on every
+// connection it runs on). modernc's driver otherwise parses and plans a
+// statement each time it runs: on the signing path (access row, key row,
+// audit head and insert) that cost more than running the statements. Only
+// data statements are kept; the query texts are the package's constants,
+// and at most maxStmts of them. PostgreSQL's driver (pgx) has its own
+// statement cache, so a PostgreSQL Store has none here (nil).
+type stmts struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+const maxStmts = 256
+
+// get returns the prepared statement for q, or nil: the caller then runs
+// q unprepared (and meets any error there).
+func (c *stmts) get(ctx context.Context, q string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[q]
+	c.mu.Unlock()
+	if ok || !dataStatement(q) {
+		return st
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[q]; ok {
+		st.Close()
+		return old
+	}
+	if len(c.m) >= maxStmts {
+		st.Close()
+		return nil
+	}
+	c.m[q] = st
+	return st
+}
+
+// close closes the prepared statements.
+func (c *stmts) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.m {
+		st.Close()
+		delete(c.m, q)
+	}
+}
+
+// dataStatement reports whether q reads or changes rows (rather than the
+// schema or the connection).
+func dataStatement(q string) bool {
+	q = strings.TrimSpace(q)
+	verb, _, _ := strings.Cut(q, " ")
+	switch strings.ToUpper(verb) {
+	case "SELECT", "INSERT", "UPDATE", "DELETE":
+		return true
+	}
+	return false
+}
+
 // txn is a transaction whose queries are written with '?' placeholders.
 type txn struct {
 	tx *sql.Tx
 	d  dialect
+	c  *stmts
 }
 
 func (t *txn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.d.rebind(q), args...)
+	q = t.d.rebind(q)
+	if st := t.c.get(ctx, q); st != nil {
+		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, q, args...)
 }
 
 func (t *txn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+	q = t.d.rebind(q)
+	if st := t.c.get(ctx, q); st != nil {
+		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, q, args...)
 }
 
 func (t *txn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.d.rebind(q), args...)
+	q = t.d.rebind(q)
+	if st := t.c.get(ctx, q); st != nil {
+		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, q, args...)
 }
 
 // insertID runs an INSERT and returns the id of the new row (RETURNING id
@@ -164,12 +249,21 @@ func (t *txn) insertID(ctx context.Context, q string, args ...any) (int64, error
 type dbq struct {
 	db *sql.DB
 	d  dialect
+	c  *stmts
 }
 
 func (q dbq) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return q.db.QueryContext(ctx, q.d.rebind(query), args...)
+	query = q.d.rebind(query)
+	if st := q.c.get(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.db.QueryContext(ctx, query, args...)
 }
 
 func (q dbq) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return q.db.QueryRowContext(ctx, q.d.rebind(query), args...)
+	query = q.d.rebind(query)
+	if st := q.c.get(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.db.QueryRowContext(ctx, query, args...)
 }

@@ -172,10 +172,12 @@ type Store struct {
 	// write lock. Writers in other processes (or other handles) are
 	// serialized by SQLite's locking or PostgreSQL's advisory lock.
 	writeSem chan struct{}
+	// stmts keeps SQLite's statements prepared (nil for PostgreSQL).
+	stmts *stmts
 }
 
 // q runs single queries on the database.
-func (s *Store) q() dbq { return dbq{db: s.db, d: s.dialect} }
+func (s *Store) q() dbq { return dbq{db: s.db, d: s.dialect, c: s.stmts} }
 
 // queryer is satisfied by dbq and *txn.
 type queryer interface {
@@ -277,7 +279,8 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
-	s := &Store{db: db, dialect: dialectSQLite, path: abs, writeSem: make(chan struct{}, 1)}
+	s := &Store{db: db, dialect: dialectSQLite, path: abs, writeSem: make(chan struct{}, 1),
+		stmts: &stmts{db: db, m: map[string]*sql.Stmt{}}}
 	// Turning a fresh file to WAL needs an exclusive lock, and SQLite
 	// answers SQLITE_BUSY at once, without the busy handler, when another
 	// process is doing the same: try again for up to BusyTimeout.
@@ -365,6 +368,7 @@ func (s *Store) checkConn(ctx context.Context) error {
 // Close closes the database. It must not be called while other methods are
 // running.
 func (s *Store) Close() error {
+	s.stmts.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", s.path, err)
 	}
@@ -425,7 +429,7 @@ func (s *Store) writeTxOnly(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin transaction: %w", err)
 	}
-	tx := &txn{tx: sqlTx, d: s.dialect}
+	tx := &txn{tx: sqlTx, d: s.dialect, c: s.stmts}
 	if err := fn(tx); err != nil {
 		sqlTx.Rollback()
 		return err
