@@ -132,7 +132,11 @@ func TestIssueRefusals(t *testing.T) {
 	if _, err := Issue(tlsOnly, tlsOnlyS, subjPub, Request{Kind: TLSServer, DNSNames: []string{"ok.example.org"}, Validity: time.Hour}); err != nil {
 		t.Errorf("TLS from TLS-only CA: %v", err)
 	}
-	if _, err := Issue(root, rootS, subjPub, caRequest("Sub CA", 0)); err != nil {
+	// A shorter validity than the root's: caRequest's ten years, counted
+	// from a later second, can end after the root's NotAfter.
+	within := caRequest("Sub CA", 0)
+	within.Validity = 24 * time.Hour
+	if _, err := Issue(root, rootS, subjPub, within); err != nil {
 		t.Errorf("CA within path length: %v", err)
 	}
 	if _, err := Issue(nil, rootS, subjPub, cs(nil)); err == nil {
