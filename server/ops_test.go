@@ -16,6 +16,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/signet-project/signet/formats/openpgp"
 	"github.com/signet-project/signet/hsm"
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/protocol"
 	"github.com/signet-project/signet/server"
 	"github.com/signet-project/signet/server/store"
@@ -394,6 +395,7 @@ func TestNewAndImportKey(t *testing.T) {
 
 	// import-key of a gpg export, protected by a passphrase.
 	home := t.TempDir()
+	testenv.ShortGPGAgent(t, home)
 	gpg := func(args ...string) []byte {
 		out, err := exec.Command("gpg", append([]string{"--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", "gpg pass"}, args...)...).Output()
 		if err != nil {

@@ -73,6 +73,7 @@ func gpgHome(t *testing.T) string {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	testenv.ShortGPGAgent(t, dir)
 	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", dir, "--kill", "all").Run() })
 	return dir
 }

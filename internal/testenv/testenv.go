@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -90,4 +91,21 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// ShortGPGAgent makes the gpg-agent of the GNUPGHOME home, which must not
+// have started yet, protect secret keys with the smallest iterated S2K
+// count (65536) under go test -short. gpg-agent otherwise calibrates the
+// count to about 100 ms of hashing and, on a fast machine, reaches the
+// largest one OpenPGP can encode (65011712), which every protect, unprotect
+// and export of a key then costs; the full run keeps that default.
+func ShortGPGAgent(t testing.TB, home string) {
+	t.Helper()
+	if !testing.Short() {
+		return
+	}
+	conf := filepath.Join(home, "gpg-agent.conf")
+	if err := os.WriteFile(conf, []byte("s2k-count 65536\n"), 0o600); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
 }
