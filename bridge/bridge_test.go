@@ -235,6 +235,7 @@ func TestProxyAndLenientCN(t *testing.T) {
 }
 
 func TestPairingTimeoutThenLateServer(t *testing.T) {
+	t.Parallel() // mostly waiting for its timeout
 	const bound = 2 * time.Second
 	h := startBridge(t, func(c *Config) { c.PairingTimeout = bound })
 	p := getPKI()

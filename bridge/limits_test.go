@@ -80,6 +80,7 @@ func TestRequestsPerCN(t *testing.T) {
 // rate is dropped once the grace period is used up, and the server it
 // held is released.
 func TestSlowUpload(t *testing.T) {
+	t.Parallel() // mostly waiting for its timeout
 	// A grace long enough for the fast request below on a loaded machine.
 	h := startBridge(t, func(c *Config) { c.MinTransferRate, c.TransferGrace = 2000, 2*time.Second })
 	ts := newTestServer(t, h.serverAddr)
@@ -118,6 +119,7 @@ func TestSlowUpload(t *testing.T) {
 // TestSlowHeader: a client that never finishes its request header is
 // dropped by the rate limit before any pairing.
 func TestSlowHeader(t *testing.T) {
+	t.Parallel() // mostly waiting for its timeout
 	h := startBridge(t, func(c *Config) { c.MinTransferRate, c.TransferGrace = 1000, 200*time.Millisecond })
 	c, err := dialBridge(h.clientAddr, getPKI().alice)
 	if err != nil {
@@ -150,6 +152,7 @@ func TestSlowHeader(t *testing.T) {
 // TestSlowReader: a client that stops reading its reply is dropped by the
 // rate limit on the bridge's writes, not after client_timeout.
 func TestSlowReader(t *testing.T) {
+	t.Parallel() // mostly waiting for its timeout
 	h := startBridge(t, func(c *Config) {
 		c.MinTransferRate, c.TransferGrace = 8<<20, time.Second
 		c.ClientTimeout = time.Minute
@@ -175,6 +178,7 @@ func TestSlowReader(t *testing.T) {
 // TestRequestTimeout: a request that has not ended by request_timeout is
 // cut, whatever its rate.
 func TestRequestTimeout(t *testing.T) {
+	t.Parallel() // mostly waiting for its timeout
 	h := startBridge(t, func(c *Config) { c.RequestTimeout = 3 * time.Second })
 	ts := newTestServer(t, h.serverAddr)
 	ts.hold = make(chan struct{}) // the server never replies
