@@ -51,6 +51,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 [ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+. scripts/lib/stack.sh
 export CGO_ENABLED=1
 scale=${SCALE:-1}
 per=${REQUESTS_PER_SERVER:-60}
@@ -113,16 +114,8 @@ client_port=$(free_port) server_port=$(free_port) metrics_port=$(free_port)
 # PKI: a CA, the bridge, one server identity (CN server) that every server
 # presents, and alice.
 pki=$dir/pki
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=signet bench-scale CA" -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
-cert() { # file name, common name, extensions
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
-		-keyout "$pki/$1-key.pem" -out "$pki/$1.csr" 2>/dev/null
-	printf '%s\n' "$3" >"$pki/$1.ext"
-	openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial \
-		-days 30 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
-	chmod 600 "$pki/$1-key.pem"
-}
+stack_ca "$pki" "signet bench-scale CA" 30
+cert() { stack_cert "$pki" "$1" "$2" "$3" 30; } # file name, common name, extensions
 cert bridge localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth,clientAuth"
 cert server server "subjectAltName=DNS:server
@@ -163,61 +156,20 @@ done
 
 # Configurations. The bridge lets alice have all 256 requests open and
 # lets them wait for a server as long as one token's queue takes.
-cat >"$dir/bridge.toml" <<EOF
-client_listen = "127.0.0.1:$client_port"
-server_listen = "127.0.0.1:$server_port"
-metrics_listen = "127.0.0.1:$metrics_port"
-server_names = ["server"]
-pairing_timeout = "10m"
-max_pending_pairings = 512
-max_handshakes = 512
-max_handshakes_per_ip = 512
-
-[tls]
-cert = "$pki/bridge.pem"
-key = "$pki/bridge-key.pem"
-ca = "$pki/ca.pem"
+stack_bridge_toml "$dir/bridge.toml" "$pki" "$client_port" "$server_port" "$metrics_port" \
+	'pairing_timeout = "10m"' 'max_pending_pairings = 512' 'max_handshakes = 512' 'max_handshakes_per_ip = 512'
+cat >>"$dir/bridge.toml" <<EOF
 
 [requests_per_cn]
 alice = 512
 EOF
 for n in "${tokens[@]}"; do
-	cat >"$dir/srv-$n/server.toml" <<EOF
-database = "$dir/srv-$n/signet.db"
-transcript = "$dir/srv-$n/ceremony.log"
-
-[token]
-module = "$dir/bin/yubihsmsim.so"
-label = "scale-$n"
-
-[tls]
-cert = "$pki/server.pem"
-key = "$pki/server-key.pem"
-ca = "$pki/ca.pem"
-
-[[bridge]]
-address = "127.0.0.1:$server_port"
-server_name = "localhost"
-idle = 4
-
-[server]
-unwrap_cache = "30m"
-spool_dir = "$dir/srv-$n/spool"
-metrics_file = "$dir/srv-$n/metrics.prom"
-metrics_interval = "200ms"
-EOF
+	stack_server_toml "$dir/srv-$n/server.toml" "$dir/srv-$n" "$pki" "$dir/bin/yubihsmsim.so" "scale-$n" "$server_port" \
+		'unwrap_cache = "30m"' "metrics_file = \"$dir/srv-$n/metrics.prom\"" 'metrics_interval = "200ms"'
 done
 # Part 3's server: token a without the YubiHSM-speed module.
 sed "s|^module = .*|module = \"$softhsm\"|" "$dir/srv-a/server.toml" >"$dir/srv-a/server-soft.toml"
-cat >"$dir/alice.toml" <<EOF
-bridge-hostname = "localhost"
-bridge-port = $client_port
-server-hostname = "server"
-user-name = "alice"
-ca-file = "$pki/ca.pem"
-client-cert-file = "$pki/alice.pem"
-client-key-file = "$pki/alice-key.pem"
-EOF
+stack_client_toml "$dir/alice.toml" "$pki" alice "$client_port"
 
 "$dir/bin/signet-bridge" --config "$dir/bridge.toml" run >>"$dir/log/bridge.log" 2>&1 &
 bridge_pid=$!

@@ -28,6 +28,7 @@ dir=$(cd "$2" && pwd)
 client_port=${SIGNET_CLIENT_PORT:-44334}
 server_port=${SIGNET_SERVER_PORT:-44333}
 [ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+. "$root/scripts/lib/stack.sh"
 
 stop() {
 	for p in server bridge; do
@@ -56,20 +57,8 @@ chmod 700 "$dir/secrets"
 
 # PKI: a CA, and certificates for the bridge, the server and the users.
 pki=$dir/pki
-if [ ! -f "$pki/ca.pem" ]; then
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-		-subj "/CN=signet devstack CA" -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
-fi
-cert() { # file name, common name, extensions
-	[ -f "$pki/$1.pem" ] && return 0
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
-		-keyout "$pki/$1-key.pem" -out "$pki/$1.csr" 2>/dev/null
-	printf '%s\n' "$3" >"$pki/$1.ext"
-	openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial \
-		-days 825 -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
-	rm -f "$pki/$1.csr" "$pki/$1.ext"
-	chmod 600 "$pki/$1-key.pem"
-}
+stack_ca "$pki" "signet devstack CA" 3650
+cert() { stack_cert "$pki" "$1" "$2" "$3" 825; } # file name, common name, extensions
 cert bridge localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth,clientAuth"
 cert server server "subjectAltName=DNS:server
@@ -84,32 +73,11 @@ umask 022
 
 # Token and database.
 S=("$dir/bin/signet-server" --config "$dir/server.toml" --batch)
-cat >"$dir/server.toml" <<EOF
-database = "$dir/signet.db"
-transcript = "$dir/ceremony.log"
-
-[token]
-module = "${SIGNET_SOFTHSM2_MODULE:-$( [ -e /usr/lib/softhsm/libsofthsm2.so ] && echo /usr/lib/softhsm/libsofthsm2.so || echo /usr/lib64/pkcs11/libsofthsm2.so)}"
-label = "signet-devstack"
-
-[tls]
-cert = "$pki/server.pem"
-key = "$pki/server-key.pem"
-ca = "$pki/ca.pem"
-
-[[bridge]]
-address = "127.0.0.1:$server_port"
-server_name = "localhost"
-idle = 4
-
-[server]
-unwrap_cache = "5m"
-spool_dir = "$dir/spool"
-metrics_file = "$dir/run/server.prom"
-EOF
-if [ "${SIGNET_DEVSTACK_PIN:-}" = 1 ]; then
-	printf 'pin_file = "%s"\n' "$dir/token/pin" >>"$dir/server.toml"
-fi
+pin=()
+[ "${SIGNET_DEVSTACK_PIN:-}" = 1 ] && pin=("pin_file = \"$dir/token/pin\"")
+stack_server_toml "$dir/server.toml" "$dir" "$pki" \
+	"${SIGNET_SOFTHSM2_MODULE:-$( [ -e /usr/lib/softhsm/libsofthsm2.so ] && echo /usr/lib/softhsm/libsofthsm2.so || echo /usr/lib64/pkcs11/libsofthsm2.so)}" \
+	signet-devstack "$server_port" 'unwrap_cache = "5m"' "metrics_file = \"$dir/run/server.prom\"" "${pin[@]}"
 if [ ! -f "$dir/token/softhsm2.conf" ]; then
 	SIGNET_SERVER="$dir/bin/signet-server" SIGNET_TRANSCRIPT="$dir/ceremony.log" "$root/scripts/softhsm-token.sh" "$dir/token" signet-devstack >/dev/null
 fi
@@ -160,15 +128,7 @@ fi
 
 # Client and bridge configurations.
 for u in admin alice; do
-	cat >"$dir/$u.toml" <<EOF
-bridge-hostname = "localhost"
-bridge-port = $client_port
-server-hostname = "server"
-user-name = "$u"
-ca-file = "$pki/ca.pem"
-client-cert-file = "$pki/$u.pem"
-client-key-file = "$pki/$u-key.pem"
-EOF
+	stack_client_toml "$dir/$u.toml" "$pki" "$u" "$client_port"
 	if [ "$koji" = 1 ]; then
 		cat >>"$dir/$u.toml" <<EOF
 
@@ -183,18 +143,8 @@ serverca = "$SIGNET_KOJI_CA"
 EOF
 	fi
 done
-cat >"$dir/bridge.toml" <<EOF
-client_listen = "127.0.0.1:$client_port"
-server_listen = "127.0.0.1:$server_port"
-metrics_listen = "127.0.0.1:${SIGNET_METRICS_PORT:-44335}"
-# Only the server's certificate (CN server) may dial in as a server, and it
-# may not act as a client.
-server_names = ["server"]
-
-[tls]
-cert = "$pki/bridge.pem"
-key = "$pki/bridge-key.pem"
-ca = "$pki/ca.pem"
+stack_bridge_toml "$dir/bridge.toml" "$pki" "$client_port" "$server_port" "${SIGNET_METRICS_PORT:-44335}"
+cat >>"$dir/bridge.toml" <<EOF
 
 # alice also plays the robot here (signet-robo's tests and benchmark run up
 # to 8 requests at once); everyone else keeps max_requests_per_cn (4).
