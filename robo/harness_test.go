@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/signet-project/signet/client"
 	"github.com/signet-project/signet/internal/secret"
+	"github.com/signet-project/signet/internal/testenv"
 	rabbitmqtest "github.com/signet-project/signet/rabbitmq-test"
 )
 
@@ -31,16 +31,6 @@ type world struct {
 	broker    *rabbitmqtest.Broker
 	client    *client.Client
 	passFile  string
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 func newWorld(t testing.TB) *world { t.Helper(); return newWorldEnv(t) }
@@ -59,7 +49,8 @@ func newWorldEnv(t testing.TB, env ...string) *world {
 		// A devstack of our own; otherwise (the benchmark script) the
 		// running one in $SIGNET_DEVSTACK.
 		w.dir = t.TempDir()
-		w.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+freePort(t), "SIGNET_SERVER_PORT="+freePort(t), "SIGNET_METRICS_PORT="+freePort(t))
+		ports := testenv.FreePorts(t, 3)
+		w.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+strconv.Itoa(ports[0]), "SIGNET_SERVER_PORT="+strconv.Itoa(ports[1]), "SIGNET_METRICS_PORT="+strconv.Itoa(ports[2]))
 		w.env = append(w.env, env...)
 		w.devstack(t, "up")
 		t.Cleanup(func() { w.devstack(t, "down") })

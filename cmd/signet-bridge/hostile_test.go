@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/signet-project/signet/client"
+	"github.com/signet-project/signet/internal/testenv"
 	"github.com/signet-project/signet/protocol"
 )
 
@@ -59,8 +60,8 @@ func TestHostileClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	port := func() string { _, p, _ := net.SplitHostPort(freePort(t)); return p }
-	clientPort, serverPort, metricsPort := port(), port(), port()
+	ports := testenv.FreePorts(t, 3)
+	clientPort, serverPort, metricsPort := strconv.Itoa(ports[0]), strconv.Itoa(ports[1]), strconv.Itoa(ports[2])
 	env := append(os.Environ(), "SIGNET_CLIENT_PORT="+clientPort, "SIGNET_SERVER_PORT="+serverPort, "SIGNET_METRICS_PORT="+metricsPort)
 	devstack := func(action string) {
 		cmd := exec.Command(filepath.Join(root, "scripts/devstack.sh"), action, dir)

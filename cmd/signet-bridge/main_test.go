@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,14 +56,15 @@ func writePKI(t *testing.T, dir string) (cert, key, ca string) {
 	return cert, key, ca
 }
 
-func freePort(t *testing.T) string {
+// freeAddrs returns n distinct loopback addresses (host:port) whose ports
+// were free a moment ago (testenv.FreePorts), for the bridge's listeners.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var addrs []string
+	for _, p := range testenv.FreePorts(t, n) {
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // writeConfig writes a configuration with the certificates and extra
@@ -221,7 +223,8 @@ func TestConfigRefusals(t *testing.T) {
 // metrics endpoint answer, then sends SIGTERM and expects a clean exit.
 func TestRunAndSIGTERM(t *testing.T) {
 	testenv.SkipShort(t, "runs signet-bridge as a process")
-	client, server, metrics := freePort(t), freePort(t), freePort(t)
+	a := freeAddrs(t, 3)
+	client, server, metrics := a[0], a[1], a[2]
 	cfg := writeConfig(t, fmt.Sprintf("client_listen = %q\nserver_listen = %q\nmetrics_listen = %q\nshutdown_timeout = \"5s\"", client, server, metrics), "")
 	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
 	cmd.Env = append(os.Environ(), "SIGNET_BRIDGE_AS_MAIN=1")

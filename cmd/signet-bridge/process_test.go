@@ -55,7 +55,8 @@ func (l *lockedBuffer) String() string {
 func startProc(t *testing.T, extra string) *proc {
 	t.Helper()
 	testenv.SkipShort(t, "runs signet-bridge as a process")
-	p := &proc{client: freePort(t), server: freePort(t), metrics: freePort(t), logs: &lockedBuffer{}}
+	a := freeAddrs(t, 3)
+	p := &proc{client: a[0], server: a[1], metrics: a[2], logs: &lockedBuffer{}}
 	cfg := writeConfig(t, fmt.Sprintf("client_listen = %q\nserver_listen = %q\nmetrics_listen = %q\nshutdown_timeout = \"2s\"\n%s",
 		p.client, p.server, p.metrics, extra), "")
 	p.dir = filepath.Dir(cfg)

@@ -35,7 +35,8 @@ func TestNotifyAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	client, server, metrics := freePort(t), freePort(t), freePort(t)
+	a := freeAddrs(t, 3)
+	client, server, metrics := a[0], a[1], a[2]
 	cfg := writeConfig(t, fmt.Sprintf("client_listen = %q\nserver_listen = %q\nmetrics_listen = %q\nshutdown_timeout = \"5s\"", client, server, metrics), "")
 	cmd := bridgeCmd([]string{"NOTIFY_SOCKET=" + sock}, "run", "--config", cfg)
 	var stderr bytes.Buffer

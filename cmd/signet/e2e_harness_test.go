@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // stack is a running devstack (scripts/devstack.sh): real signet-bridge
@@ -35,8 +38,8 @@ func startStack(t *testing.T, extraEnv ...string) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{root: root, dir: t.TempDir()}
-	ports := freePorts(t, 3)
-	s.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+ports[0], "SIGNET_SERVER_PORT="+ports[1], "SIGNET_METRICS_PORT="+ports[2])
+	ports := testenv.FreePorts(t, 3)
+	s.env = append(os.Environ(), "SIGNET_CLIENT_PORT="+strconv.Itoa(ports[0]), "SIGNET_SERVER_PORT="+strconv.Itoa(ports[1]), "SIGNET_METRICS_PORT="+strconv.Itoa(ports[2]))
 	s.env = append(s.env, extraEnv...)
 	s.devstack(t, "up")
 	t.Cleanup(func() { s.devstack(t, "down") })

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,7 +217,7 @@ func TestKojiEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := strings.ReplaceAll(string(conf), k.hub.URL, "http://127.0.0.1:"+freePorts(t, 1)[0]+"/kojihub")
+	down := strings.ReplaceAll(string(conf), k.hub.URL, "http://127.0.0.1:"+strconv.Itoa(testenv.FreePorts(t, 1)[0])+"/kojihub")
 	os.WriteFile(k.path("alice-down.toml"), []byte(down), 0o600)
 	os.Mkdir(k.path("down"), 0o755)
 	local := k.path("local.rpm")

@@ -7,10 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // copyRPMs copies the test packages into dir/name, writable, and returns
@@ -115,7 +117,7 @@ func testRPMs(t *testing.T, s *stack) {
 	if port == nil {
 		t.Fatalf("alice.toml has no bridge-port line:\n%s", conf)
 	}
-	dead := freePorts(t, 1)[0]
+	dead := strconv.Itoa(testenv.FreePorts(t, 1)[0])
 	conf = bytes.Replace(conf, port[0], []byte("bridge-port = "+dead+"\nbridges = [\"localhost:"+string(port[1])+"\"]"), 1)
 	os.WriteFile(s.path("alice-failover.toml"), conf, 0o600)
 	os.Mkdir(s.path("failover"), 0o755)
