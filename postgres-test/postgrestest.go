@@ -21,7 +21,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -211,15 +210,6 @@ func tail(s string) string {
 	return s
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (c *Cluster) start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
@@ -249,9 +239,11 @@ func (c *Cluster) start() error {
 	// binds it, in which case the start fails and is retried on another.
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if c.Port, err = freePort(); err != nil {
+		var ports []int
+		if ports, err = testenv.FindFreePorts(1); err != nil {
 			return err
 		}
+		c.Port = ports[0]
 		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"+
 			" -c synchronous_commit=off -c max_connections=200 -c shared_buffers=16MB", c.Port, c.SocketDir)
 		err = c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "server.log"),

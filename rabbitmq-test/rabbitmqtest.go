@@ -143,23 +143,10 @@ func (b *Broker) URL() string {
 	return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", b.Port)
 }
 
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // prepare chooses ports and a node name and writes the configuration. As
 // root the node runs as the rabbitmq user, which must own the directory.
 func (b *Broker) prepare() error {
-	ports, err := freePorts(4)
+	ports, err := testenv.FindFreePorts(4)
 	if err != nil {
 		return err
 	}

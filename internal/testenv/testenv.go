@@ -75,6 +75,16 @@ func Unavailable(t testing.TB, format string, args ...any) {
 // chosen, so they differ from each other.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	ports, err := FindFreePorts(n)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return ports
+}
+
+// FindFreePorts is FreePorts for code that returns an error rather than
+// ending a test, such as a service started once for a whole test binary.
+func FindFreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	lns := make([]net.Listener, 0, n)
 	defer func() {
@@ -85,12 +95,12 @@ func FreePorts(t testing.TB, n int) []int {
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("testenv: a free loopback port: %v", err)
+			return nil, fmt.Errorf("a free loopback port: %w", err)
 		}
 		lns = append(lns, ln)
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	return ports
+	return ports, nil
 }
 
 // ShortGPGAgent makes the gpg-agent of the GNUPGHOME home, which must not
