@@ -23,8 +23,8 @@ import (
 
 	"github.com/signet-project/signet/formats/rpm"
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/stacktest"
 	"github.com/signet-project/signet/internal/testenv"
-	"github.com/signet-project/signet/internal/testpki"
 	postgrestest "github.com/signet-project/signet/postgres-test"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
@@ -75,7 +75,7 @@ func TestTwoServersTwoBridges(t *testing.T) {
 	dir := t.TempDir()
 	s := &stack{t: t, dir: dir, bin: filepath.Join(dir, "bin"), module: mod, procs: map[string]*proc{}}
 	s.build()
-	s.pki = writePKI(t, filepath.Join(dir, "pki"))
+	s.pki = stacktest.WritePKI(t, filepath.Join(dir, "pki"), "multiserver test CA")
 	pg := postgrestest.Start(t)
 	s.db = pg.URL(pg.CreateDatabase(t))
 
@@ -99,21 +99,14 @@ func TestTwoServersTwoBridges(t *testing.T) {
 	// The key: made for backup on A, restored into B after two of the
 	// wrap key's three shares were imported there.
 	pin := "--pin-file=" + filepath.Join(secrets, "pin")
-	shares := filepath.Join(dir, "shares")
-	s.admin("a", "token", "wrap-key", "create", "--shares", "3", "--threshold", "2", "--out-dir", shares,
-		"--custodian", "ana,ben,cho", "--so-pin-file", filepath.Join(dir, "tok-a", "so-pin"), pin)
+	tokA, tokB := s.token("a", filepath.Join(secrets, "pin")), s.token("b", filepath.Join(secrets, "pin"))
+	wrap := stacktest.CreateWrapKey(t, tokA, filepath.Join(dir, "shares"), 2, "ana", "ben", "cho")
 	s.admin("a", "key", "generate", "rpmkey", "--type", "rsa4096", "--backup", "--uid", "Scale test <scale@example.org>", pin)
 	backup := filepath.Join(dir, "rpmkey.backup")
-	s.admin("a", "key", "backup", "rpmkey", "-o", backup, pin)
+	stacktest.Backup(t, tokA, "rpmkey", backup)
 	s.admin("a", "key", "export", "rpmkey", "--format", "openpgp", "-o", filepath.Join(dir, "rpmkey.asc"))
-	ana, _ := filepath.Glob(filepath.Join(shares, "*-ana.txt"))
-	cho, _ := filepath.Glob(filepath.Join(shares, "*-cho.txt"))
-	if len(ana) != 1 || len(cho) != 1 {
-		t.Fatalf("share files: %v %v", ana, cho)
-	}
-	s.admin("b", "token", "wrap-key", "import", "--share", ana[0], "--share", cho[0],
-		"--so-pin-file", filepath.Join(dir, "tok-b", "so-pin"), pin)
-	s.admin("b", "key", "restore", backup, pin)
+	stacktest.ImportWrapKey(t, tokB, wrap.ID, wrap.Shares["ana"], wrap.Shares["cho"])
+	stacktest.Restore(t, tokB, backup)
 	s.admin("a", "user", "add", "alice")
 	s.admin("a", "key", "grant", "rpmkey", "alice", "--passphrase-file", filepath.Join(secrets, "alice-pass"), pin)
 	fa := keyLine(t, s.admin("a", "key", "list"))
@@ -377,6 +370,16 @@ func (s *stack) admin(n string, args ...string) string {
 	return out.String()
 }
 
+// token is token n for the ceremony commands, with the user PIN in
+// pinFile.
+func (s *stack) token(n, pinFile string) stacktest.Token {
+	return stacktest.Token{
+		Admin:     func(args ...string) string { s.t.Helper(); return s.admin(n, args...) },
+		PINFile:   pinFile,
+		SOPINFile: filepath.Join(s.dir, "tok-"+n, "so-pin"),
+	}
+}
+
 // start runs a long-lived process named name, its output in a log file;
 // the test's cleanup stops it.
 func (s *stack) start(name string, env []string, prog string, args ...string) {
@@ -620,27 +623,6 @@ func pgpKeyID(t *testing.T, dir, cert string) string {
 		t.Fatalf("gpg --show-keys:\n%s", out)
 	}
 	return strings.ToLower(m[1][8:])
-}
-
-// writePKI writes a CA and certificates for the bridges (localhost), the
-// servers (CN server, both) and alice into dir, and returns dir.
-func writePKI(t *testing.T, dir string) string {
-	t.Helper()
-	mkdir(t, dir)
-	ca := testpki.New(t, "multiserver test CA")
-	if err := ca.WriteCert(filepath.Join(dir, "ca.pem")); err != nil {
-		t.Fatal(err)
-	}
-	for name, l := range map[string]testpki.Leaf{
-		"bridge": {CN: "localhost", DNSNames: []string{"localhost"}, IPs: testpki.Loopback, EKU: testpki.Both},
-		"server": {CN: "server", DNSNames: []string{"server"}, EKU: testpki.Both},
-		"alice":  {CN: "alice", EKU: testpki.Client},
-	} {
-		if err := ca.MustIssue(t, l).Write(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,8 @@ import (
 
 	"github.com/signet-project/signet/hsm"
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/stacktest"
 	"github.com/signet-project/signet/internal/testenv"
-	"github.com/signet-project/signet/internal/testpki"
 	softhsmtest "github.com/signet-project/signet/softhsm-test"
 )
 
@@ -88,14 +87,11 @@ func TestBackupRestoreStack(t *testing.T) {
 	A := func(args ...string) string { return server(tkA, a, args...) }
 	B := func(args ...string) string { return server(tkB, b, args...) }
 	pinA, pinB := "--pin-file="+filepath.Join(a, "pin"), "--pin-file="+filepath.Join(b, "pin")
+	tokA := stacktest.Token{Admin: A, PINFile: filepath.Join(a, "pin"), SOPINFile: filepath.Join(a, "so-pin")}
+	tokB := stacktest.Token{Admin: B, PINFile: filepath.Join(b, "pin"), SOPINFile: filepath.Join(b, "so-pin")}
 
 	// A: the wrap key, four keys for backup, what A publishes, the backups.
-	out := A("token", "wrap-key", "create", "--shares", "5", "--threshold", "3", "--out-dir", filepath.Join(a, "shares"),
-		"--custodian", "ana,ben,cho,dev,eve", "--so-pin-file", filepath.Join(a, "so-pin"), pinA)
-	wrapID := regexp.MustCompile(`^wrap key ([0-9a-f]{16}) created`).FindStringSubmatch(out)
-	if wrapID == nil {
-		t.Fatalf("wrap-key create said:\n%s", out)
-	}
+	wrap := stacktest.CreateWrapKey(t, tokA, filepath.Join(a, "shares"), 3, "ana", "ben", "cho", "dev", "eve")
 	shareFiles, _ := filepath.Glob(filepath.Join(a, "shares", "*.txt"))
 	if len(shareFiles) != 5 {
 		t.Fatalf("%d share files", len(shareFiles))
@@ -124,38 +120,34 @@ func TestBackupRestoreStack(t *testing.T) {
 	A("key", "export", "sb", "--format", "x509", "--issuer", "sbca", "--issuer-cert", "ca", "--kind", "codesigning", "--days", "365",
 		"--cert-name", "signer", "--subject", "/CN=Backup stack Secure Boot signer", "-o", filepath.Join(a, "sb-signer.pem"), pinA)
 	for _, k := range keys {
-		A("key", "backup", k.name, "-o", filepath.Join(a, k.name+".backup"), pinA)
+		stacktest.Backup(t, tokA, k.name, filepath.Join(a, k.name+".backup"))
 	}
 
 	// B receives the backup files and three custodians' shares.
-	var shareArgs []string
-	for _, i := range []int{1, 3, 4} {
-		src := shareFiles[i]
+	var shares, backups []string
+	for _, c := range []string{"ben", "dev", "eve"} {
+		src := wrap.Shares[c]
 		dst := filepath.Join(b, filepath.Base(src))
 		copyFile(t, src, dst, 0o600)
-		shareArgs = append(shareArgs, "--share", dst)
+		shares = append(shares, dst)
 	}
 	for _, k := range keys {
 		copyFile(t, filepath.Join(a, k.name+".backup"), filepath.Join(b, k.name+".backup"), 0o600)
+		backups = append(backups, filepath.Join(b, k.name+".backup"))
 	}
-	out = B(append(append([]string{"token", "wrap-key", "import"}, shareArgs...), "--so-pin-file", filepath.Join(b, "so-pin"), pinB)...)
-	if !strings.Contains(out, "wrap key "+wrapID[1]+" imported") {
-		t.Fatalf("wrap-key import said:\n%s", out)
-	}
-	for _, k := range keys {
-		B("key", "restore", filepath.Join(b, k.name+".backup"), pinB)
-	}
+	stacktest.ImportWrapKey(t, tokB, wrap.ID, shares...)
+	stacktest.Restore(t, tokB, backups...)
 	B("user", "add", "alice")
 	for _, k := range keys {
 		B("key", "grant", k.name, "alice", "--passphrase-file", filepath.Join(b, "alice-pass"), pinB)
 	}
 
 	// B's stack: a PKI, signet-bridge and signet-server on loopback.
-	pki := writeStackPKI(t, filepath.Join(dir, "pki"))
-	ports := stackPorts(t, 3)
-	writeFile(t, filepath.Join(b, "bridge.toml"), fmt.Sprintf(`client_listen = "127.0.0.1:%s"
-server_listen = "127.0.0.1:%s"
-metrics_listen = "127.0.0.1:%s"
+	pki := stacktest.WritePKI(t, filepath.Join(dir, "pki"), "backup stack CA")
+	ports := testenv.FreePorts(t, 3)
+	writeFile(t, filepath.Join(b, "bridge.toml"), fmt.Sprintf(`client_listen = "127.0.0.1:%d"
+server_listen = "127.0.0.1:%d"
+metrics_listen = "127.0.0.1:%d"
 server_names = ["server"]
 
 [tls]
@@ -176,12 +168,12 @@ key = "%s/server-key.pem"
 ca = "%s/ca.pem"
 
 [[bridge]]
-address = "127.0.0.1:%s"
+address = "127.0.0.1:%d"
 server_name = "localhost"
 idle = 2
 `, b, b, tkB.Module, tkB.Label, pki, pki, pki, ports[1]))
 	writeFile(t, filepath.Join(b, "alice.toml"), fmt.Sprintf(`bridge-hostname = "localhost"
-bridge-port = %s
+bridge-port = %d
 server-hostname = "server"
 user-name = "alice"
 ca-file = "%s/ca.pem"
@@ -198,9 +190,9 @@ client-key-file = "%s/alice-key.pem"
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	var err error
 	for i := 0; ; i++ {
-		if out, err = client("get-public-key", "rpm"); err == nil {
+		out, err := client("get-public-key", "rpm")
+		if err == nil {
 			break
 		}
 		if i == 300 {
@@ -360,23 +352,6 @@ func pgpKeyID(t *testing.T, dir string, cert []byte) string {
 	return strings.ToLower(m[1][8:]) // rpmkeys prints the short key id
 }
 
-func stackPorts(t *testing.T, n int) []string {
-	var ports []string
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 var stackProcs []*exec.Cmd
 
 // start runs a long-lived process with its output in logPath; it is
@@ -414,27 +389,4 @@ func stop(t *testing.T) {
 		}
 	}
 	stackProcs = nil
-}
-
-// writeStackPKI writes a CA and certificates for the bridge (localhost),
-// the server (CN server) and alice into dir, and returns dir.
-func writeStackPKI(t *testing.T, dir string) string {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ca := testpki.New(t, "backup stack CA")
-	if err := ca.WriteCert(filepath.Join(dir, "ca.pem")); err != nil {
-		t.Fatal(err)
-	}
-	for name, l := range map[string]testpki.Leaf{
-		"bridge": {CN: "localhost", DNSNames: []string{"localhost"}, IPs: testpki.Loopback, EKU: testpki.Both},
-		"server": {CN: "server", DNSNames: []string{"server"}, EKU: testpki.Both},
-		"alice":  {CN: "alice", EKU: testpki.Client},
-	} {
-		if err := ca.MustIssue(t, l).Write(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }

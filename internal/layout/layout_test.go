@@ -18,7 +18,7 @@ type rule struct {
 	why    string
 }
 
-var testOnly = []string{"softhsm-test", "rabbitmq-test", "postgres-test", "secureboot-test", "yubihsm-sim", "multiserver-test", "internal/artifacts", "internal/servertest", "internal/testenv", "internal/testpki", "internal/kojitest", "internal/layout"}
+var testOnly = []string{"softhsm-test", "rabbitmq-test", "postgres-test", "secureboot-test", "yubihsm-sim", "multiserver-test", "internal/artifacts", "internal/servertest", "internal/testenv", "internal/testpki", "internal/stacktest", "internal/kojitest", "internal/layout"}
 
 var rules = []rule{
 	{"protocol", []string{"*"}, "protocol imports no other signet package"},
