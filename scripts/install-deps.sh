@@ -87,6 +87,23 @@ if [ -r /etc/debian_version ]; then
 		"${sudo_cmd[@]}" apt-get update -q
 		"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 	fi
+	# Bookworm's osslsigncode 2.5 answers "Invalid signature" for any
+	# image sbsign or signet signs (sbsign's own output included) while
+	# sbverify, pesign and the firmware accept it; 2.9 verifies them.
+	# Take it from bookworm-backports, Debian's own archive.
+	ossl_version=$(dpkg-query -W -f='${Version}' osslsigncode 2>/dev/null || true)
+	if [ -n "$ossl_version" ] && dpkg --compare-versions "$ossl_version" lt 2.9 &&
+		grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release; then
+		bpo=/etc/apt/sources.list.d/signet-bookworm-backports.sources
+		if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+			printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+				'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+				"${sudo_cmd[@]}" tee "$bpo" >/dev/null
+		fi
+		export DEBIAN_FRONTEND=noninteractive
+		"${sudo_cmd[@]}" apt-get update -q
+		"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends -t bookworm-backports osslsigncode
+	fi
 	if [ "$want_arm64" = 1 ] && [ ! -e "$arm64_root/usr/lib/softhsm/libsofthsm2.so" ]; then
 		# libsofthsm2:arm64 is not Multi-Arch: same; installing it would remove
 		# the amd64 package. Extract it beside the project instead.
