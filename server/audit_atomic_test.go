@@ -33,6 +33,7 @@ func failAuditInserts(t *testing.T, path string) {
 // made: over the network (grant-key-access, new-user, delete-user) and in
 // the ceremony (user add, key grant).
 func TestNoRecordNoEffect(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	ctx := context.Background()
 	rootPW := map[string]string{"password": "root pw"}
@@ -94,6 +95,7 @@ func TestNoRecordNoEffect(t *testing.T) {
 // cannot be written; a certificate request, which changes nothing but is a
 // signature by the key, is not returned without its record.
 func TestNoRecordNoEffectCertificates(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	ctx := context.Background()
 	ca := sx509.Request{Subject: pkix.Name{CommonName: "Test CA"}, Validity: 24 * time.Hour, PathLen: -1}

@@ -36,6 +36,7 @@ func (o *probeOutput) Publish() error {
 // written before the file is published; no record, no file; and a file that
 // cannot be published is recorded as a failure as well.
 func TestBackupRecordedBeforeReleased(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tk := softhsmtest.New(t)
 	wk, err := hsm.NewWrapKey()

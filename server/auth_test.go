@@ -13,6 +13,7 @@ import (
 )
 
 func TestAuthenticator(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, _ := newAdmin(t)
 	must := func(err error) {

@@ -19,6 +19,7 @@ import (
 // the new PIN or is removed, in one step; without the passphrases of every
 // access (or leave to remove them), or with a wrong one, nothing changes.
 func TestChangePIN(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tk := softhsmtest.New(t)
 	tok, err := hsm.Open(tk.Config())

@@ -44,6 +44,7 @@ func newAdmin(t *testing.T) (*server.Admin, *bytes.Buffer) {
 }
 
 func TestGenerateGrantUnwrap(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, transcript := newAdmin(t)
 	if err := a.AddUser(ctx, "releng", false, nil); err != nil {
@@ -114,6 +115,7 @@ func TestGenerateGrantUnwrap(t *testing.T) {
 
 // A key that cannot be recorded must not stay in the token.
 func TestGenerateRollsBack(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, _ := newAdmin(t)
 	_, err := a.GenerateKey(ctx, server.NewKeyRequest{Name: "k", Type: hsm.ECDSAP256, Owner: "nobody", OwnerPassphrase: []byte("x")})
@@ -145,6 +147,7 @@ func TestGenerateRollsBack(t *testing.T) {
 
 // The database and the token must agree before a key is used.
 func TestSignerChecksToken(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, _ := newAdmin(t)
 	k, err := a.GenerateKey(ctx, server.NewKeyRequest{Name: "k", Type: hsm.Ed25519})
@@ -172,6 +175,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk ful
 
 // A step whose record cannot be written is reported as failed.
 func TestRecordFailsClosed(t *testing.T) {
+	t.Parallel()
 	a, _ := newAdmin(t)
 	a.Transcript = failingWriter{}
 	err := a.AddUser(context.Background(), "u", false, nil)
@@ -181,6 +185,7 @@ func TestRecordFailsClosed(t *testing.T) {
 }
 
 func TestParseImportRefusals(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		"garbage":       "not a key at all",
 		"certificate":   "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",

@@ -149,6 +149,7 @@ func (f *connFixture) send(conn net.Conn, cn string, fields map[string]string, s
 }
 
 func TestConnServer(t *testing.T) {
+	t.Parallel()
 	f := newConnFixture(t)
 	r, err := f.request("root", map[string]string{"op": "list-users", "user": "root"}, rootPW, nil, nil)
 	if err != nil {
@@ -213,6 +214,7 @@ func mustLookup(f protocol.Fields, key string) []byte {
 // TestConnServerDrops checks that requests whose hashes do not match are
 // closed without a reply, and that the server keeps serving after each.
 func TestConnServerDrops(t *testing.T) {
+	t.Parallel()
 	f := newConnFixture(t)
 	conn := f.bridge.accept(t, 5*time.Second)
 	m := protocol.NewMux(conn, nil)

@@ -15,6 +15,7 @@ import (
 // configured cost while every existing row costs the old one; the decoy
 // costs what stored rows cost, the same each time for the same pair.
 func TestDecoyCostFollowsStoredRows(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a, _ := newAdmin(t)
 	must := func(err error) {

@@ -24,6 +24,7 @@ func waitConnected(t *testing.T, d *server.Dialer, want int) {
 // Connected counts established connections only: none while the bridge is
 // down (dials failing), the idle ones once it is up, none after it goes.
 func TestDialerConnected(t *testing.T) {
+	t.Parallel()
 	bridgeTLS, srvTLS := testTLS(t)
 	probe, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -104,6 +104,7 @@ func waitStats(t *testing.T, d *server.Dialer, want server.Stats) {
 }
 
 func TestDialerPoolAndReconnect(t *testing.T) {
+	t.Parallel()
 	bridgeTLS, srvTLS := testTLS(t)
 	b := startBridge(t, "127.0.0.1:0", bridgeTLS)
 	addr := b.ln.Addr().String()

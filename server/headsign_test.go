@@ -63,6 +63,7 @@ func rpmChecksig(t *testing.T, cert, pkg []byte, want ...string) {
 // it arrived whole and matches its rpm-sigmd5 (PROTOCOL-v1 §7.8, issue 11
 // finding 4).
 func TestHeadSigningAuthentication(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	resp, _ := f.do("sign-rpms", "alice", fieldsName("key", "fedora", "head-signing", bool1), alicePass, nil)
 	f.want("sign-rpms", resp, protocol.CodeOK)
@@ -163,6 +164,7 @@ func TestHeadSigningAuthentication(t *testing.T) {
 // before each (PROTOCOL-v1 §7.9 item 6), the rule the unmodified Sigul
 // 1.2 client checks them with, and every package gets its answer.
 func TestSignRPMsSubReplyIndex(t *testing.T) {
+	t.Parallel()
 	f := newConnFixture(t)
 	good := realRPM(t, "payload-test-0.1-w9.gzdio.x86_64.rpm")
 	corrupt := bytes.Clone(good)

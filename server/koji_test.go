@@ -20,6 +20,7 @@ import (
 // included; a bridge's Koji failure is answered KOJI_ERROR with its
 // message; and the audit names the NEVRA, the Koji instance and the sigkey.
 func TestKojiItems(t *testing.T) {
+	t.Parallel()
 	for _, head := range []bool{false, true} {
 		t.Run(fmt.Sprintf("head=%v", head), func(t *testing.T) {
 			f := newOps(t)

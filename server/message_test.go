@@ -10,6 +10,7 @@ import (
 // TestSafeMessage: every message a handler makes fits the protocol's
 // message field, whatever characters the error carried.
 func TestSafeMessage(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		"plain":                        "plain",
 		"file starts with 23 21 2f …)": "file starts with 23 21 2f ...)",

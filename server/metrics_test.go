@@ -61,6 +61,7 @@ func value(m *dto.Metric) float64 {
 // its token operation's wait for a session recorded, no session left in
 // use.
 func TestMetricsInFlightAndToken(t *testing.T) {
+	t.Parallel()
 	e := servertest.New(t)
 	m := server.NewMetrics()
 	m.WatchToken(e.Handlers.Token)
@@ -124,6 +125,7 @@ func TestMetricsInFlightAndToken(t *testing.T) {
 // TestMetricsBatchInFlight: a sign-rpms request stays in flight after its
 // first reply, while its batch is served, until the batch is closed.
 func TestMetricsBatchInFlight(t *testing.T) {
+	t.Parallel()
 	e := servertest.New(t)
 	m := server.NewMetrics()
 	e.Handlers.Metrics = m

@@ -19,6 +19,7 @@ import (
 )
 
 func TestTwoServersSharePostgres(t *testing.T) {
+	t.Parallel()
 	c := postgrestest.Start(t)
 	e := servertest.NewOn(t, c.URL(c.CreateDatabase(t)))
 	a := e.Handlers

@@ -138,6 +138,7 @@ var (
 )
 
 func TestAdministrationOps(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	resp, body := f.do("list-users", "root", nil, rootPW, nil)
 	f.want("list-users", resp, protocol.CodeOK)
@@ -222,6 +223,7 @@ func TestAdministrationOps(t *testing.T) {
 }
 
 func TestKeyOps(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	// alice (key admin) grants bob; bob signs; bob cannot grant.
 	resp, _ := f.do("grant-key-access", "alice", fieldsName("key", "fedora", "name", "bob"),
@@ -355,6 +357,7 @@ func gpgVerify(t *testing.T, cert, sig, data []byte) {
 }
 
 func TestNewAndImportKey(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	newKey := fieldsName("key", "k43", "keytype", "gnupg", "name-real", "Fedora 43", "name-email", "f43@example.org")
 	secrets := map[string]string{"password": "root pw", "passphrase": "root key pass"}
@@ -427,6 +430,7 @@ func TestNewAndImportKey(t *testing.T) {
 // is only a label: a different key under the same id (a token restored or
 // reused) is refused and left in the token.
 func TestDeleteKeyChecksTheTokenKey(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	ctx := context.Background()
 	rootPW := map[string]string{"password": "root pw"}
@@ -466,6 +470,7 @@ func TestDeleteKeyChecksTheTokenKey(t *testing.T) {
 // is not the token's (wrapped before a PIN change) is refused as
 // AUTHENTICATION_FAILED, and users with good rows keep signing.
 func TestStalePINIsAnAuthenticationFailure(t *testing.T) {
+	t.Parallel()
 	f := newOps(t)
 	ctx := context.Background()
 	k, err := f.a.Store.GetKey(ctx, "fedora")
@@ -498,6 +503,7 @@ func TestStalePINIsAnAuthenticationFailure(t *testing.T) {
 // in production: a zero PasswordCost, in the ceremony and in new-user,
 // stores hashes at store.DefaultArgon2Params().
 func TestPasswordCostDefault(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newOps(t)
 	p := store.DefaultArgon2Params()

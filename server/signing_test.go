@@ -101,6 +101,7 @@ func readSigned(t *testing.T, kr pgp.EntityList, msg []byte) []byte {
 }
 
 func TestOpenPGPHandlers(t *testing.T) {
+	t.Parallel()
 	e := servertest.New(t)
 	e.AddKey("x509", hsm.ECDSAP256)
 	fedora := keyRing(t, e, "fedora")
@@ -187,6 +188,7 @@ func message(resp *server.Response) string { return string(field(resp, "message"
 // TestDecryptHandler: a message encrypted by go-crypto to an RSA key's
 // certificate decrypts in the token; a damaged one is DECRYPT_FAILED.
 func TestDecryptHandler(t *testing.T) {
+	t.Parallel()
 	e := servertest.New(t)
 	e.AddKey("rsa", hsm.RSA2048, "RSA <rsa@example.org>")
 	kr := keyRing(t, e, "rsa")
@@ -222,6 +224,7 @@ func TestDecryptHandler(t *testing.T) {
 // (batch.go's Batch, as rpm.go implements it), signed with an Ed25519
 // OpenPGP key and checked by rpm.Read and, where installed, rpmkeys.
 func TestSignRPMHandlers(t *testing.T) {
+	t.Parallel()
 	e := servertest.New(t)
 	e.AddKey("x509", hsm.ECDSAP256)
 	k, _ := e.Admin.Store.GetKey(context.Background(), "fedora")
@@ -309,6 +312,7 @@ func TestSignRPMHandlers(t *testing.T) {
 // installed, sbverify). The cases run in order: later ones use what
 // earlier ones made.
 func TestCertificateAndPEHandlers(t *testing.T) {
+	t.Parallel()
 	e := servertest.New(t)
 	e.AddKey("ca", hsm.ECDSAP256)
 	e.AddKey("signer", hsm.ECDSAP256)

@@ -82,6 +82,8 @@ func (tk *Token) Open(t testing.TB) *hsm.Token {
 }
 
 var (
+	// initMu serialises New's token initialisations.
+	initMu   sync.Mutex
 	procOnce sync.Once
 	procDir  string
 	procErr  error
@@ -138,7 +140,12 @@ func New(t testing.TB) *Token {
 		t.Fatal(err)
 	}
 	tk := &Token{Module: mod, Label: "t-" + randHex(6), PIN: []byte(randHex(8)), SOPIN: []byte(randHex(8)), Conf: os.Getenv("SOFTHSM2_CONF")}
-	if _, err := hsm.InitToken(mod, tk.Label, tk.SOPIN, tk.PIN); err != nil {
+	// One at a time: hsm.InitToken picks the first free slot, which two
+	// parallel tests would both pick.
+	initMu.Lock()
+	_, err = hsm.InitToken(mod, tk.Label, tk.SOPIN, tk.PIN)
+	initMu.Unlock()
+	if err != nil {
 		t.Fatalf("initialising a SoftHSM2 token: %v", err)
 	}
 	return tk

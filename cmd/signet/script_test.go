@@ -48,7 +48,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -62,8 +61,6 @@ import (
 type envKey struct{}
 type tbKey struct{}
 
-var setupMu sync.Mutex
-
 func TestScripts(t *testing.T) {
 	rpms := artifacts.RPMUtilsTestdata(t)
 	testscript.Run(t, testscript.Params{
@@ -75,12 +72,9 @@ func TestScripts(t *testing.T) {
 			if !ok {
 				return fmt.Errorf("testscript's T is a %T, not a testing.TB", env.T())
 			}
-			// Scripts run in parallel; SoftHSM2 tokens are made one at a
-			// time (hsm.InitToken picks the free slot, which two at once
-			// would both pick).
-			setupMu.Lock()
+			// Scripts run in parallel; softhsmtest.New makes their tokens
+			// one at a time.
 			e := servertest.New(tb)
-			setupMu.Unlock()
 			env.Values[envKey{}] = e
 			env.Values[tbKey{}] = tb
 			for user, name := range map[string]string{"root": "ROOT", "alice": "ALICE", "bob": "BOB"} {
