@@ -20,6 +20,7 @@ import (
 // TestDecrypt decrypts, in the token, a block that openssl encrypted to the
 // key's public key, and refuses what cannot be decrypted.
 func TestDecrypt(t *testing.T) {
+	t.Parallel() // a token of its own
 	tok := softhsmtest.New(t).Open(t)
 	k, err := tok.GenerateKey(hsm.GenerateRequest{Type: hsm.RSA2048, Label: "enc"})
 	if err != nil {

@@ -149,6 +149,7 @@ func signerOpts(kt hsm.KeyType) []crypto.SignerOpts {
 }
 
 func TestGenerateSignVerify(t *testing.T) {
+	t.Parallel() // a token of its own
 	tok := softhsmtest.New(t).Open(t)
 	for _, kt := range keyTypes(t) {
 		t.Run(kt.String(), func(t *testing.T) {
@@ -221,6 +222,7 @@ func pemRoundTrip(t *testing.T, priv crypto.Signer) crypto.Signer {
 }
 
 func TestImport(t *testing.T) {
+	t.Parallel() // a token of its own
 	tok := softhsmtest.New(t).Open(t)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -134,6 +134,7 @@ func hexOf(b []byte) string {
 // for backup on A are wrapped there and unwrapped on B, where they sign
 // for A's public keys; what must be refused is.
 func TestWrapBetweenTokens(t *testing.T) {
+	t.Parallel() // a token of its own
 	tkA, tkB, tkC := softhsmtest.New(t), softhsmtest.New(t), softhsmtest.New(t)
 	key, _ := hsm.NewWrapKey()
 	other, _ := hsm.NewWrapKey()
