@@ -34,6 +34,7 @@ func (r result) ok(t *testing.T, what string) result {
 }
 
 func TestCLI(t *testing.T) {
+	t.Parallel() // TestCLI and the scripts each have servers of their own
 	e := servertest.New(t)
 	rootCfg, aliceCfg, bobCfg := e.ConfigFile("root"), e.ConfigFile("alice"), e.ConfigFile("bob")
 	dir := t.TempDir()

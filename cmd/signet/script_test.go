@@ -62,6 +62,7 @@ type envKey struct{}
 type tbKey struct{}
 
 func TestScripts(t *testing.T) {
+	t.Parallel() // TestCLI and the scripts each have servers of their own
 	rpms := artifacts.RPMUtilsTestdata(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
