@@ -26,7 +26,8 @@ type ConnServer struct {
 	Handlers *Handlers
 	// InnerTLS is the server side of the inner TLS session: the server's
 	// certificate, and client certificates required and checked against
-	// the client CA.
+	// the client CA. The session is used with SessionTicketsDisabled set
+	// (see innerConfig).
 	InnerTLS *tls.Config
 	// MaxFilePayload bounds FILE-class payloads (default 1 GiB);
 	// MaxMemoryPayload the unknown-operation payload (default 1 MiB).
@@ -47,6 +48,23 @@ type ConnServer struct {
 	BatchWorkers    int
 	MaxRPMsPayloads uint64
 	Log             *slog.Logger
+
+	innerOnce sync.Once
+	inner     *tls.Config
+}
+
+// innerConfig is InnerTLS without session tickets. A client sends its
+// inner message and closes the inner session without reading from it
+// again (§5.5), so a ticket, which TLS 1.3 sends after the client's
+// certificate and Finished, is never read: making one (sealing the
+// session state with the client's certificate) only cost the server CPU
+// on every request.
+func (s *ConnServer) innerConfig() *tls.Config {
+	s.innerOnce.Do(func() {
+		s.inner = s.InnerTLS.Clone()
+		s.inner.SessionTicketsDisabled = true
+	})
+	return s.inner
 }
 
 // defaultMaxRPMsPayloads is the server's default bound on one sign-rpms
@@ -116,7 +134,7 @@ func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error)
 	}
 	defer spool.Close()
 
-	inner := tls.Server(m.InnerConn(), s.InnerTLS)
+	inner := tls.Server(m.InnerConn(), s.innerConfig())
 	msg, err := protocol.ReadInnerMessage(inner)
 	if err != nil {
 		inner.Close()

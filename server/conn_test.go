@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,3 +244,77 @@ func TestConnServerDrops(t *testing.T) {
 }
 
 func armorCert(cert []byte) ([]byte, error) { return openpgp.Armor(cert, "PGP PUBLIC KEY BLOCK") }
+
+// recordingCache is a client session cache that remembers whether a
+// session (a ticket) was ever stored.
+type recordingCache struct {
+	tls.ClientSessionCache
+	stored atomic.Bool
+}
+
+func (c *recordingCache) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.stored.Store(true)
+	}
+	c.ClientSessionCache.Put(key, cs)
+}
+
+// TestConnServerInnerNoTicket: the server sends no session ticket in the
+// inner session (clients never read one), even to a client that would
+// keep it and reads the inner session to its end.
+func TestConnServerInnerNoTicket(t *testing.T) {
+	f := newConnFixture(t)
+	conn := f.bridge.accept(t, 5*time.Second)
+	defer conn.Close()
+	m := protocol.NewMux(conn, nil)
+	cache := &recordingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{f.pki.leaf("root")}, RootCAs: f.pki.pool,
+		ServerName: "signet-server.test", ClientSessionCache: cache})
+	hs := make(chan error, 1)
+	go func() { hs <- inner.Handshake() }()
+	var fl protocol.Fields
+	fl.Set("op", []byte("list-users"))
+	fl.Set("user", []byte("root"))
+	h, err := protocol.NewRequestHeader(fl, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	psum, err := protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hs; err != nil {
+		t.Fatal(err)
+	}
+	keys, err := protocol.GenerateReplyKeys(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := protocol.NewInnerMessage(h, psum, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range rootPW {
+		msg.Fields.Set(k, []byte(v))
+	}
+	b, _ := msg.MarshalBinary()
+	if _, err := inner.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	// Everything the server sends in the inner session, up to its
+	// close_notify: a ticket would be among it.
+	if _, err := io.ReadAll(inner); err != nil {
+		t.Fatalf("reading the inner session to its end: %v", err)
+	}
+	rh, _, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<20)
+	if err != nil || rh.Code() != 0 {
+		t.Fatalf("list-users: %v %v", rh, err)
+	}
+	m.Writer(protocol.Outer).Close()
+	if cache.stored.Load() {
+		t.Fatal("the server sent a session ticket in the inner session")
+	}
+}
