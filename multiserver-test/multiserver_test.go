@@ -292,7 +292,7 @@ client-key-file = "%[3]s/alice-key.pem"
 	// rpmkeys accepts every package with A's certificate.
 	rpmdb := filepath.Join(dir, "rpmdb")
 	mkdir(t, rpmdb)
-	run(t, "rpmkeys", "--dbpath", rpmdb, "--import", filepath.Join(dir, "rpmkey.asc"))
+	testenv.Run(t, "", nil, "rpmkeys", "--dbpath", rpmdb, "--import", filepath.Join(dir, "rpmkey.asc"))
 	keyID := pgpKeyID(t, dir, filepath.Join(dir, "rpmkey.asc"))
 	checkRPMs(t, rpmdb, keyID, out, pkgs)
 
@@ -623,15 +623,6 @@ func pgpKeyID(t *testing.T, dir, cert string) string {
 		t.Fatalf("gpg --show-keys:\n%s", out)
 	}
 	return strings.ToLower(m[1][8:])
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 func mkdir(t *testing.T, dir string) {

@@ -432,19 +432,6 @@ func (w *world) waitQueues(t testing.TB, want map[string]int) {
 	}
 }
 
-// tool runs a verifier and fails the test unless it exits 0.
-func tool(t testing.TB, dir string, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // gpgVerifier imports a certificate into a private GnuPG home and checks
 // detached signatures with gpg --verify.
 type gpgVerifier struct {

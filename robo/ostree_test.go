@@ -25,10 +25,10 @@ func testOSTree(t *testing.T, w *world, cert []byte) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "tree/usr/bin"), 0o755)
 	os.WriteFile(filepath.Join(dir, "tree/usr/bin/hello"), []byte("#!/bin/sh\necho hello\n"), 0o755)
-	tool(t, dir, nil, "ostree", "--repo=repo", "init", "--mode=archive")
+	testenv.Run(t, dir, nil, "ostree", "--repo=repo", "init", "--mode=archive")
 	// The compose's commit, on a branch of its own: the ref robo updates
 	// does not exist yet.
-	commit := strings.TrimSpace(tool(t, dir, nil, "ostree", "--repo=repo", "commit", "-b", "compose/tmp", "--tree=dir=tree", "-s", "release 1"))
+	commit := strings.TrimSpace(testenv.Run(t, dir, nil, "ostree", "--repo=repo", "commit", "-b", "compose/tmp", "--tree=dir=tree", "-s", "release 1"))
 	const ref = "fedora/43/x86_64/silverblue"
 	repo := filepath.Join(dir, "repo")
 	w.startRobo(t, fmt.Sprintf(`[amqp]
@@ -69,10 +69,10 @@ update_ref = true
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(keyring, "pubring.gpg"), bin, 0o600)
-	if out := tool(t, dir, nil, "ostree", "--repo=repo", "show", "--gpg-homedir="+keyring, ref); !strings.Contains(out, "Good signature") || !strings.Contains(out, commit) {
+	if out := testenv.Run(t, dir, nil, "ostree", "--repo=repo", "show", "--gpg-homedir="+keyring, ref); !strings.Contains(out, "Good signature") || !strings.Contains(out, commit) {
 		t.Fatalf("ostree show %s:\n%s", ref, out)
 	}
-	if got := strings.TrimSpace(tool(t, dir, nil, "ostree", "--repo=repo", "rev-parse", ref)); got != commit {
+	if got := strings.TrimSpace(testenv.Run(t, dir, nil, "ostree", "--repo=repo", "rev-parse", ref)); got != commit {
 		t.Fatalf("ref %s is %s, want %s", ref, got, commit)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/signet-project/signet/internal/artifacts"
+	"github.com/signet-project/signet/internal/testenv"
 	rabbitmqtest "github.com/signet-project/signet/rabbitmq-test"
 )
 
@@ -328,9 +329,9 @@ cert_name = "signer"
 	db := t.TempDir()
 	pub := filepath.Join(db, "demo-rsa.asc")
 	os.WriteFile(pub, rsa, 0o644)
-	tool(t, db, nil, "rpmkeys", "--dbpath", db, "--import", pub)
+	testenv.Run(t, db, nil, "rpmkeys", "--dbpath", db, "--import", pub)
 	for _, n := range names {
-		got := tool(t, db, nil, "rpmkeys", "--dbpath", db, "--checksig", "-v", filepath.Join(out, "f43/updates", n))
+		got := testenv.Run(t, db, nil, "rpmkeys", "--dbpath", db, "--checksig", "-v", filepath.Join(out, "f43/updates", n))
 		if !strings.Contains(got, "Header V4 RSA/SHA256 Signature, key ID") || !strings.Contains(got, ": OK") || strings.Contains(got, "NOKEY") {
 			t.Fatalf("rpmkeys --checksig %s:\n%s", n, got)
 		}
@@ -340,7 +341,7 @@ cert_name = "signer"
 	}
 	ca := filepath.Join(w.dir, "pki/sb-ca.pem")
 	for _, n := range []string{"shim.efi", "grub.efi"} {
-		tool(t, out, nil, "sbverify", "--cert", ca, filepath.Join(out, "efi", n))
+		testenv.Run(t, out, nil, "sbverify", "--cert", ca, filepath.Join(out, "efi", n))
 	}
 	w.waitQueues(t, map[string]int{name: 0, name + ".retry": 0})
 }

@@ -154,7 +154,7 @@ sigkey = %[11]q
 	db := t.TempDir()
 	pub := filepath.Join(db, "demo-rsa.asc")
 	os.WriteFile(pub, rsa, 0o644)
-	tool(t, db, nil, "rpmkeys", "--dbpath", db, "--import", pub)
+	testenv.Run(t, db, nil, "rpmkeys", "--dbpath", db, "--import", pub)
 	for i := range rpms {
 		r := &rpms[i]
 		s, err := kc.QueryRPMSigs(ctx, r.ID, rsaSigkey)
@@ -163,7 +163,7 @@ sigkey = %[11]q
 		}
 		file := filepath.Join(db, r.NVRA()+".rpm")
 		fetch(t, koji.SignedRPMURL(hub.TopURL, good, r, rsaSigkey), file)
-		got := tool(t, db, nil, "rpmkeys", "--dbpath", db, "--checksig", "-v", file)
+		got := testenv.Run(t, db, nil, "rpmkeys", "--dbpath", db, "--checksig", "-v", file)
 		if !strings.Contains(got, "Header V4 RSA/SHA256 Signature, key ID "+rsaSigkey+": OK") || strings.Contains(got, "NOKEY") || strings.Contains(got, "BAD") {
 			t.Fatalf("rpmkeys --checksig %s (writeSignedRPM's copy):\n%s", r.NVRA(), got)
 		}
@@ -309,7 +309,7 @@ echo doc > %{buildroot}/usr/share/doc/hello-doc/README
 	out := filepath.Join(top, "out")
 	os.Mkdir(out, 0o755)
 	for _, rel := range releases {
-		tool(t, top, nil, "rpmbuild", "--quiet", "--nodeps", "-ba",
+		testenv.Run(t, top, nil, "rpmbuild", "--quiet", "--nodeps", "-ba",
 			"--define", "_topdir "+filepath.Join(top, "rpmbuild"), "--define", "rel "+rel,
 			"--define", "debug_package %{nil}", "--define", "_build_id_links none", spec)
 	}

@@ -204,7 +204,7 @@ client-key-file = "%s/alice-key.pem"
 	// RPMs signed through B, checked by rpmkeys with A's certificate.
 	rpmdb := filepath.Join(dir, "rpmdb")
 	os.MkdirAll(rpmdb, 0o755)
-	run(t, "", nil, "rpmkeys", "--dbpath", rpmdb, "--import", filepath.Join(a, "rpm.asc"))
+	testenv.Run(t, "", nil, "rpmkeys", "--dbpath", rpmdb, "--import", filepath.Join(a, "rpm.asc"))
 	signed := filepath.Join(b, "signed")
 	os.MkdirAll(signed, 0o755)
 	var inputs []string
@@ -218,7 +218,7 @@ client-key-file = "%s/alice-key.pem"
 	aCert := readFile(t, filepath.Join(a, "rpm.asc"))
 	keyID := pgpKeyID(t, dir, aCert)
 	for _, n := range inputs {
-		out := run(t, "", nil, "rpmkeys", "--dbpath", rpmdb, "--checksig", "-v", filepath.Join(signed, n))
+		out := testenv.Run(t, "", nil, "rpmkeys", "--dbpath", rpmdb, "--checksig", "-v", filepath.Join(signed, n))
 		if !strings.Contains(out, "Header V4 RSA/SHA256 Signature, key ID "+keyID+": OK") || strings.Contains(out, "NOT OK") {
 			t.Fatalf("rpmkeys --checksig -v %s:\n%s", n, out)
 		}
@@ -229,7 +229,7 @@ client-key-file = "%s/alice-key.pem"
 	if out, err := client("sign-pe", "-o", "grub.signed.efi", "sb", "signer", filepath.Join(efi, "amd64", "grub.efi")); err != nil {
 		t.Fatalf("sign-pe through B: %v\n%s", err, out)
 	}
-	run(t, b, nil, "sbverify", "--cert", filepath.Join(a, "sb-ca.pem"), "grub.signed.efi")
+	testenv.Run(t, b, nil, "sbverify", "--cert", filepath.Join(a, "sb-ca.pem"), "grub.signed.efi")
 	if bytes.Equal(readFile(t, filepath.Join(b, "grub.signed.efi")), readFile(t, filepath.Join(efi, "amd64", "grub.efi"))) {
 		t.Fatal("sign-pe wrote the image unchanged")
 	}
@@ -244,8 +244,8 @@ client-key-file = "%s/alice-key.pem"
 	os.Mkdir(home, 0o700)
 	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run() })
 	gpg := []string{"GNUPGHOME=" + home}
-	run(t, "", gpg, "gpg", "--batch", "--import", filepath.Join(a, "data.asc"))
-	if out := run(t, b, gpg, "gpg", "--batch", "--status-fd", "1", "--verify", "statement.sig", "statement.txt"); !strings.Contains(out, "[GNUPG:] VALIDSIG ") {
+	testenv.Run(t, "", gpg, "gpg", "--batch", "--import", filepath.Join(a, "data.asc"))
+	if out := testenv.Run(t, b, gpg, "gpg", "--batch", "--status-fd", "1", "--verify", "statement.sig", "statement.txt"); !strings.Contains(out, "[GNUPG:] VALIDSIG ") {
 		t.Fatalf("gpg --verify:\n%s", out)
 	}
 
@@ -326,25 +326,12 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 }
 
-// run runs a verifier and fails the test unless it exits 0.
-func run(t *testing.T, dir string, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // pgpKeyID is the short key id of an armored certificate, as gpg reads it.
 func pgpKeyID(t *testing.T, dir string, cert []byte) string {
 	t.Helper()
 	f := filepath.Join(dir, "cert-for-keyid.asc")
 	os.WriteFile(f, cert, 0o644)
-	out := run(t, "", nil, "gpg", "--batch", "--with-colons", "--show-keys", f)
+	out := testenv.Run(t, "", nil, "gpg", "--batch", "--with-colons", "--show-keys", f)
 	m := regexp.MustCompile(`(?m)^pub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("gpg --show-keys:\n%s", out)

@@ -133,19 +133,3 @@ func (s *stack) absent(t *testing.T, name string) {
 		t.Fatalf("a refused request left %s behind", name)
 	}
 }
-
-// tool runs a verifier in dir and fails the test unless it exits 0; it
-// returns the combined output.
-func tool(t *testing.T, dir string, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}

@@ -67,7 +67,7 @@ func startKojiStack(t *testing.T) *kojiStack {
 	os.MkdirAll(k.db, 0o755)
 	for _, key := range []string{"demo-rsa", "demo-ed25519"} {
 		os.WriteFile(k.path(key+".asc"), k.publicKey(t, key), 0o644)
-		tool(t, k.dir, nil, "rpmkeys", "--dbpath", k.db, "--import", k.path(key+".asc"))
+		testenv.Run(t, k.dir, nil, "rpmkeys", "--dbpath", k.db, "--import", k.path(key+".asc"))
 	}
 	return k
 }
@@ -93,7 +93,7 @@ var gpgKeyID = regexp.MustCompile(`(?m)^pub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):`)
 // its key ID in lower-case hex, read from the exported key by gpg.
 func (k *kojiStack) sigkey(t *testing.T, key string) string {
 	t.Helper()
-	out := tool(t, k.dir, nil, "gpg", "--batch", "--with-colons", "--show-keys", k.path(key+".asc"))
+	out := testenv.Run(t, k.dir, nil, "gpg", "--batch", "--with-colons", "--show-keys", k.path(key+".asc"))
 	m := gpgKeyID.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("gpg --show-keys %s.asc names no key ID:\n%s", key, out)
@@ -167,7 +167,7 @@ func TestKojiEndToEnd(t *testing.T) {
 	// DIR/koji.conf, which devstack.sh writes for Sigul's client, is a
 	// Koji client configuration that Koji's own CLI reads and reaches the
 	// hub with (over https, checked against its serverca; no login).
-	out := tool(t, k.dir, nil, filepath.Join(k.hub.Dir, "koji"), "-c", k.path("koji.conf"), "-p", "koji", "--noauth",
+	out := testenv.Run(t, k.dir, nil, filepath.Join(k.hub.Dir, "koji"), "-c", k.path("koji.conf"), "-p", "koji", "--noauth",
 		"call", "--json-output", "getRPM", k.nvras[0])
 	if !strings.Contains(out, `"payloadhash"`) || !strings.Contains(out, `"name": "zero-epoch"`) {
 		t.Fatalf("koji -c koji.conf call getRPM %s:\n%s", k.nvras[0], out)
@@ -204,7 +204,7 @@ func TestKojiEndToEnd(t *testing.T) {
 	// files of the copy Koji writes.
 	k.ok(t, k.alice(t, "sign-certificate", "--issuer-certificate", "ca", "--subject-certificate", "ima",
 		"--subject", "CN=signet devstack IMA", "-o", "ima.pem", "demo-sb-ca", "demo-ima"), "sign-certificate for demo-ima")
-	tool(t, k.dir, nil, "openssl", "x509", "-in", "ima.pem", "-outform", "der", "-out", "ima.der")
+	testenv.Run(t, k.dir, nil, "openssl", "x509", "-in", "ima.pem", "-outform", "der", "-out", "ima.der")
 	k.ok(t, k.signet(t, "alice", []string{k.alicePass, k.alicePass}, "sign-rpms", "--store-in-koji", "--koji-only", "-k", "koji",
 		"--file-signing-key", "demo-ima", "demo-ed25519", k.nvras[3]), "sign-rpms --file-signing-key from Koji")
 	signed := k.signedCopy(t, k.nvras[3], ed)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/signet-project/signet/internal/testenv"
 )
 
 // gpgHome makes a throwaway GnuPG home in dir holding certs and returns it
@@ -27,7 +29,7 @@ func gpgHome(t *testing.T, dir string, certs ...[]byte) (home, fpr string) {
 			t.Fatalf("gpg --import: %v\n%s", err, out)
 		}
 	}
-	out := tool(t, dir, nil, "gpg", "--batch", "--homedir", home, "--with-colons", "--fingerprint")
+	out := testenv.Run(t, dir, nil, "gpg", "--batch", "--homedir", home, "--with-colons", "--fingerprint")
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Split(l, ":"); len(f) > 9 && f[0] == "fpr" {
 			return home, f[9]
@@ -49,7 +51,7 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 	plain := make([]byte, 300_000)
 	rand.Read(plain)
 	os.WriteFile(s.path("plain.bin"), plain, 0o600)
-	tool(t, s.dir, gpgEnv, "gpg", "--batch", "--trust-model", "always", "--encrypt", "-r", fpr, "-o", "cipher.gpg", "plain.bin")
+	testenv.Run(t, s.dir, gpgEnv, "gpg", "--batch", "--trust-model", "always", "--encrypt", "-r", fpr, "-o", "cipher.gpg", "plain.bin")
 	s.ok(t, s.alice(t, "decrypt", "-o", "decrypted.bin", "demo-rsa", "cipher.gpg"), "decrypt")
 	if got, _ := os.ReadFile(s.path("decrypted.bin")); !bytes.Equal(got, plain) {
 		t.Fatal("decrypt did not return the original bytes")
@@ -68,15 +70,15 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 	// that git verify-tag accepts.
 	repo := s.path("repo")
 	gitEnv := append(gpgEnv, "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org")
-	tool(t, s.dir, gitEnv, "git", "init", "-q", repo)
-	tool(t, repo, gitEnv, "git", "commit", "-q", "--allow-empty", "-m", "first")
-	tool(t, repo, gitEnv, "git", "tag", "-a", "-m", "release 1.0", "v1.0")
+	testenv.Run(t, s.dir, gitEnv, "git", "init", "-q", repo)
+	testenv.Run(t, repo, gitEnv, "git", "commit", "-q", "--allow-empty", "-m", "first")
+	testenv.Run(t, repo, gitEnv, "git", "tag", "-a", "-m", "release 1.0", "v1.0")
 	cmd := exec.Command(filepath.Join(s.dir, "bin/signet"), "-c", s.path("alice.toml"), "--batch", "sign-git-tag", "demo-rsa", "v1.0")
 	cmd.Dir, cmd.Stdin = repo, strings.NewReader(s.alicePass+"\x00")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sign-git-tag: %v\n%s", err, out)
 	}
-	if out := tool(t, repo, gitEnv, "git", "verify-tag", "v1.0"); !strings.Contains(out, "Good signature") {
+	if out := testenv.Run(t, repo, gitEnv, "git", "verify-tag", "v1.0"); !strings.Contains(out, "Good signature") {
 		t.Fatalf("git verify-tag:\n%s", out)
 	}
 
@@ -88,7 +90,7 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 	os.WriteFile(s.path("manifest.json"), []byte(manifest), 0o644)
 	ref := "registry.example.org/os/base:1.0"
 	s.ok(t, s.alice(t, "sign-container", "-o", "container.sig", "demo-rsa", "manifest.json", ref), "sign-container")
-	if out := tool(t, s.dir, gpgEnv, "skopeo", "standalone-verify", "manifest.json", ref, fpr, "container.sig"); !strings.Contains(out, "Signature verified") {
+	if out := testenv.Run(t, s.dir, gpgEnv, "skopeo", "standalone-verify", "manifest.json", ref, fpr, "container.sig"); !strings.Contains(out, "Signature verified") {
 		t.Fatalf("skopeo standalone-verify:\n%s", out)
 	}
 	other := exec.Command("skopeo", "standalone-verify", "manifest.json", "registry.example.org/os/other:1.0", fpr, "container.sig")
@@ -102,8 +104,8 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 	ot := s.path("ostree")
 	os.MkdirAll(filepath.Join(ot, "tree/usr/bin"), 0o755)
 	os.WriteFile(filepath.Join(ot, "tree/usr/bin/hello"), []byte("#!/bin/sh\necho hello\n"), 0o755)
-	tool(t, ot, nil, "ostree", "--repo=repo", "init", "--mode=archive")
-	commit := strings.TrimSpace(tool(t, ot, nil, "ostree", "--repo=repo", "commit", "-b", "os/x86_64/stable", "--tree=dir=tree", "-s", "release 1"))
+	testenv.Run(t, ot, nil, "ostree", "--repo=repo", "init", "--mode=archive")
+	commit := strings.TrimSpace(testenv.Run(t, ot, nil, "ostree", "--repo=repo", "commit", "-b", "os/x86_64/stable", "--tree=dir=tree", "-s", "release 1"))
 	obj := filepath.Join(ot, "repo/objects", commit[:2], commit[2:]+".commit")
 	s.ok(t, s.alice(t, "sign-ostree", "-o", obj+"meta", "demo-rsa", commit, obj), "sign-ostree")
 	keyring := s.path("ostree-keys")
@@ -115,7 +117,7 @@ func testOpenPGPOps(t *testing.T, s *stack) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(keyring, "pubring.gpg"), bin, 0o600)
-	if out := tool(t, ot, nil, "ostree", "--repo=repo", "show", "--gpg-homedir="+keyring, commit); !strings.Contains(out, "Good signature") {
+	if out := testenv.Run(t, ot, nil, "ostree", "--repo=repo", "show", "--gpg-homedir="+keyring, commit); !strings.Contains(out, "Good signature") {
 		t.Fatalf("ostree show:\n%s", out)
 	}
 	s.fails(t, s.alice(t, "sign-ostree", "-o", "bad.commitmeta", "demo-rsa", strings.Repeat("0", 64), obj), "sign-ostree with a wrong hash", "")

@@ -68,7 +68,7 @@ func testRPMs(t *testing.T, s *stack) {
 	keyIDs := map[string]string{}
 	for _, k := range []string{"demo-rsa", "demo-ed25519"} {
 		os.WriteFile(s.path(k+".asc"), s.publicKey(t, k), 0o644)
-		tool(t, s.dir, nil, "rpmkeys", "--dbpath", db, "--import", s.path(k+".asc"))
+		testenv.Run(t, s.dir, nil, "rpmkeys", "--dbpath", db, "--import", s.path(k+".asc"))
 	}
 	var inputs []string
 	for _, n := range names {
@@ -174,7 +174,7 @@ func testRPMs(t *testing.T, s *stack) {
 	// the IMA key made by sign-certificate.
 	s.ok(t, s.alice(t, "sign-certificate", "--issuer-certificate", "ca", "--subject-certificate", "ima",
 		"--subject", "CN=signet devstack IMA", "-o", "ima.pem", "demo-sb-ca", "demo-ima"), "sign-certificate for demo-ima")
-	tool(t, s.dir, nil, "openssl", "x509", "-in", "ima.pem", "-outform", "der", "-out", "ima.der")
+	testenv.Run(t, s.dir, nil, "openssl", "x509", "-in", "ima.pem", "-outform", "der", "-out", "ima.der")
 	os.Mkdir(s.path("ima"), 0o755)
 	s.ok(t, s.signet(t, "alice", []string{s.alicePass, s.alicePass}, "sign-rpms", "--head-signing", "--file-signing-key", "demo-ima",
 		"-o", "ima", "demo-rsa", "rpms/payload-test-0.1-w9.gzdio.x86_64.rpm"), "sign-rpms --file-signing-key")
@@ -204,7 +204,7 @@ func testRPMs(t *testing.T, s *stack) {
 // the package's payload (rpm2cpio | cpio), and at least one to be there.
 func checkIMA(t *testing.T, s *stack, db, pkg, der string) {
 	t.Helper()
-	q := tool(t, s.dir, nil, "rpm", "--dbpath", db, "-qp", "--qf", "[%{FILENAMES}\t%{FILESIGNATURES}\n]", pkg)
+	q := testenv.Run(t, s.dir, nil, "rpm", "--dbpath", db, "-qp", "--qf", "[%{FILENAMES}\t%{FILESIGNATURES}\n]", pkg)
 	root, err := os.MkdirTemp(s.dir, "ima-root-")
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func checkIMA(t *testing.T, s *stack, db, pkg, der string) {
 		}
 		path := filepath.Join(root, name)
 		os.WriteFile(path+".sig", raw, 0o644)
-		if out := tool(t, s.dir, nil, "evmctl", "-v", "ima_verify", "--sigfile", "--key", der, path); !strings.Contains(out, "verification is OK") {
+		if out := testenv.Run(t, s.dir, nil, "evmctl", "-v", "ima_verify", "--sigfile", "--key", der, path); !strings.Contains(out, "verification is OK") {
 			t.Fatalf("evmctl ima_verify %s:\n%s", name, out)
 		}
 		verified++

@@ -44,7 +44,7 @@ var checksumLines = regexp.MustCompile(`(?m)^(Current|Calculated) PE checksum\s*
 // checksum complaint.
 func osslVerify(t *testing.T, dir, ca, img string) {
 	t.Helper()
-	out := tool(t, dir, nil, "osslsigncode", "verify", "-CAfile", ca, "-in", img)
+	out := testenv.Run(t, dir, nil, "osslsigncode", "verify", "-CAfile", ca, "-in", img)
 	if !strings.Contains(out, "Succeeded") {
 		t.Fatalf("osslsigncode verify %s:\n%s", img, out)
 	}
@@ -74,9 +74,9 @@ func testSecureBoot(t *testing.T, s *stack) {
 			in := filepath.Join(images, arch, name+".efi")
 			out := arch + "-" + name + ".signed.efi"
 			s.ok(t, s.alice(t, "sign-pe", "-o", out, "demo-sb", "signer", in), "sign-pe "+arch+"/"+name)
-			tool(t, s.dir, nil, "sbverify", "--cert", ca, out)
+			testenv.Run(t, s.dir, nil, "sbverify", "--cert", ca, out)
 			osslVerify(t, s.dir, ca, out)
-			if p := tool(t, s.dir, nil, "pesign", "-S", "-i", out); !strings.Contains(p, "signet devstack Secure Boot signer (demo-sb)") {
+			if p := testenv.Run(t, s.dir, nil, "pesign", "-S", "-i", out); !strings.Contains(p, "signet devstack Secure Boot signer (demo-sb)") {
 				t.Fatalf("pesign -S %s:\n%s", out, p)
 			}
 			signed = append(signed, signedImage{arch, name, s.path(out)})
@@ -89,19 +89,19 @@ func testSecureBoot(t *testing.T, s *stack) {
 	s.ok(t, s.alice(t, "sign-certificate", "--certificate-type", "ca", "--subject-certificate", "other",
 		"--subject", "CN=another Secure Boot CA", "-o", "other-ca.pem", "demo-sb-ec", "demo-sb-ec"), "sign-certificate (second CA)")
 	s.ok(t, s.alice(t, "sign-pe", "-o", "double.efi", "demo-sb-ec", "other", "arm64-grub.signed.efi"), "second signature")
-	if l := tool(t, s.dir, nil, "sbverify", "--list", "double.efi"); len(sbverifySignature.FindAllString(l, -1)) != 2 {
+	if l := testenv.Run(t, s.dir, nil, "sbverify", "--list", "double.efi"); len(sbverifySignature.FindAllString(l, -1)) != 2 {
 		t.Fatalf("sbverify --list double.efi:\n%s", l)
 	}
-	if p := tool(t, s.dir, nil, "pesign", "-S", "-i", "double.efi"); strings.Count(p, "The signer's common name") != 2 {
+	if p := testenv.Run(t, s.dir, nil, "pesign", "-S", "-i", "double.efi"); strings.Count(p, "The signer's common name") != 2 {
 		t.Fatalf("pesign -S double.efi:\n%s", p)
 	}
-	tool(t, s.dir, nil, "sbverify", "--cert", ca, "double.efi")
-	tool(t, s.dir, nil, "sbverify", "--cert", "other-ca.pem", "double.efi")
+	testenv.Run(t, s.dir, nil, "sbverify", "--cert", ca, "double.efi")
+	testenv.Run(t, s.dir, nil, "sbverify", "--cert", "other-ca.pem", "double.efi")
 	s.ok(t, s.alice(t, "sign-pe", "--replace", "-o", "replaced.efi", "demo-sb-ec", "other", "double.efi"), "sign-pe --replace")
-	if l := tool(t, s.dir, nil, "sbverify", "--list", "replaced.efi"); len(sbverifySignature.FindAllString(l, -1)) != 1 {
+	if l := testenv.Run(t, s.dir, nil, "sbverify", "--list", "replaced.efi"); len(sbverifySignature.FindAllString(l, -1)) != 1 {
 		t.Fatalf("sbverify --list replaced.efi:\n%s", l)
 	}
-	tool(t, s.dir, nil, "sbverify", "--cert", "other-ca.pem", "replaced.efi")
+	testenv.Run(t, s.dir, nil, "sbverify", "--cert", "other-ca.pem", "replaced.efi")
 
 	// Refusals: each names what is wrong, writes nothing, and the server
 	// goes on serving.
@@ -137,7 +137,7 @@ func testSecureBoot(t *testing.T, s *stack) {
 	s.fails(t, s.alice(t, "sign-pe", "-o", "x.signed", "demo-rsa", "signer", filepath.Join(images, "arm64/grub.efi")), "an OpenPGP key", "UNSUPPORTED_KEYTYPE")
 	s.absent(t, "x.signed")
 	s.ok(t, s.alice(t, "sign-pe", "-o", "after-refusals.efi", "demo-sb", "signer", filepath.Join(images, "amd64/grub.efi")), "sign-pe after the refusals")
-	tool(t, s.dir, nil, "sbverify", "--cert", ca, "after-refusals.efi")
+	testenv.Run(t, s.dir, nil, "sbverify", "--cert", ca, "after-refusals.efi")
 
 	// The firmware is the judge: only our CA in db (it is PK and KEK
 	// too). Signed GRUB and kernels start; the same GRUB unsigned, or
@@ -202,7 +202,7 @@ func testSecureBoot(t *testing.T, s *stack) {
 		in := filepath.Join(images, arch, "grub.efi")
 		s.ok(t, s.alice(t, "sign-pe", "-o", arch+"-grub.rogue.efi", "demo-sb", "rogue", in), "sign-pe with the rogue certificate")
 		s.ok(t, s.alice(t, "sign-pe", "-o", arch+"-grub.ecdsa.efi", "demo-sb-ec", "signer", in), "sign-pe with the ECDSA key")
-		tool(t, s.dir, nil, "sbverify", "--cert", ca, arch+"-grub.ecdsa.efi")
+		testenv.Run(t, s.dir, nil, "sbverify", "--cert", ca, arch+"-grub.ecdsa.efi")
 		for _, img := range []string{in, s.path(arch + "-grub.rogue.efi"), s.path(arch + "-grub.ecdsa.efi")} {
 			if r := boot(secureboottest.Arch(arch), img); r.Verdict != secureboottest.Refused {
 				t.Fatalf("%s: verdict %v, want Refused\n%s", img, r.Verdict, r.Log)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -67,6 +68,21 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		return
 	}
 	t.Skipf(format, args...)
+}
+
+// Run runs a program (a verifier such as rpmkeys, sbverify or gpg, or a
+// tool such as openssl) in dir with env added to the test's environment,
+// and fails t unless it exits 0. It returns the combined output.
+func Run(t testing.TB, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // FreePorts returns n distinct loopback TCP ports that were free a moment

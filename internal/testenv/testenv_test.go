@@ -57,3 +57,15 @@ func TestFreePorts(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	if out := Run(t, dir, []string{"SIGNET_TESTENV_RUN=x1"}, "sh", "-c", `echo "$SIGNET_TESTENV_RUN"; pwd; echo e >&2`); out != "x1\n"+dir+"\ne\n" {
+		t.Errorf("Run's output %q", out)
+	}
+	r := &recorder{TB: t}
+	Run(r, "", nil, "sh", "-c", "exit 3")
+	if !r.failed {
+		t.Error("Run of a program that exits 3 did not fail the test")
+	}
+}
