@@ -15,7 +15,8 @@ import (
 // configured cost while every existing row costs the old one; the decoy
 // costs what stored rows cost, the same each time for the same pair.
 func TestDecoyCostFollowsStoredRows(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it counts hsm.KDFRuns, which every test running a
+	// KDF at the same time would add to.
 	ctx := context.Background()
 	a, _ := newAdmin(t)
 	must := func(err error) {
