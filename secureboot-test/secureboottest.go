@@ -391,6 +391,9 @@ func tool(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, p, args...)
 	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // ended by the caller, not a tool failure
+		}
 		return fmt.Errorf("secureboottest: %s %s: %v\n%s", filepath.Base(p), strings.Join(args, " "), err, out)
 	}
 	return nil
