@@ -7,7 +7,6 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,40 +82,6 @@ func Run(t testing.TB, dir string, env []string, name string, args ...string) st
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// FreePorts returns n distinct loopback TCP ports that were free a moment
-// ago, for programs (a Koji stack, Sigul's bridge) that take a port number
-// rather than a listener. All n are held open together while they are
-// chosen, so they differ from each other.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports, err := FindFreePorts(n)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	return ports
-}
-
-// FindFreePorts is FreePorts for code that returns an error rather than
-// ending a test, such as a service started once for a whole test binary.
-func FindFreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("a free loopback port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // ShortGPGAgent makes the gpg-agent of the GNUPGHOME home, which must not

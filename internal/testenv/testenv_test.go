@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"errors"
+	"syscall"
 	"testing"
 )
 
@@ -55,6 +57,28 @@ func TestFreePorts(t *testing.T) {
 			t.Fatalf("bad or repeated port %d in %v", p, ports)
 		}
 		seen[p] = true
+	}
+	// Outside the kernel's ephemeral range, so no connect or listen on
+	// port 0 anywhere on the machine can be given one of them.
+	for _, p := range ports {
+		if p < portFloor || p >= ephemeralLow() {
+			t.Errorf("port %d is not in %d-%d", p, portFloor, ephemeralLow()-1)
+		}
+	}
+	// Reserved while the test runs: another reservation (in this process
+	// or another, through the same lock files) never gets them.
+	more, locks, err := reservePorts(200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(locks)
+	for _, p := range more {
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+	}
+	if _, err := lockPort(ports[0]); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Errorf("locking a reserved port: %v, want EWOULDBLOCK", err)
 	}
 }
 
