@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-project/signet/protocol"
@@ -78,29 +79,76 @@ func (s *ConnServer) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Serve handles one connection; the caller closes it afterwards.
+// Serve handles one connection; the caller closes it afterwards. A
+// connection from a Dialer on which the bridge accepted the reuse
+// extension (protocol.ReuseALPN) carries one request after another: each
+// request that ends cleanly, with both of the bridge's EOF markers and
+// nothing else after the reply, is followed by the next on the same
+// connection, with fresh per-request state. Anything else ends the
+// connection, as without the extension.
 func (s *ConnServer) Serve(ctx context.Context, conn net.Conn) {
+	rc, _ := conn.(reusableConn)
+	reuse := rc != nil && rc.reusable()
+	for {
+		if !s.serveOne(ctx, conn, reuse) || !rc.idleAgain() {
+			return
+		}
+	}
+}
+
+// reusableConn is what a Dialer's connections tell Serve: whether the
+// reuse extension was negotiated, and, after a request that ended cleanly,
+// that the connection waits for another (false: it must end).
+type reusableConn interface {
+	reusable() bool
+	idleAgain() bool
+}
+
+// serveOne serves one request on conn and reports whether the connection
+// may carry another: only with reuse, and only after a clean end.
+func (s *ConnServer) serveOne(ctx context.Context, conn net.Conn, reuse bool) (again bool) {
 	timeout := s.RequestTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Minute
 	}
 	// Idle connections wait at the bridge without a deadline; the clock
 	// starts with the request's first byte.
-	conn = &deadlineOnFirstRead{Conn: conn, timeout: timeout}
+	dc := &deadlineOnFirstRead{Conn: conn, timeout: timeout}
 	// A bug in one handler drops its request; the server goes on serving.
 	defer func() {
 		if p := recover(); p != nil {
 			s.log().Error("request handler panicked; request dropped", "panic", p, "stack", string(debug.Stack()))
+			again = false
 		}
 	}()
-	m := protocol.NewMux(conn, nil)
+	m := protocol.NewMux(dc, nil)
 	op, err := s.serve(ctx, m)
 	if err != nil {
+		if !dc.begun.Load() && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)) {
+			// No request came: the bridge closed an idle connection (it
+			// is stopping, or the connection served its share), or the
+			// server is stopping.
+			s.log().Debug("idle connection closed by the bridge", "err", err)
+			return false
+		}
 		s.log().Warn("request dropped", "op", op, "err", err)
-		return
+		return false
 	}
-	// Drain before close (§2.7): the bridge closes first.
-	m.Drain()
+	if !reuse {
+		// Drain before close (§2.7): the bridge closes first.
+		m.Drain()
+		return false
+	}
+	// The end-of-request rule of the reuse extension: the bridge's outer
+	// and inner EOF markers, and nothing else, follow the request. The
+	// demux stops at the second marker, so the next Mux starts exactly at
+	// the next request.
+	if err := m.AwaitEOF(); err != nil {
+		s.log().Warn("connection to the bridge closed after the reply: the request did not end cleanly", "op", op, "err", err)
+		return false
+	}
+	// The next request gets its own deadline from its own first byte.
+	return conn.SetDeadline(time.Time{}) == nil
 }
 
 func (s *ConnServer) serve(ctx context.Context, m *protocol.Mux) (string, error) {
@@ -261,12 +309,16 @@ type deadlineOnFirstRead struct {
 	net.Conn
 	timeout time.Duration
 	once    sync.Once
+	begun   atomic.Bool
 }
 
 func (c *deadlineOnFirstRead) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.once.Do(func() { c.Conn.SetDeadline(time.Now().Add(c.timeout)) })
+		c.once.Do(func() {
+			c.Conn.SetDeadline(time.Now().Add(c.timeout))
+			c.begun.Store(true)
+		})
 	}
 	return n, err
 }

@@ -44,24 +44,39 @@ type connFixture struct {
 	*opsFixture
 	pki    *testPKI
 	bridge *fakeBridge
+	dialer *server.Dialer
 }
 
 func newConnFixture(t *testing.T) *connFixture {
+	return newConnFixtureWith(t, nil, nil)
+}
+
+// newConnFixtureWith is newConnFixture with the fake bridge's TLS
+// configuration changed by bridgeTLS and the ConnServer by conn (either
+// may be nil).
+func newConnFixtureWith(t *testing.T, bridgeTLS func(*tls.Config), conn func(*server.ConnServer)) *connFixture {
 	f := newOps(t)
 	pki := newPKI(t)
 	bridgeCert := pki.leaf("127.0.0.1")
-	b := startBridge(t, "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{bridgeCert}})
+	bcfg := &tls.Config{Certificates: []tls.Certificate{bridgeCert}}
+	if bridgeTLS != nil {
+		bridgeTLS(bcfg)
+	}
+	b := startBridge(t, "127.0.0.1:0", bcfg)
 	t.Cleanup(b.stop)
 	srvCert := pki.leaf("signet-server.test")
 	cs := &server.ConnServer{Handlers: f.h, InnerTLS: &tls.Config{Certificates: []tls.Certificate{srvCert},
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pki.pool}}
+	if conn != nil {
+		conn(cs)
+	}
 	d := &server.Dialer{Addr: b.ln.Addr().String(), TLS: &tls.Config{Certificates: []tls.Certificate{srvCert}, RootCAs: pki.pool},
 		Idle: 2, Max: 4, Serve: cs.Serve}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); b.stop(); <-done })
-	return &connFixture{opsFixture: f, pki: pki, bridge: b}
+	return &connFixture{opsFixture: f, pki: pki, bridge: b, dialer: d}
 }
 
 type reply struct {

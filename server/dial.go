@@ -8,16 +8,23 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/signet-project/signet/protocol"
 )
 
 // Dialer keeps the server's connections to one bridge. The server never
-// listens: it dials the bridge and keeps Idle connections waiting there;
-// each carries one request. When a connection starts carrying a request
-// (its first byte arrives), another is dialed so that Idle stay waiting,
-// up to Max connections in all. Failed dials are retried with jittered
-// exponential backoff, so a restarted bridge is served again within
-// MaxBackoff of coming back.
+// listens: it dials the bridge and keeps Idle connections waiting there.
+// When a connection starts carrying a request (its first byte arrives),
+// another is dialed so that Idle stay waiting, up to Max connections in
+// all. Failed dials are retried with jittered exponential backoff, so a
+// restarted bridge is served again within MaxBackoff of coming back.
+//
+// A connection carries one request (protocol v1, §1.4), unless the bridge
+// accepted the reuse extension (protocol.ReuseALPN, offered unless
+// NoReuse is set): then Serve may go on serving requests on it, and the
+// connection counts as idle again between them.
 type Dialer struct {
 	// Addr is the bridge's server-facing address, host:port.
 	Addr string
@@ -28,18 +35,32 @@ type Dialer struct {
 	// plus busy ones (default 16, the token's session cap is a good value).
 	Idle, Max int
 	// Serve handles one connection: it reads one request, answers it and
-	// returns; the Dialer closes the connection afterwards.
+	// returns; the Dialer closes the connection afterwards. ConnServer.Serve
+	// serves further requests on a connection that negotiated reuse.
 	Serve func(ctx context.Context, conn net.Conn)
+	// NoReuse keeps the server from offering the reuse extension, so that
+	// every connection carries one request, as with Sigul's bridge.
+	NoReuse bool
 	// MinBackoff and MaxBackoff bound the wait between failed dials
 	// (defaults 100 ms and 2 s).
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
 
-	mu    sync.Mutex
-	idle  int // dialing or connected and waiting for a request
-	total int
-	conns int // connected (TLS up), idle or busy
-	wake  chan struct{}
+	mu     sync.Mutex
+	idle   int // dialing or connected and waiting for a request
+	total  int
+	conns  int // connected (TLS up), idle or busy
+	reused int // requests that arrived on a connection that had carried one
+	wake   chan struct{}
+	tls    *tls.Config
+}
+
+// Reused reports how many requests arrived on a connection that had
+// already carried a request (the reuse extension at work).
+func (d *Dialer) Reused() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reused
 }
 
 // Connected reports how many connections to the bridge are established
@@ -80,6 +101,14 @@ func (d *Dialer) defaults() {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+	d.tls = d.TLS
+	if !d.NoReuse {
+		d.tls = d.TLS.Clone()
+		if d.tls == nil {
+			d.tls = &tls.Config{}
+		}
+		d.tls.NextProtos = []string{protocol.ReuseALPN}
+	}
 }
 
 // Run keeps connections to the bridge until ctx ends, then waits for the
@@ -116,13 +145,13 @@ func (d *Dialer) poke() {
 	}
 }
 
-// worker dials until it has a connection, serves one request on it, and
+// worker dials until it has a connection, serves requests on it, and
 // ends; Run starts another whenever fewer than Idle are waiting.
 func (d *Dialer) worker(ctx context.Context) {
-	busy := false
+	var c *dialedConn
 	defer func() {
 		d.mu.Lock()
-		if !busy {
+		if c == nil || !c.busy.Load() {
 			d.idle--
 		}
 		d.total--
@@ -136,17 +165,11 @@ func (d *Dialer) worker(ctx context.Context) {
 			d.mu.Lock()
 			d.conns++
 			d.mu.Unlock()
-			c := &firstReadConn{Conn: conn, first: func() {
-				d.mu.Lock()
-				busy = true
-				d.idle--
-				d.mu.Unlock()
-				d.poke()
-			}}
+			c = &dialedConn{Conn: conn, d: d, reuse: !d.NoReuse && conn.ConnectionState().NegotiatedProtocol == protocol.ReuseALPN}
 			// A request may be running when ctx ends: let it finish, but
 			// close an idle connection at once.
 			stop := context.AfterFunc(ctx, func() {
-				if !c.started() {
+				if c.stop() {
 					conn.Close()
 				}
 			})
@@ -171,44 +194,84 @@ func (d *Dialer) worker(ctx context.Context) {
 	}
 }
 
-func (d *Dialer) dial(ctx context.Context) (net.Conn, error) {
+func (d *Dialer) dial(ctx context.Context) (*tls.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	td := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: d.TLS}
+	td := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: d.tls}
 	conn, err := td.DialContext(dctx, "tcp", d.Addr)
 	if err != nil {
 		return nil, err
 	}
-	return conn, nil
+	return conn.(*tls.Conn), nil
 }
 
-// firstReadConn calls first once, when the first bytes of a request
-// arrive: the moment an idle connection becomes busy.
-type firstReadConn struct {
+// dialedConn is a connection of a Dialer as Serve sees it. It counts as
+// idle until the first bytes of a request arrive; with the reuse
+// extension, Serve makes it idle again (idleAgain) after a request that
+// ended cleanly.
+type dialedConn struct {
 	net.Conn
-	once  sync.Once
-	mu    sync.Mutex
-	begun bool
-	first func()
+	d     *Dialer
+	reuse bool // the bridge accepted protocol.ReuseALPN
+	// busy is written with d.mu held; read without it only as a shortcut.
+	busy     atomic.Bool
+	served   int  // requests begun on it; d.mu
+	stopping bool // the Dialer is stopping; d.mu
 }
 
-func (c *firstReadConn) Read(p []byte) (int, error) {
+func (c *dialedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.once.Do(func() {
-			c.mu.Lock()
-			c.begun = true
-			c.mu.Unlock()
-			c.first()
-		})
+	if n > 0 && !c.busy.Load() {
+		c.begin()
 	}
 	return n, err
 }
 
-func (c *firstReadConn) started() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.begun
+// begin marks the connection busy: a request's first bytes arrived.
+func (c *dialedConn) begin() {
+	d := c.d
+	d.mu.Lock()
+	if c.busy.Load() {
+		d.mu.Unlock()
+		return
+	}
+	c.busy.Store(true)
+	d.idle--
+	if c.served > 0 {
+		d.reused++
+	}
+	c.served++
+	d.mu.Unlock()
+	d.poke()
+}
+
+// reusable reports whether the connection may carry more than one
+// request.
+func (c *dialedConn) reusable() bool { return c.reuse }
+
+// idleAgain marks the connection idle after a request that ended cleanly,
+// and reports whether it may wait for another: false once the Dialer is
+// stopping (the connection then stays counted as busy until Serve
+// returns).
+func (c *dialedConn) idleAgain() bool {
+	d := c.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c.stopping || !c.busy.Load() {
+		return false
+	}
+	c.busy.Store(false)
+	d.idle++
+	return true
+}
+
+// stop records that the Dialer is stopping and reports whether the
+// connection is idle, and so may be closed at once.
+func (c *dialedConn) stop() bool {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	c.stopping = true
+	return !c.busy.Load()
 }
 
 // ErrNoBridges is returned when a server is configured without bridges.

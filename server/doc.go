@@ -3,7 +3,8 @@
 //
 // The files are named after what they hold:
 //
-//   - conn.go, dial.go: one connection from the bridge, and the dialer that
+//   - conn.go, dial.go: one connection from the bridge (one request, or
+//     request after request with the reuse extension), and the dialer that
 //     keeps the server's connections to the bridge;
 //   - request.go, handlers.go: a request and its reply, the table of
 //     operations, dispatch and the audit record;

@@ -58,7 +58,10 @@ func NewMetrics(dialers ...*Dialer) *Metrics {
 				func() float64 { return float64(d.Stats().Total) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "signet_server_bridge_connected",
 				Help: "Connections to the bridge with TLS established, idle and busy (0: the bridge cannot reach this server).", ConstLabels: labels},
-				func() float64 { return float64(d.Connected()) }))
+				func() float64 { return float64(d.Connected()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "signet_server_bridge_reused_requests_total",
+				Help: "Requests that arrived on a connection to the bridge that had already carried one (the reuse extension, signet-reuse/1).", ConstLabels: labels},
+				func() float64 { return float64(d.Reused()) }))
 	}
 	return m
 }

@@ -49,6 +49,10 @@ type config struct {
 		ProxyUsernames       []string `mapstructure:"proxy_usernames"`
 		BatchWorkers         int      `mapstructure:"batch_workers"`
 		MaxRPMsPayloads      int64    `mapstructure:"max_rpms_payloads"`
+		// ReuseConnections offers the bridges the extension that lets one
+		// connection carry request after request (default true; unset
+		// and false differ).
+		ReuseConnections *bool `mapstructure:"reuse_connections"`
 	} `mapstructure:"server"`
 }
 

@@ -44,7 +44,10 @@ request a bridge pairs with one of them. Configuration (TOML, --config):
             lenient_username_check, proxy_usernames, batch_workers
             (sign-rpms packages signed at once per connection; default
             the CPU count, at least 2), max_rpms_payloads (bytes per
-            sign-rpms connection, default 10 GiB)
+            sign-rpms connection, default 10 GiB), reuse_connections
+            (default true: offer a signet bridge the extension that lets
+            one connection carry request after request; false: one
+            request per connection, as with Sigul's bridge)
 
 The token PIN, which only new-key and import-key need, comes from --pin-file,
 --pin-fd, server.pin_credential, server.pin_file, or a prompt without echo with --ask-pin; it is
@@ -147,6 +150,7 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		InnerTLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.RequireAndVerifyClientCert,
 			ClientCAs: pool, MinVersion: tls.VersionTLS12}}
 
+	reuse := cfg.Server.ReuseConnections == nil || *cfg.Server.ReuseConnections
 	var dialers []*server.Dialer
 	for _, b := range bridges {
 		name := b.ServerName
@@ -156,9 +160,11 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 			}
 		}
 		dialers = append(dialers, &server.Dialer{Addr: b.Address, Idle: b.Idle, Max: tok.MaxSessions(), Log: log, Serve: cs.Serve,
+			NoReuse: !reuse,
 			TLS: &tls.Config{Certificates: []tls.Certificate{tlsCert}, RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12,
-				// Each request uses up a connection; resuming sessions
-				// makes the replacement dials cheap.
+				// Without the reuse extension each request uses up a
+				// connection; resuming sessions makes the replacement
+				// dials cheap.
 				ClientSessionCache: tls.NewLRUClientSessionCache(64)}})
 	}
 	h.Metrics = server.NewMetrics(dialers...)
@@ -168,7 +174,7 @@ func (a *app) run(ctx context.Context, askPIN bool) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); h.Metrics.WriteLoop(ctx, path, every, log) }()
 	}
-	log.Info("signet-server running", "bridges", len(dialers), "database", st.Path(), "server_name", st.ServerName(), "token", a.tokenName(), "network_key_ceremonies", pin != nil)
+	log.Info("signet-server running", "bridges", len(dialers), "reuse_connections", reuse, "database", st.Path(), "server_name", st.ServerName(), "token", a.tokenName(), "network_key_ceremonies", pin != nil)
 	for _, d := range dialers {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.Run(ctx) }()
