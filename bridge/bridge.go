@@ -22,6 +22,14 @@
 // a protocol.KojiErrorPayload in place of the RPM); one after signing
 // cannot be answered in-band (the status is under the server's MAC) and
 // drops the connection, as Sigul's bridge does.
+//
+// A signet server that negotiates the reuse extension (ALPN
+// protocol.ReuseALPN, offered unless Config.NoServerReuse) keeps its
+// connection for request after request: after a request that ended
+// cleanly (both sides' EOF markers and nothing else) the connection goes
+// back to the idle pool, up to Config.MaxRequestsPerServerConn requests.
+// Servers that do not ask for it, such as Sigul's, and every client get
+// one request per connection.
 package bridge
 
 import (
@@ -51,6 +59,9 @@ const (
 	DefaultClientTimeout    = 2 * time.Minute
 	DefaultServerTimeout    = 15 * time.Minute
 	DefaultMaxReplyPayload  = protocol.TiB
+	// DefaultMaxRequestsPerServerConn is the default bound on the
+	// requests one server connection carries with the reuse extension.
+	DefaultMaxRequestsPerServerConn = 1000
 )
 
 // Config configures a Bridge. Certificate and CA are required.
@@ -76,6 +87,17 @@ type Config struct {
 	// MaxIdleServers caps the idle server connections kept; server
 	// connections beyond it are closed (default 64).
 	MaxIdleServers int
+	// NoServerReuse keeps the server port from offering the reuse
+	// extension (protocol.ReuseALPN), so that every server connection
+	// carries one request, as with Sigul's bridge. With it offered (the
+	// default), a signet server that asks for it keeps its connection
+	// for request after request; servers that do not ask (Sigul's) are
+	// served as before.
+	NoServerReuse bool
+	// MaxRequestsPerServerConn bounds the requests one reused server
+	// connection carries; after the last the bridge closes it, and the
+	// server dials a new one (default 1000).
+	MaxRequestsPerServerConn int
 
 	// ProxyCNs are client certificate CNs allowed to send requests for any
 	// user. Everybody else must have CN equal to the request's user field.
@@ -152,7 +174,10 @@ type Bridge struct {
 	m    *metrics
 	pool *pool
 	tls  *tls.Config
-	lim  *limiter
+	// serverTLS is tls for the server port: it also offers the reuse
+	// extension, unless NoServerReuse.
+	serverTLS *tls.Config
+	lim       *limiter
 
 	mu         sync.Mutex
 	shutting   bool
@@ -201,6 +226,9 @@ func (c Config) Effective() (Config, error) {
 	}
 	if cfg.MaxIdleServers <= 0 {
 		cfg.MaxIdleServers = DefaultMaxIdleServers
+	}
+	if cfg.MaxRequestsPerServerConn <= 0 {
+		cfg.MaxRequestsPerServerConn = DefaultMaxRequestsPerServerConn
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
@@ -270,6 +298,13 @@ func New(cfg Config) (*Bridge, error) {
 			ClientCAs:    cfg.CA,
 			MinVersion:   tls.VersionTLS12, // §1.2: nothing below TLS 1.2
 		},
+	}
+	b.serverTLS = b.tls
+	if !cfg.NoServerReuse {
+		// Only on the server port: the client leg stays one request per
+		// connection.
+		b.serverTLS = b.tls.Clone()
+		b.serverTLS.NextProtos = []string{protocol.ReuseALPN}
 	}
 	return b, nil
 }
@@ -380,7 +415,7 @@ func (b *Bridge) handleServer(raw net.Conn) bool {
 			"max_handshakes", b.cfg.MaxHandshakes)
 		return false
 	}
-	tc := tls.Server(raw, b.tls)
+	tc := tls.Server(raw, b.serverTLS)
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -400,8 +435,10 @@ func (b *Bridge) handleServer(raw net.Conn) bool {
 		tc.Close()
 		return false
 	}
-	b.log.Debug("server connected", "server_addr", raw.RemoteAddr().String(), "server_cn", leaf.Subject.CommonName, "server_name", name)
 	s := newServerConn(tc)
+	s.reuse = tc.ConnectionState().NegotiatedProtocol == protocol.ReuseALPN
+	b.log.Debug("server connected", "server_addr", raw.RemoteAddr().String(), "server_cn", leaf.Subject.CommonName, "server_name", name,
+		"reuse", s.reuse)
 	s.release = func() {
 		tc.Close()
 		b.untrack(raw)

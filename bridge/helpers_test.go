@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,6 +233,16 @@ type testServer struct {
 	cert *tls.Certificate
 	// replySize, if set, is the length of every sign-data reply.
 	replySize int
+	// reuse makes the server offer the reuse extension and, when the
+	// bridge accepts it, serve request after request on a connection.
+	reuse bool
+	// misbehave, if set, is asked before each reply with the request's
+	// number (from 0, over all connections): "drop" closes without a
+	// reply, "stray" sends outer bytes between the reply and the outer
+	// EOF.
+	misbehave func(n int) string
+	dials     atomic.Int32 // connections made
+	begun     atomic.Int32 // requests whose header arrived
 }
 
 func newTestServer(t *testing.T, addr string) *testServer {
@@ -249,11 +260,16 @@ func (ts *testServer) dial() (*tls.Conn, error) {
 	if ts.cert != nil {
 		cert = *ts.cert
 	}
-	d := tls.Dialer{Config: getPKI().clientCfg("bridge.test", cert)}
+	cfg := getPKI().clientCfg("bridge.test", cert)
+	if ts.reuse {
+		cfg.NextProtos = []string{protocol.ReuseALPN}
+	}
+	d := tls.Dialer{Config: cfg}
 	c, err := d.Dial("tcp", ts.addr)
 	if err != nil {
 		return nil, err
 	}
+	ts.dials.Add(1)
 	return c.(*tls.Conn), nil
 }
 
@@ -275,7 +291,12 @@ func (ts *testServer) run(ctx context.Context, n int) *sync.WaitGroup {
 					continue
 				}
 				stop := context.AfterFunc(ctx, func() { c.Close() })
-				ts.serveOne(c)
+				for {
+					// With the reuse extension, request after request.
+					if ts.serveOne(c) != nil || c.ConnectionState().NegotiatedProtocol != protocol.ReuseALPN {
+						break
+					}
+				}
 				stop()
 				c.Close()
 			}
@@ -321,7 +342,9 @@ func transform(b []byte) []byte {
 
 // serveOne answers one request as a server does (§4.3), returning an
 // error if anything is off; a connection that ends before any request
-// returns io.EOF.
+// returns io.EOF. With the reuse extension negotiated it ends the request
+// by its rule (the bridge's EOF markers and nothing else) and returns,
+// leaving the connection open for the next request.
 func (ts *testServer) serveOne(conn *tls.Conn) error {
 	tap := &tapReader{r: conn}
 	m := protocol.NewMux(rw{tap, conn}, nil)
@@ -329,6 +352,7 @@ func (ts *testServer) serveOne(conn *tls.Conn) error {
 	if err != nil {
 		return err
 	}
+	n := int(ts.begun.Add(1)) - 1
 	if ts.started != nil {
 		ts.started <- h.Op()
 	}
@@ -354,6 +378,13 @@ func (ts *testServer) serveOne(conn *tls.Conn) error {
 	}
 	if ts.hold != nil {
 		<-ts.hold
+	}
+	how := ""
+	if ts.misbehave != nil {
+		how = ts.misbehave(n)
+	}
+	if how == "drop" {
+		return errors.New("dropped as the test asked")
 	}
 	w := m.Writer(protocol.Outer)
 	switch h.Op() {
@@ -403,10 +434,21 @@ func (ts *testServer) serveOne(conn *tls.Conn) error {
 	if err != nil {
 		return err
 	}
+	if how == "stray" {
+		if _, err := w.Write([]byte("stray")); err != nil {
+			return err
+		}
+	}
 	if err := w.Close(); err != nil {
 		return err
 	}
-	m.Drain() // until the bridge closes (§2.7)
+	if conn.ConnectionState().NegotiatedProtocol == protocol.ReuseALPN {
+		if err := m.AwaitEOF(); err != nil {
+			return err
+		}
+	} else {
+		m.Drain() // until the bridge closes (§2.7)
+	}
 	ts.mu.Lock()
 	ts.requests = append(ts.requests, seenRequest{op: h.Op(), head: h.HeaderBytes(), raw: tap.bytes()})
 	ts.mu.Unlock()

@@ -51,8 +51,12 @@ type metrics struct {
 	waiting  prometheus.Gauge
 
 	serverRefused *prometheus.CounterVec
-	limits        *prometheus.CounterVec
-	handshakes    *prometheus.GaugeVec
+	// serverReturned counts server connections returned to the pool after
+	// a request; reusedPairings requests paired with such a connection.
+	serverReturned prometheus.Counter
+	reusedPairings prometheus.Counter
+	limits         *prometheus.CounterVec
+	handshakes     *prometheus.GaugeVec
 }
 
 // limitHit counts one hit of a limit (the Limit* names).
@@ -87,6 +91,14 @@ func newMetrics() *metrics {
 		Name: "signet_bridge_server_connections_refused_total",
 		Help: "Connections to the server port that were closed instead of joining the idle pool, by reason.",
 	}, []string{"reason"})
+	m.serverReturned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signet_bridge_server_connections_returned_total",
+		Help: "Server connections returned to the idle pool after a request that ended cleanly (the reuse extension, signet-reuse/1).",
+	})
+	m.reusedPairings = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signet_bridge_reused_server_connection_requests_total",
+		Help: "Client requests paired with a server connection that had already carried a request (the reuse extension, signet-reuse/1).",
+	})
 	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_bridge_limits_hit_total",
 		Help: "Times a connection or request was refused or cut off by one of the bridge's limits, by limit.",
@@ -97,7 +109,7 @@ func newMetrics() *metrics {
 	}, []string{"port"})
 	m.toServer = m.bytes.WithLabelValues("client_to_server")
 	m.toClient = m.bytes.WithLabelValues("server_to_client")
-	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting, m.serverRefused, m.limits, m.handshakes,
+	m.reg.MustRegister(m.requests, m.wait, m.bytes, m.idle, m.waiting, m.serverRefused, m.serverReturned, m.reusedPairings, m.limits, m.handshakes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every known label value exists from the start, so that rates work
 	// before the first event.

@@ -28,6 +28,11 @@ type serverConn struct {
 	conn   *tls.Conn
 	remote string
 	since  time.Time
+	// reuse: the server negotiated protocol.ReuseALPN, so the connection
+	// may carry another request once one has ended cleanly; served counts
+	// the requests it carried to their end (handleClient only).
+	reuse  bool
+	served int
 	// release closes the connection and forgets it (set by the bridge).
 	release func()
 
@@ -40,6 +45,14 @@ func newServerConn(c *tls.Conn) *serverConn {
 	s := &serverConn{conn: c, remote: c.RemoteAddr().String(), since: time.Now(), done: make(chan struct{})}
 	s.release = func() { c.Close() }
 	return s
+}
+
+// rearm makes a connection that carried a request ready to wait in the
+// pool again. The previous watch has ended (claim waited for it).
+func (s *serverConn) rearm() {
+	s.since = time.Now()
+	s.done = make(chan struct{})
+	s.n, s.err = 0, nil
 }
 
 // watch runs the idle Read; onDead is called if it ended for any reason
@@ -121,6 +134,13 @@ func (p *pool) add(s *serverConn) {
 	p.idle = append(p.idle, s)
 	p.m.idle.Set(float64(len(p.idle)))
 	p.mu.Unlock()
+}
+
+// readd returns a connection that carried a request, ended cleanly, to
+// the pool (as add does for a fresh one).
+func (p *pool) readd(s *serverConn) {
+	s.rearm()
+	p.add(s)
 }
 
 // dead removes a connection whose idle Read ended by itself.

@@ -54,8 +54,12 @@ type request struct {
 	payload  uint64
 	server   string
 	wait     time.Duration
-	subReqs  atomic.Int64
-	subReps  atomic.Int64
+	// serverSeq is the request's number on its server connection (1 for
+	// a fresh one); serverReuse: that connection has the reuse extension.
+	serverSeq   int
+	serverReuse bool
+	subReqs     atomic.Int64
+	subReps     atomic.Int64
 	// rd meters the client's sending; it is on while the bridge waits for
 	// request bytes the client should be sending (not while the client
 	// waits for the server).
@@ -84,6 +88,9 @@ func (r *request) finish(result, msg string, err error, extra ...any) {
 		"payload_len", r.payload, "duration_ms", time.Since(r.start).Milliseconds()}
 	if r.server != "" {
 		attrs = append(attrs, "server_addr", r.server, "pairing_wait_ms", r.wait.Milliseconds())
+		if r.serverSeq > 1 {
+			attrs = append(attrs, "server_conn_request", r.serverSeq)
+		}
 	}
 	if n := r.subReqs.Load(); n > 0 {
 		attrs = append(attrs, "sub_requests", n, "sub_replies", r.subReps.Load())
@@ -247,6 +254,10 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		return
 	}
 	r.server = s.remote
+	r.serverSeq, r.serverReuse = s.served+1, s.reuse
+	if s.served > 0 {
+		b.m.reusedPairings.Inc()
+	}
 	maxFetch := spec.BridgeMaxPayload
 	if lim, ok := b.cfg.OpLimits[spec.Name]; ok {
 		maxFetch = lim
@@ -285,6 +296,9 @@ func (b *Bridge) handleClient(raw net.Conn) {
 		r.finish(result, msg, err)
 		return
 	}
+	if s.reuse && b.endServerRequest(r, s, sm) {
+		s = nil // back in the pool: not to be closed below
+	}
 	// Teardown (§2.7): outer EOF to the client, then read from it until its
 	// outer EOF or the end of the connection, bounded; then close it, and
 	// the server last (the deferred function).
@@ -296,6 +310,43 @@ func (b *Bridge) handleClient(raw net.Conn) {
 	cm.Drain(protocol.Outer)
 	t.Stop()
 	r.finish(ResultRelayed, "request relayed", nil)
+}
+
+// endServerRequest ends a request on a server connection that has the
+// reuse extension, once the relay succeeded: it sends the bridge's outer
+// and inner EOF markers if not yet sent, reads the server's (and fails at
+// anything else, Mux.AwaitEOF), and returns the connection to the idle
+// pool, unless it has carried MaxRequestsPerServerConn requests. It
+// reports whether the pool took the connection; if not, the caller closes
+// it.
+func (b *Bridge) endServerRequest(r *request, s *serverConn, sm *protocol.Mux) bool {
+	cw := sm.ChunkWriter()
+	for _, st := range []protocol.Stream{protocol.Inner, protocol.Outer} {
+		if cw.Ended(st) {
+			continue
+		}
+		if err := cw.WriteEOF(st); err != nil {
+			b.log.Warn("server connection closed after the request: writing the bridge's EOF marker failed", "server_addr", s.remote, "op", r.op, "err", err)
+			return false
+		}
+	}
+	if err := sm.AwaitEOF(); err != nil {
+		b.log.Warn("server connection closed after the request: the server did not end it with its EOF markers alone", "server_addr", s.remote, "op", r.op, "err", err)
+		return false
+	}
+	s.served++
+	if s.served >= b.cfg.MaxRequestsPerServerConn {
+		b.log.Debug("server connection closed: it carried its maximum of requests", "server_addr", s.remote, "requests", s.served,
+			"max_requests_per_server_connection", b.cfg.MaxRequestsPerServerConn)
+		return false
+	}
+	// Idle connections have no deadline (the request's were set on it).
+	if err := s.conn.SetDeadline(time.Time{}); err != nil {
+		return false
+	}
+	b.m.serverReturned.Inc()
+	b.pool.readd(s)
+	return true
 }
 
 // relay forwards one paired request: request, inner session, reply, and
@@ -327,6 +378,15 @@ func (b *Bridge) relay(ctx context.Context, r *request, spec protocol.OpSpec, h 
 	// R1‖R2 exactly as received, R3, R4 in chunks of ≤ 4096 (§2.5).
 	if err := protocol.WriteCanonicalRequest(sm.ChunkWriter(), h, n, payload); err != nil {
 		return fmt.Errorf("forwarding the request: %w", err)
+	}
+	if r.serverReuse && !spec.SubRequests {
+		// The reuse extension's end of request, the bridge's part: its
+		// outer EOF once the request is forwarded (without the extension
+		// the bridge sends none, §2.7). With sub-requests it follows the
+		// last one.
+		if err := sm.ChunkWriter().WriteEOF(protocol.Outer); err != nil {
+			return fmt.Errorf("forwarding the request: %w", err)
+		}
 	}
 	// From here the client waits for the server (inner session, reply):
 	// its silence is not slowness.

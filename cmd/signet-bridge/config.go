@@ -18,6 +18,11 @@ type config struct {
 	ServerTimeout    string `mapstructure:"server_timeout"`
 	ShutdownTimeout  string `mapstructure:"shutdown_timeout"`
 	MaxIdleServers   int    `mapstructure:"max_idle_servers"`
+	// ServerReuse offers signet servers the extension that lets one
+	// connection carry request after request (default true; unset and
+	// false differ).
+	ServerReuse                    *bool `mapstructure:"server_reuse"`
+	MaxRequestsPerServerConnection *int  `mapstructure:"max_requests_per_server_connection"`
 	// Byte counts are pointers: unset and 0 differ.
 	MaxReplyPayload *int64   `mapstructure:"max_reply_payload"`
 	MaxRPMsPayloads *int64   `mapstructure:"max_rpms_payloads"`

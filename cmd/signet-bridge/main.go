@@ -53,6 +53,12 @@ const configHelp = `Configuration (TOML, --config; default ` + defaultConfig + `
                                         in as servers, and they may not act as clients
   pairing_timeout   = "30s"             a client waits this long for a free server
   max_idle_servers  = 64                idle server connections kept
+  server_reuse      = true              offer signet servers the extension that lets one
+                                        server connection carry request after request
+                                        (ALPN signet-reuse/1); false: one request per
+                                        connection, as with Sigul's bridge
+  max_requests_per_server_connection = 1000
+                                        requests one reused server connection carries
   proxy_cns         = ["robosignatory"] certificate CNs that may name any user
   lenient_cn        = false             skip the CN = user check for everyone
   handshake_timeout = "10s"             each outer TLS handshake
@@ -194,6 +200,8 @@ the effective settings. It opens no port.`,
 			fmt.Fprintf(out, "pairing_timeout   %s\n", s.cfg.PairingTimeout)
 			fmt.Fprintf(out, "handshake_timeout %s\n", s.cfg.HandshakeTimeout)
 			fmt.Fprintf(out, "max_idle_servers  %d\n", s.cfg.MaxIdleServers)
+			fmt.Fprintf(out, "server_reuse      %t\n", !s.cfg.NoServerReuse)
+			fmt.Fprintf(out, "max_requests_per_server_connection %d\n", s.cfg.MaxRequestsPerServerConn)
 			fmt.Fprintf(out, "proxy_cns         %s\n", orNone(strings.Join(s.cfg.ProxyCNs, ", ")))
 			fmt.Fprintf(out, "lenient_cn        %t\n", s.cfg.LenientCN)
 			fmt.Fprintf(out, "client_timeout    %s\n", s.cfg.ClientTimeout)
@@ -258,7 +266,8 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 		}
 	}
 	s.cfg = bridge.Config{Certificate: cert, CA: pool, ServerNames: c.ServerNames, LenientCN: c.LenientCN,
-		ProxyCNs: c.ProxyCNs, MaxIdleServers: c.MaxIdleServers, Logger: log}
+		ProxyCNs: c.ProxyCNs, MaxIdleServers: c.MaxIdleServers, Logger: log,
+		NoServerReuse: c.ServerReuse != nil && !*c.ServerReuse}
 	for _, d := range []struct {
 		key string
 		raw string
@@ -279,6 +288,7 @@ func (a *app) settings(log *slog.Logger) (*settings, error) {
 		dst *int
 	}{
 		{"max_requests_per_cn", c.MaxRequestsPerCN, &s.cfg.MaxRequestsPerCN}, {"max_handshakes", c.MaxHandshakes, &s.cfg.MaxHandshakes},
+		{"max_requests_per_server_connection", c.MaxRequestsPerServerConnection, &s.cfg.MaxRequestsPerServerConn},
 		{"max_handshakes_per_ip", c.MaxHandshakesPerIP, &s.cfg.MaxHandshakesPerIP}, {"max_pending_pairings", c.MaxPendingPairings, &s.cfg.MaxPendingPairings},
 	} {
 		if n.raw != nil {

@@ -104,7 +104,7 @@ func TestHelp(t *testing.T) {
 	out, _ := execute(context.Background(), "run", "--help")
 	for _, key := range []string{"client_listen", "server_listen", "metrics_listen", "pairing_timeout", "max_idle_servers",
 		"proxy_cns", "lenient_cn", "server_names", "request_timeout", "min_transfer_rate", "transfer_grace",
-		"max_requests_per_cn", "[requests_per_cn]", "max_handshakes", "max_handshakes_per_ip", "max_pending_pairings", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
+		"max_requests_per_cn", "[requests_per_cn]", "max_handshakes", "max_handshakes_per_ip", "max_pending_pairings", "server_reuse", "max_requests_per_server_connection", "[tls]", "cert", "key", "ca", "[limits]", "Koji"} {
 		if !strings.Contains(out, key) {
 			t.Errorf("run --help does not mention %s", key)
 		}
@@ -127,7 +127,9 @@ transfer_grace = "5s"
 max_requests_per_cn = 3
 max_handshakes = 50
 max_handshakes_per_ip = 5
-max_pending_pairings = 9`, "[limits]\nsign-data = 1073741824\n[requests_per_cn]\nRoboSignatory = 12\n")
+max_pending_pairings = 9
+server_reuse = false
+max_requests_per_server_connection = 50`, "[limits]\nsign-data = 1073741824\n[requests_per_cn]\nRoboSignatory = 12\n")
 	out, err := execute(context.Background(), "check-config", "--config", cfg)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -136,7 +138,8 @@ max_pending_pairings = 9`, "[limits]\nsign-data = 1073741824\n[requests_per_cn]\
 		"max_idle_servers  7", "proxy_cns         robosignatory, koji-builder", "server_timeout    30m0s",
 		"limit sign-data   1073741824", "server_names      server.test", "request_timeout   20m0s",
 		"min_transfer_rate 100000", "transfer_grace    5s", "max_requests_per_cn   3", "requests_per_cn robosignatory 12",
-		"max_handshakes        50", "max_handshakes_per_ip 5", "max_pending_pairings  9", "configuration OK"} {
+		"max_handshakes        50", "max_handshakes_per_ip 5", "max_pending_pairings  9", "server_reuse      false",
+		"max_requests_per_server_connection 50", "configuration OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
@@ -169,6 +172,8 @@ func TestCheckConfigDefaults(t *testing.T) {
 		fmt.Sprintf("max_handshakes        %d\n", bridge.DefaultMaxHandshakes),
 		fmt.Sprintf("max_handshakes_per_ip %d\n", bridge.DefaultMaxHandshakesPerIP),
 		fmt.Sprintf("max_pending_pairings  %d\n", bridge.DefaultMaxPendingPairings),
+		"server_reuse      true\n",
+		fmt.Sprintf("max_requests_per_server_connection %d\n", bridge.DefaultMaxRequestsPerServerConn),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
