@@ -60,8 +60,11 @@ func (s *serverConn) rearm() {
 func (s *serverConn) watch(onDead func(*serverConn)) {
 	var b [1]byte
 	s.n, s.err = s.conn.Read(b[:])
+	// Decided before done is closed: once it is, claim may hand the
+	// connection on, to be rearmed for its next idle spell.
+	dead := s.n > 0 || !isTimeout(s.err)
 	close(s.done)
-	if s.n > 0 || !isTimeout(s.err) {
+	if dead {
 		onDead(s)
 	}
 }
