@@ -10,5 +10,8 @@
 // client as robosignatory does (sign-rpms --store-in-koji --koji-only -k)
 // against signet's bridge and server and a real Koji hub
 // (internal/kojitest), and checks the signed copies Koji writes with
-// rpmkeys.
+// rpmkeys. mixed_test.go pairs the roles across the two: Sigul's client
+// and server through signet's bridge, and Sigul's client and bridge with
+// signet's server behind, which must not take up signet's own extension
+// (signet-reuse/1, docs/PROTOCOL.md) with Sigul's programs.
 package interop
