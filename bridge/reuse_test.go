@@ -10,11 +10,13 @@ import (
 )
 
 // runReuseServer starts ts with one connection at a time and stops it at
-// the end of the test.
-func runReuseServer(t *testing.T, ts *testServer) {
+// the end of the test, or when the returned function is called.
+func runReuseServer(t *testing.T, ts *testServer) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := ts.run(ctx, 1)
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return stop
 }
 
 // signData sends sign-data for payload through the bridge and checks the
@@ -39,7 +41,7 @@ func TestServerConnReuse(t *testing.T) {
 	h := startBridge(t, nil)
 	ts := newTestServer(t, h.serverAddr)
 	ts.reuse = true
-	runReuseServer(t, ts)
+	stop := runReuseServer(t, ts)
 
 	const n = 6
 	for i := range n {
@@ -94,6 +96,18 @@ func TestServerConnReuse(t *testing.T) {
 	}
 	if got := h.metric("signet_bridge_server_connections_returned_total"); got != n {
 		t.Fatalf("connections returned = %v, want %d", got, n)
+	}
+	// The connection waits in the pool again, watched: when the server
+	// goes away, the bridge notices and forgets it.
+	if got := h.metric("signet_bridge_idle_server_connections"); got != 1 {
+		t.Fatalf("idle server connections = %v, want 1", got)
+	}
+	stop()
+	eventually(t, "the closed connection to leave the pool", func() bool {
+		return h.metric("signet_bridge_idle_server_connections") == 0
+	})
+	if !bytes.Contains([]byte(h.logs.String()), []byte("idle server connection lost")) {
+		t.Fatal("the lost idle connection was not logged")
 	}
 }
 
