@@ -26,7 +26,9 @@
 #    runs at other times, when the machine's other work makes the CPU a
 #    signature costs differ by a quarter or more between its two runs, so
 #    it is printed, and the figure against its mean too, but is not what
-#    the server is measured against.
+#    the server is measured against. Last, how many requests came on a
+#    server connection that had carried one before (signet-reuse/1,
+#    docs/PROTOCOL.md; signet_server_bridge_reused_requests_total).
 #
 #   scripts/bench-scale.sh                          SCALE=1, 60 requests per server
 #   SCALE=0.5 REQUESTS_PER_SERVER=100 scripts/bench-scale.sh
@@ -236,6 +238,8 @@ bench() {
 field() { echo "$1" | awk -v u="$2" '{for (i = 1; i <= NF; i++) if ($i == u) print $(i-1)}'; }
 # metric FILE NAME prints a metric's value from a textfile.
 metric() { awk -v m="$2" '$1 == m {print $2; found=1} END {if (!found) print 0}' "$1"; }
+# metric_sum FILE NAME sums NAME over its labels.
+metric_sum() { awk -v m="$2" '$1 == m || index($1, m "{") == 1 {n += $2} END {print n + 0}' "$1"; }
 mfile=$dir/srv-a/metrics.prom
 ms=$(awk -v s="$scale" 'BEGIN {printf "%.0f", 852 * s}')
 
@@ -314,12 +318,14 @@ switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_c
 srv0=$(cpu_ms "${pids[0]}") kdf0=$(metric "$mfile" signet_server_kdf_runs_total)
 sys0=$(sys_ms "${pids[0]}") sw0=$(switches "${pids[0]}")
 sign0=$(metric "$mfile" signet_server_token_sign_cpu_seconds_total)
+reused0=$(metric_sum "$mfile" signet_server_bridge_reused_requests_total)
 line_soft=$(bench 256 "$soft_reqs" "$others")
 srv_soft=$(awk -v a="$(cpu_ms "${pids[0]}")" -v b="$srv0" -v n="$((soft_reqs + 1))" 'BEGIN {printf "%.2f", (a - b) / n}')
 sys_soft=$(awk -v a="$(sys_ms "${pids[0]}")" -v b="$sys0" -v n="$((soft_reqs + 1))" 'BEGIN {printf "%.2f", (a - b) / n}')
 sw_soft=$(awk -v a="$(switches "${pids[0]}")" -v b="$sw0" -v n="$((soft_reqs + 1))" 'BEGIN {printf "%.0f", (a - b) / n}')
 sleep 0.5 # one more metrics write
 kdf_soft=$(awk -v a="$(metric "$mfile" signet_server_kdf_runs_total)" -v b="$kdf0" 'BEGIN {print a - b}')
+reused_soft=$(awk -v a="$(metric_sum "$mfile" signet_server_bridge_reused_requests_total)" -v b="$reused0" 'BEGIN {print a - b}')
 sign_soft=$(awk -v a="$(metric "$mfile" signet_server_token_sign_cpu_seconds_total)" -v b="$sign0" -v n="$((soft_reqs + 1))" \
 	'BEGIN {printf "%.2f", 1000 * (a - b) / n}')
 stop_all
@@ -363,6 +369,7 @@ echo "server CPU per signature beyond C_Sign (same run): $(awk -v s="$srv_soft" 
 	"($kdf_soft Argon2id runs during the run)"
 echo "against the raw runs' mean instead: $(awk -v s="$srv_soft" -v r="$raw_cpu" 'BEGIN {printf "%.2f ms = %.0f%%", s - r, 100 * (s - r) / r}');" \
 	"the server's threads switched context $sw_soft times a request"
+echo "requests that came on a reused server connection (signet-reuse/1): $reused_soft of $soft_reqs"
 echo
 fi
 [[ $parts == *2* ]] || exit 0
