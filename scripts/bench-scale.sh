@@ -34,6 +34,7 @@
 #   SCALE=0.5 REQUESTS_PER_SERVER=100 scripts/bench-scale.sh
 #   REQUESTS_256=512 SOFT_REQUESTS=2000 scripts/bench-scale.sh
 #   PARTS=3 CPU_PROFILE=/tmp/server.pprof scripts/bench-scale.sh   part 3 only, with a Go CPU profile of its server
+#   PARTS=3 REUSE=0 scripts/bench-scale.sh          the same with one request per server connection
 #
 # SCALE must keep the token, not the CPU, the bottleneck. A request costs
 # the server about 14 ms of CPU (C_Sign included) and the bridge about 4 ms;
@@ -158,8 +159,13 @@ done
 
 # Configurations. The bridge lets alice have all 256 requests open and
 # lets them wait for a server as long as one token's queue takes.
+# REUSE=0 turns the signet-reuse/1 extension off on both sides: one
+# request per server connection, as protocol v1 has it, to compare.
+reuse=true
+[ "${REUSE:-1}" = 0 ] && reuse=false
 stack_bridge_toml "$dir/bridge.toml" "$pki" "$client_port" "$server_port" "$metrics_port" \
-	'pairing_timeout = "10m"' 'max_pending_pairings = 512' 'max_handshakes = 512' 'max_handshakes_per_ip = 512'
+	'pairing_timeout = "10m"' 'max_pending_pairings = 512' 'max_handshakes = 512' 'max_handshakes_per_ip = 512' \
+	"server_reuse = $reuse"
 cat >>"$dir/bridge.toml" <<EOF
 
 [requests_per_cn]
@@ -167,7 +173,7 @@ alice = 512
 EOF
 for n in "${tokens[@]}"; do
 	stack_server_toml "$dir/srv-$n/server.toml" "$dir/srv-$n" "$pki" "$dir/bin/yubihsmsim.so" "scale-$n" "$server_port" \
-		'unwrap_cache = "30m"' "metrics_file = \"$dir/srv-$n/metrics.prom\"" 'metrics_interval = "200ms"'
+		'unwrap_cache = "30m"' "metrics_file = \"$dir/srv-$n/metrics.prom\"" 'metrics_interval = "200ms"' "reuse_connections = $reuse"
 done
 # Part 3's server: token a without the YubiHSM-speed module.
 sed "s|^module = .*|module = \"$softhsm\"|" "$dir/srv-a/server.toml" >"$dir/srv-a/server-soft.toml"
