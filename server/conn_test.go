@@ -233,6 +233,23 @@ func TestConnServerDrops(t *testing.T) {
 	t.Parallel()
 	f := newConnFixture(t)
 	conn := f.bridge.accept(t, 5*time.Second)
+	m, keys := f.sendWrongHash(t, conn)
+	if _, _, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<20); err == nil {
+		t.Fatal("a request with a wrong payload hash got a reply")
+	}
+	conn.Close()
+	// The server goes on serving.
+	r, err := f.request("root", map[string]string{"op": "list-users", "user": "root"}, rootPW, nil, nil)
+	if err != nil || r.code != 0 {
+		t.Fatalf("after a dropped request: %+v, %v", r, err)
+	}
+}
+
+// sendWrongHash sends on conn, as root, a list-users request whose inner
+// message names a payload hash that does not match, which the server must
+// drop without a reply.
+func (f *connFixture) sendWrongHash(t *testing.T, conn net.Conn) (*protocol.Mux, protocol.ReplyKeys) {
+	t.Helper()
 	m := protocol.NewMux(conn, nil)
 	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{f.pki.leaf("root")}, RootCAs: f.pki.pool, ServerName: "signet-server.test"})
 	var fl protocol.Fields
@@ -245,17 +262,11 @@ func TestConnServerDrops(t *testing.T) {
 	msg, _ := protocol.NewInnerMessage(h, wrong[:], keys)
 	msg.Fields.Set("password", []byte("root pw"))
 	b, _ := msg.MarshalBinary()
-	inner.Write(b)
+	if _, err := inner.Write(b); err != nil {
+		t.Fatal(err)
+	}
 	inner.Close()
-	if _, _, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<20); err == nil {
-		t.Fatal("a request with a wrong payload hash got a reply")
-	}
-	conn.Close()
-	// The server goes on serving.
-	r, err := f.request("root", map[string]string{"op": "list-users", "user": "root"}, rootPW, nil, nil)
-	if err != nil || r.code != 0 {
-		t.Fatalf("after a dropped request: %+v, %v", r, err)
-	}
+	return m, keys
 }
 
 func armorCert(cert []byte) ([]byte, error) { return openpgp.Armor(cert, "PGP PUBLIC KEY BLOCK") }

@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha512"
 	"crypto/tls"
 	"io"
 	"net"
@@ -175,22 +174,7 @@ func TestConnServerReuseEndsOnError(t *testing.T) {
 	if r, err := f.requestOn(conn, "root", listUsers, rootPW, nil); err != nil || r.code != 0 {
 		t.Fatalf("first request: %+v, %v", r, err)
 	}
-	m := protocol.NewMux(conn, nil)
-	inner := tls.Client(m.InnerConn(), &tls.Config{Certificates: []tls.Certificate{f.pki.leaf("root")}, RootCAs: f.pki.pool, ServerName: "signet-server.test"})
-	var fl protocol.Fields
-	fl.SetStr("op", "list-users")
-	fl.SetStr("user", "root")
-	h, _ := protocol.NewRequestHeader(fl, 0)
-	protocol.WriteRequest(m.Writer(protocol.Outer), h, bytes.NewReader(nil))
-	keys, _ := protocol.GenerateReplyKeys(nil)
-	wrong := sha512.Sum512([]byte("not the payload"))
-	msg, _ := protocol.NewInnerMessage(h, wrong[:], keys)
-	msg.Fields.Set("password", []byte("root pw"))
-	b, _ := msg.MarshalBinary()
-	if _, err := inner.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	inner.Close()
+	m, keys := f.sendWrongHash(t, conn)
 	if _, _, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<20); err == nil {
 		t.Fatal("a request with a wrong payload hash got a reply")
 	}
