@@ -384,6 +384,12 @@ func (d *demux) readChunk(s Stream) ([]byte, error) {
 func (d *demux) discard(s Stream) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.discardLocked(s)
+}
+
+// discardLocked drops stream s's buffered data and whatever arrives for it
+// later; d.mu is held.
+func (d *demux) discardLocked(s Stream) {
 	st := &d.st[s]
 	st.discard = true
 	st.q = nil

@@ -30,11 +30,7 @@ func (m *Mux) AwaitEOF() error { return m.d.awaitEOF() }
 func (d *demux) awaitEOF() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	in := &d.st[Inner]
-	in.discard = true
-	in.q = nil
-	in.qlen = 0
-	d.cond.Broadcast()
+	d.discardLocked(Inner)
 	for {
 		if d.st[Outer].qlen > 0 {
 			return malformed("end of request", "%d bytes of outer data after the request's items", d.st[Outer].qlen)

@@ -186,19 +186,7 @@ func TestSignRPMsSubReplyIndex(t *testing.T) {
 	if err != nil || rh.Code() != protocol.CodeOK {
 		t.Fatalf("sign-rpms reply: %v", err)
 	}
-	sent := make(chan error, 1)
-	go func() {
-		w := protocol.NewSubRequestWriter(m.Writer(protocol.Outer), sk)
-		for i, b := range items {
-			var fl protocol.Fields
-			fl.Set("id", binary.BigEndian.AppendUint32(nil, uint32(i)))
-			if _, err := w.Write(fl, uint64(len(b)), bytes.NewReader(b)); err != nil {
-				sent <- err
-				return
-			}
-		}
-		sent <- m.Writer(protocol.Outer).Close()
-	}()
+	sent := sendSubRequests(m, sk, items)
 	rr := protocol.NewSubReplyReader(m.Reader(protocol.Outer), sk, 1<<30)
 	for i := range items {
 		s, err := rr.Next()
@@ -222,4 +210,23 @@ func TestSignRPMsSubReplyIndex(t *testing.T) {
 	if rule, decided := rr.Indexing(); !decided || rule != protocol.IndexOKReplies {
 		t.Fatalf("sub-replies keyed with %v (decided %v), want %v", rule, decided, protocol.IndexOKReplies)
 	}
+}
+
+// sendSubRequests writes items as sign-rpms sub-requests numbered from 0,
+// then the outer EOF, in the background; the channel says how it ended.
+func sendSubRequests(m *protocol.Mux, sk protocol.SubKeys, items [][]byte) <-chan error {
+	sent := make(chan error, 1)
+	go func() {
+		w := protocol.NewSubRequestWriter(m.Writer(protocol.Outer), sk)
+		for i, b := range items {
+			var fl protocol.Fields
+			fl.Set("id", binary.BigEndian.AppendUint32(nil, uint32(i)))
+			if _, err := w.Write(fl, uint64(len(b)), bytes.NewReader(b)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- m.Writer(protocol.Outer).Close()
+	}()
+	return sent
 }

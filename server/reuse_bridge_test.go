@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -113,19 +112,7 @@ func (f *bridgedFixture) signRPMs(items [][]byte) []protocol.ErrorCode {
 	if rh, _, err := protocol.ReadReply(m.Reader(protocol.Outer), keys, 1<<20); err != nil || rh.Code() != protocol.CodeOK {
 		f.t.Fatalf("sign-rpms reply: %v, %v", rh, err)
 	}
-	sent := make(chan error, 1)
-	go func() {
-		w := protocol.NewSubRequestWriter(m.Writer(protocol.Outer), sk)
-		for i, b := range items {
-			var fl protocol.Fields
-			fl.Set("id", binary.BigEndian.AppendUint32(nil, uint32(i)))
-			if _, err := w.Write(fl, uint64(len(b)), bytes.NewReader(b)); err != nil {
-				sent <- err
-				return
-			}
-		}
-		sent <- m.Writer(protocol.Outer).Close()
-	}()
+	sent := sendSubRequests(m, sk, items)
 	rr := protocol.NewSubReplyReader(m.Reader(protocol.Outer), sk, 1<<30)
 	var got []protocol.ErrorCode
 	for {
